@@ -1,0 +1,1 @@
+//! The `.sops.yaml` reader and in-place editor (being written).

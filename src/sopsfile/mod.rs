@@ -1,0 +1,1 @@
+//! The native SOPS engine (being written).

@@ -1,0 +1,315 @@
+//! Folds saphyr's positioned events into [`Node`]s and finds anchor names and comments.
+
+use std::ops::Range;
+
+use saphyr_parser::{Event, Parser, Span};
+
+use super::{Comment, Node, NodeKind, Parsed, YamlError};
+
+/// Maps saphyr's character indices to byte offsets (it counts in characters).
+struct Offsets {
+    bytes: Vec<usize>,
+}
+
+impl Offsets {
+    fn new(text: &str) -> Self {
+        let mut bytes: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
+        bytes.push(text.len());
+        Self { bytes }
+    }
+
+    fn byte(&self, char_index: usize) -> usize {
+        self.bytes.get(char_index).copied().unwrap_or_else(|| self.bytes.last().copied().unwrap_or(0))
+    }
+
+    fn range(&self, span: &Span) -> Range<usize> {
+        let start = self.byte(span.start.index());
+        start..self.byte(span.end.index()).max(start)
+    }
+}
+
+/// A collection being built.
+enum Open {
+    Mapping { node: Node, entries: Vec<(Node, Node)>, pending_key: Option<Node> },
+    Sequence { node: Node, items: Vec<Node> },
+}
+
+pub(super) fn parse(text: &str) -> Result<Parsed, YamlError> {
+    let offsets = Offsets::new(text);
+    let mut parser = Parser::new_from_str(text);
+    let mut documents = Vec::new();
+    let mut stack: Vec<Open> = Vec::new();
+    // Spans of scalar and alias tokens: the text no comment can start in.
+    let mut covered: Vec<Range<usize>> = Vec::new();
+    let mut pending_anchors: Vec<(usize, Node)> = Vec::new();
+    let mut doc_root: Option<Node> = None;
+    let mut prev_end = 0usize;
+
+    while let Some(item) = parser.next() {
+        let (event, span) = item.map_err(|e| {
+            let at = offsets.byte(e.marker().index());
+            let message = match text.get(at..).filter(|_| e.info().contains("unknown anchor")) {
+                Some(rest) => {
+                    let alias: String = rest.chars().take_while(|c| !c.is_whitespace() && !matches!(c, ',' | ']' | '}')).collect();
+                    format!("alias `{alias}` refers to no anchor defined before it")
+                }
+                None => e.info().to_string(),
+            };
+            YamlError { message, line: e.marker().line(), col: e.marker().col() + 1 }
+        })?;
+        let range = offsets.range(&span);
+        let (line, col) = (span.start.line().saturating_sub(1), span.start.col());
+        let is_mapping = matches!(event, Event::MappingStart(..));
+        let finished: Option<Node> = match event {
+            Event::Scalar(value, style, anchor_id, tag) => {
+                covered.push(range.clone());
+                let node = Node {
+                    kind: NodeKind::Scalar { value: value.into_owned(), style },
+                    span: range.clone(),
+                    line,
+                    col,
+                    anchor: None,
+                    tag: tag.map(|t| format!("{}{}", t.handle, t.suffix)),
+                };
+                if anchor_id > 0 {
+                    pending_anchors.push((prev_end, node.clone()));
+                }
+                Some(node)
+            }
+            Event::Alias(_) => {
+                covered.push(range.clone());
+                let name = text[range.clone()].trim_start_matches('*').to_string();
+                Some(Node { kind: NodeKind::Alias { name }, span: range.clone(), line, col, anchor: None, tag: None })
+            }
+            Event::MappingStart(anchor_id, tag) | Event::SequenceStart(anchor_id, tag) => {
+                let node = Node {
+                    kind: NodeKind::Scalar { value: String::new(), style: saphyr_parser::ScalarStyle::Plain },
+                    span: range.clone(),
+                    line,
+                    col,
+                    anchor: None,
+                    tag: tag.map(|t| format!("{}{}", t.handle, t.suffix)),
+                };
+                if anchor_id > 0 {
+                    pending_anchors.push((prev_end, node.clone()));
+                }
+                stack.push(if is_mapping {
+                    Open::Mapping { node, entries: Vec::new(), pending_key: None }
+                } else {
+                    Open::Sequence { node, items: Vec::new() }
+                });
+                None
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                let Some(open) = stack.pop() else {
+                    return Err(YamlError { message: "unbalanced collection end".into(), line: line + 1, col: col + 1 });
+                };
+                Some(close(open, &range, text))
+            }
+            Event::DocumentStart(_) => {
+                doc_root = None;
+                None
+            }
+            Event::DocumentEnd => {
+                documents.push(doc_root.take().unwrap_or_else(|| Node {
+                    kind: NodeKind::Scalar { value: String::new(), style: saphyr_parser::ScalarStyle::Plain },
+                    span: range.clone(),
+                    line,
+                    col,
+                    anchor: None,
+                    tag: None,
+                }));
+                None
+            }
+            Event::StreamStart | Event::StreamEnd | Event::Nothing => None,
+        };
+        prev_end = prev_end.max(range.end);
+        if let Some(node) = finished {
+            attach(&mut stack, &mut doc_root, node);
+        }
+    }
+
+    let comments = find_comments(text, &covered);
+    let names = AnchorNames { text, comments: &comments };
+    let mut documents = documents;
+    // Anchors were recorded by position; resolve their names from the text now that the
+    // comments (which may contain `&`) are known.
+    let mut named: Vec<(usize, String)> = Vec::new();
+    for (search_from, node) in &pending_anchors {
+        let until = if matches!(node.kind, NodeKind::Scalar { .. }) && !node.span.is_empty() {
+            node.span.end
+        } else {
+            node.span.start.max(*search_from)
+        };
+        if let Some(name) = names.last_anchor(*search_from, until) {
+            named.push((node.span.start, name));
+        }
+    }
+    for doc in &mut documents {
+        assign_anchors(doc, &mut named);
+    }
+    check_aliases(&documents)?;
+    Ok(Parsed { documents, comments })
+}
+
+fn close(open: Open, end: &Range<usize>, text: &str) -> Node {
+    match open {
+        Open::Mapping { mut node, entries, .. } => {
+            let flow = text[node.span.start..].starts_with('{');
+            node.span.end = if flow { end.end } else { entries.last().map_or(node.span.start, |(_, v)| v.span.end) };
+            node.kind = NodeKind::Mapping { entries, flow };
+            node
+        }
+        Open::Sequence { mut node, items } => {
+            let flow = text[node.span.start..].starts_with('[');
+            node.span.end = if flow { end.end } else { items.last().map_or(node.span.start, |v| v.span.end) };
+            node.kind = NodeKind::Sequence { items, flow };
+            node
+        }
+    }
+}
+
+fn attach(stack: &mut [Open], doc_root: &mut Option<Node>, node: Node) {
+    match stack.last_mut() {
+        None => *doc_root = Some(node),
+        Some(Open::Sequence { items, .. }) => items.push(node),
+        Some(Open::Mapping { entries, pending_key, .. }) => match pending_key.take() {
+            None => *pending_key = Some(node),
+            Some(key) => entries.push((key, node)),
+        },
+    }
+}
+
+/// Finds `#` comments in the text outside scalar and alias tokens.
+fn find_comments(text: &str, covered: &[Range<usize>]) -> Vec<Comment> {
+    let mut covered: Vec<&Range<usize>> = covered.iter().filter(|r| !r.is_empty()).collect();
+    covered.sort_by_key(|r| r.start);
+    let bytes = text.as_bytes();
+    let mut comments = Vec::new();
+    let mut cover_idx = 0;
+    let mut line = 0usize;
+    let mut line_start = 0usize;
+    let mut i = 0usize;
+    while i < bytes.len() {
+        while cover_idx < covered.len() && covered[cover_idx].end <= i {
+            cover_idx += 1;
+        }
+        if let Some(r) = covered.get(cover_idx) {
+            if r.start <= i {
+                // Skip the token, counting the lines it spans.
+                line += bytes[i..r.end].iter().filter(|&&b| b == b'\n').count();
+                if let Some(p) = text[..r.end].rfind('\n') {
+                    if p >= i {
+                        line_start = p + 1;
+                    }
+                }
+                i = r.end;
+                continue;
+            }
+        }
+        match bytes[i] {
+            b'\n' => {
+                line += 1;
+                line_start = i + 1;
+                i += 1;
+            }
+            b'#' if i == line_start || matches!(bytes[i - 1], b' ' | b'\t') => {
+                let end = text[i..].find('\n').map_or(text.len(), |n| i + n);
+                let end_trim = if text[i..end].ends_with('\r') { end - 1 } else { end };
+                let inline = !text[line_start..i].trim().is_empty();
+                comments.push(Comment { span: i..end_trim, text: text[i + 1..end_trim].to_string(), line, inline });
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    comments
+}
+
+struct AnchorNames<'a> {
+    text: &'a str,
+    comments: &'a [Comment],
+}
+
+impl AnchorNames<'_> {
+    /// The last `&name` token in `from..until` that is not inside a comment.
+    fn last_anchor(&self, from: usize, until: usize) -> Option<String> {
+        let until = until.min(self.text.len());
+        if from >= until {
+            return None;
+        }
+        let region = &self.text[from..until];
+        let mut found = None;
+        for (off, _) in region.match_indices('&') {
+            let at = from + off;
+            if self.comments.iter().any(|c| c.span.contains(&at)) {
+                continue;
+            }
+            let before = self.text[..at].chars().next_back();
+            if !matches!(before, None | Some(' ' | '\t' | '\n' | '\r' | '[' | '{' | ',' | '-' | ':' | '?')) {
+                continue;
+            }
+            let name: String = self.text[at + 1..]
+                .chars()
+                .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | '[' | ']' | '{' | '}'))
+                .collect();
+            if !name.is_empty() {
+                found = Some(name);
+            }
+        }
+        found
+    }
+}
+
+fn assign_anchors(node: &mut Node, named: &mut Vec<(usize, String)>) {
+    if let Some(pos) = named.iter().position(|(start, _)| *start == node.span.start) {
+        // A collection and its first child can share a start; the outer one came first.
+        node.anchor = Some(named.remove(pos).1);
+    }
+    match &mut node.kind {
+        NodeKind::Mapping { entries, .. } => {
+            for (k, v) in entries {
+                assign_anchors(k, named);
+                assign_anchors(v, named);
+            }
+        }
+        NodeKind::Sequence { items, .. } => {
+            for item in items {
+                assign_anchors(item, named);
+            }
+        }
+        NodeKind::Scalar { .. } | NodeKind::Alias { .. } => {}
+    }
+}
+
+fn check_aliases(documents: &[Node]) -> Result<(), YamlError> {
+    let mut defined: Vec<&str> = Vec::new();
+    let mut bad: Option<&Node> = None;
+    for doc in documents {
+        doc.walk(&mut |n| {
+            if let Some(a) = &n.anchor {
+                defined.push(a);
+            }
+            if let NodeKind::Alias { name } = &n.kind {
+                if bad.is_none() && !defined.contains(&name.as_str()) {
+                    bad = Some(n);
+                }
+            }
+        });
+    }
+    match bad {
+        Some(n) => Err(YamlError {
+            message: format!("alias `*{}` refers to no anchor defined before it", alias_name(n)),
+            line: n.line + 1,
+            col: n.col + 1,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn alias_name(n: &Node) -> &str {
+    match &n.kind {
+        NodeKind::Alias { name } => name,
+        _ => "",
+    }
+}

@@ -1,0 +1,55 @@
+use super::*;
+
+fn doc(text: &str) -> Parsed {
+    parse(text).expect("valid yaml")
+}
+
+#[test]
+fn spans_anchors_and_comments() {
+    let text = "# top\nkeys:\n  - &alice age1abc  # inline\n  - &web01 'age1q'\nrules:\n  - age: [*alice, *web01]\n    pgp: |\n      foo # not a comment\n# after\nx: \"q#x\"\n";
+    let p = doc(text);
+    let root = &p.documents[0];
+    let keys = root.get("keys").expect("keys");
+    let NodeKind::Sequence { items, flow } = &keys.kind else { panic!("sequence") };
+    assert!(!flow);
+    assert_eq!(items[0].anchor.as_deref(), Some("alice"));
+    assert_eq!(&text[items[0].span.clone()], "&alice age1abc");
+    assert_eq!(items[1].anchor.as_deref(), Some("web01"));
+    assert_eq!(items[1].as_str(), Some("age1q"));
+    let texts: Vec<(&str, bool, usize)> = p.comments.iter().map(|c| (c.text.as_str(), c.inline, c.line)).collect();
+    assert_eq!(texts, vec![(" top", false, 0), (" inline", true, 2), (" after", false, 8)]);
+    let rule = match &root.get("rules").expect("rules").kind {
+        NodeKind::Sequence { items, .. } => &items[0],
+        _ => panic!("rules"),
+    };
+    let age = rule.get("age").expect("age");
+    assert!(matches!(&age.kind, NodeKind::Sequence { flow: true, .. }));
+    assert_eq!(&text[age.span.clone()], "[*alice, *web01]");
+    assert_eq!(root.get("x").and_then(Node::as_str), Some("q#x"));
+}
+
+#[test]
+fn collection_anchors_and_multibyte_text() {
+    let text = "a: &admins\n  - &ü ägé\nb: *admins\nc: *ü\n";
+    let p = doc(text);
+    let root = &p.documents[0];
+    assert_eq!(root.get("a").and_then(|n| n.anchor.as_deref()), Some("admins"));
+    let NodeKind::Sequence { items, .. } = &root.get("a").expect("a").kind else { panic!() };
+    assert_eq!(items[0].anchor.as_deref(), Some("ü"));
+    assert_eq!(&text[items[0].span.clone()], "&ü ägé");
+    assert!(matches!(&root.get("c").expect("c").kind, NodeKind::Alias { name } if name == "ü"));
+}
+
+#[test]
+fn rejects_unknown_alias_and_reports_duplicates() {
+    let err = parse("a: *nope\n").expect_err("unknown alias");
+    assert!(err.message.contains("*nope"), "{err}");
+    let p = doc("a: &x 1\nb: &x 2\n");
+    assert_eq!(p.duplicate_anchors(), vec!["x".to_string()]);
+}
+
+#[test]
+fn syntax_errors_carry_a_position() {
+    let err = parse("a: [1, 2\nb: c\n").expect_err("unclosed flow");
+    assert!(err.line >= 1, "{err}");
+}

@@ -1,0 +1,7 @@
+//! hostsmith's integration tests: one binary, a module per area. Tests run the real
+//! `hostsmith` binary in throwaway fleets and check what a user would see, against the
+//! real peers (sops, age, ssh, cloud-init, nix, just) where the design asks for them.
+
+mod common;
+mod sops_config;
+mod sops_engine;

@@ -1,0 +1,1 @@
+//! `.sops.yaml` editing against real sops and an independent YAML parser.

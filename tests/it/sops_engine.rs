@@ -1,0 +1,1 @@
+//! The native SOPS engine against real sops 3.11, both directions.
