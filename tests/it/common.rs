@@ -70,3 +70,93 @@ pub fn write(path: &Path, contents: &str) {
     }
     std::fs::write(path, contents).expect("write");
 }
+
+/// A throwaway fleet with its own HOME, so the admin identity `init` creates lands in
+/// `<home>/.config/sops/age/keys.txt` and nothing of the real user's is read.
+pub struct TestFleet {
+    pub tmp: tempfile::TempDir,
+    pub home: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl TestFleet {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let home = tmp.path().join("home");
+        let dir = tmp.path().join("fleet");
+        std::fs::create_dir_all(&home).expect("home");
+        std::fs::create_dir_all(&dir).expect("fleet");
+        Self { tmp, home, dir }
+    }
+
+    /// `hostsmith ARGS` in the fleet with a clean environment.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args).current_dir(&self.dir);
+        self.env(&mut c);
+        c
+    }
+
+    /// Applies this fleet's environment to any command (hostsmith or a peer).
+    pub fn env(&self, c: &mut Command) {
+        c.env("HOME", &self.home)
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("SOPS_AGE_KEY")
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("HOSTSMITH_FLEET")
+            .env_remove("RUST_LOG");
+    }
+
+    pub fn admin_key_file(&self) -> PathBuf {
+        self.home.join(".config/sops/age/keys.txt")
+    }
+
+    /// Runs `hostsmith ARGS` and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        run(&mut self.cmd(args))
+    }
+
+    /// `hostsmith init` then the given hosts through `vm-fresh`.
+    pub fn init_with(&self, hosts: &[&str]) {
+        ok(&self.run(&["init"]));
+        if !hosts.is_empty() {
+            let mut args = vec!["vm-fresh"];
+            args.extend_from_slice(hosts);
+            ok(&self.run(&args));
+        }
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.dir.join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    /// Every file under the fleet with its bytes and mtime, for "nothing changed" checks.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut stack = vec![self.dir.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).expect("ls") {
+                let p = e.expect("entry").path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let meta = std::fs::metadata(&p).expect("meta");
+                    out.insert(p.strip_prefix(&self.dir).expect("rel").to_path_buf(), (std::fs::read(&p).expect("read"), meta.modified().expect("mtime")));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `sops --decrypt FILE` with `identity` (age identities text) in SOPS_AGE_KEY, cwd `dir`.
+pub fn sops_decrypt(sops: &Path, dir: &Path, file: &str, identity: &str) -> Output {
+    let mut c = Command::new(sops);
+    c.args(["--decrypt", file])
+        .current_dir(dir)
+        .env("SOPS_AGE_KEY", identity)
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", dir);
+    run(&mut c)
+}

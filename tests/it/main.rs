@@ -2,6 +2,7 @@
 //! `hostsmith` binary in throwaway fleets and check what a user would see, against the
 //! real peers (sops, age, ssh, cloud-init, nix, just) where the design asks for them.
 
+mod age_convert;
 mod common;
 mod sops_config;
 mod sops_engine;

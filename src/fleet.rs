@@ -1,0 +1,147 @@
+//! The fleet directory: where its files live, and the lock that serialises runs.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::host_name::HostName;
+use crate::record::HostRecord;
+
+pub const SOPS_CONFIG: &str = ".sops.yaml";
+pub const LOCK_FILE: &str = ".hostsmith.lock";
+
+/// A fleet: its root directory and configuration.
+pub struct Fleet {
+    pub root: PathBuf,
+    pub config: Config,
+    /// Admin identities to use instead of sops' usual places (the demo's throwaway admin).
+    pub admin_identities: Option<Vec<age::x25519::Identity>>,
+}
+
+impl Fleet {
+    /// Opens the fleet at `root`, reading `hostsmith.toml` when present.
+    ///
+    /// # Errors
+    /// When the directory does not exist or the configuration is invalid.
+    pub fn open(root: &Path) -> Result<Self> {
+        if !root.is_dir() {
+            return Err(Error::Usage(format!(
+                "fleet directory `{}` does not exist: create it and run `hostsmith init` there",
+                root.display()
+            )));
+        }
+        Ok(Self { root: root.to_path_buf(), config: Config::load(root)?, admin_identities: None })
+    }
+
+    #[must_use]
+    pub fn sops_config_path(&self) -> PathBuf {
+        self.root.join(SOPS_CONFIG)
+    }
+
+    /// `<host_dir>/<host>.yaml`, relative to the fleet (the form `.sops.yaml` rules match).
+    #[must_use]
+    pub fn host_file_rel(&self, host: &HostName) -> String {
+        format!("{}/{}.yaml", self.config.sops.host_dir.trim_end_matches('/'), host)
+    }
+
+    #[must_use]
+    pub fn host_file(&self, host: &HostName) -> PathBuf {
+        self.root.join(self.host_file_rel(host))
+    }
+
+    #[must_use]
+    pub fn records_dir(&self) -> PathBuf {
+        self.root.join("hosts")
+    }
+
+    #[must_use]
+    pub fn record_path(&self, host: &HostName) -> PathBuf {
+        self.records_dir().join(format!("{host}.json"))
+    }
+
+    /// Reads `.sops.yaml`; its absence is a clear error.
+    ///
+    /// # Errors
+    /// [`Error::NoSopsConfig`] or a read error.
+    pub fn read_sops_config(&self) -> Result<String> {
+        let path = self.sops_config_path();
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Ok(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoSopsConfig { dir: self.root.clone() }),
+            Err(source) => Err(Error::Read { path, source }),
+        }
+    }
+
+    /// The record of `host`, if there is one.
+    ///
+    /// # Errors
+    /// When the file exists but cannot be read or parsed.
+    pub fn record(&self, host: &HostName) -> Result<Option<HostRecord>> {
+        let path = self.record_path(host);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| Error::Inconsistent {
+                host: host.to_string(),
+                message: format!("`{}` is not a valid host record ({e}); restore it from version control", path.display()),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(Error::Read { path, source }),
+        }
+    }
+
+    /// Every record in `hosts/`, sorted by name.
+    ///
+    /// # Errors
+    /// When a record cannot be read or parsed.
+    pub fn records(&self) -> Result<Vec<HostRecord>> {
+        let dir = self.records_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(Error::Read { path: dir, source }),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| Error::Read { path: dir.clone(), source })?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = name.strip_suffix(".json") {
+                if let Ok(host) = HostName::parse(stem) {
+                    if let Some(r) = self.record(&host)? {
+                        out.push(r);
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Takes the fleet lock, waiting for another run to finish. Released on drop.
+    ///
+    /// # Errors
+    /// When the lock file cannot be opened.
+    pub fn lock(&self) -> Result<FleetLock> {
+        let path = self.root.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| Error::Write { path: path.clone(), source })?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tracing::info!("waiting for another hostsmith run to release `{}`", path.display());
+                file.lock().map_err(|_| Error::Locked { path: path.clone() })?;
+            }
+            Err(std::fs::TryLockError::Error(_)) => return Err(Error::Locked { path }),
+        }
+        Ok(FleetLock { _file: file })
+    }
+}
+
+/// Held while a run changes the fleet; the OS releases it when the process ends, however
+/// it ends.
+pub struct FleetLock {
+    _file: File,
+}

@@ -1,0 +1,119 @@
+//! The admin's age identities, found exactly where sops finds them, so that hostsmith and
+//! `sops` on the same machine always agree on who the admin is.
+//!
+//! Sources, all read when present: `SOPS_AGE_KEY` (the identities themselves),
+//! `SOPS_AGE_KEY_FILE`, and the default file `$XDG_CONFIG_HOME/sops/age/keys.txt`
+//! (`~/.config/sops/age/keys.txt` when XDG_CONFIG_HOME is unset).
+
+use std::path::PathBuf;
+
+use age::secrecy::ExposeSecret;
+use age::x25519::Identity;
+use zeroize::Zeroizing;
+
+use crate::atomic;
+use crate::error::{Error, Result};
+
+/// Where sops looks for the default key file.
+#[must_use]
+pub fn default_key_file() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(x).join("sops/age/keys.txt"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/sops/age/keys.txt"))
+}
+
+/// Every admin identity available, in sops' order. Empty when none is configured.
+///
+/// # Errors
+/// When a source exists but holds something that is not an age identity.
+pub fn load_all() -> Result<Vec<Identity>> {
+    let mut out = Vec::new();
+    if let Ok(text) = std::env::var("SOPS_AGE_KEY") {
+        let text = Zeroizing::new(text);
+        out.extend(parse(&text, "SOPS_AGE_KEY")?);
+    }
+    if let Some(path) = std::env::var_os("SOPS_AGE_KEY_FILE").filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(path);
+        let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|source| Error::Read { path: path.clone(), source })?);
+        out.extend(parse(&text, &format!("SOPS_AGE_KEY_FILE `{}`", path.display()))?);
+    }
+    if let Some(path) = default_key_file() {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => out.extend(parse(&Zeroizing::new(text), &format!("`{}`", path.display()))?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(Error::Read { path, source }),
+        }
+    }
+    Ok(out)
+}
+
+/// Like [`load_all`], but an empty result is an error that says where we looked.
+///
+/// # Errors
+/// [`Error::NoIdentity`].
+pub fn require() -> Result<Vec<Identity>> {
+    let ids = load_all()?;
+    if ids.is_empty() {
+        return Err(Error::NoIdentity { looked: looked() });
+    }
+    Ok(ids)
+}
+
+fn looked() -> String {
+    let default = default_key_file().map_or_else(|| "~/.config/sops/age/keys.txt".into(), |p| p.display().to_string());
+    format!("SOPS_AGE_KEY, SOPS_AGE_KEY_FILE and `{default}`")
+}
+
+/// Parses an age identity file: one `AGE-SECRET-KEY-1…` per line, `#` comments.
+fn parse(text: &str, source_name: &str) -> Result<Vec<Identity>> {
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let id = line.parse::<Identity>().map_err(|_| Error::BadIdentity {
+            source_name: source_name.to_string(),
+            why: format!("line {} is not an `AGE-SECRET-KEY-1…` X25519 identity (plugin and SSH identities are not supported here)", n + 1),
+        })?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Creates a new identity file at `path` (0600 in a 0700 directory), never overwriting one,
+/// laid out like `age-keygen` output. Returns the public recipient.
+///
+/// # Errors
+/// [`Error::Write`]; the file must not exist.
+pub fn create(path: &std::path::Path) -> Result<String> {
+    let id = Identity::generate();
+    let recipient = id.to_public().to_string();
+    if let Some(dir) = path.parent() {
+        atomic::secret_dir(dir)?;
+    }
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let body = Zeroizing::new(format!(
+        "# created: {now}\n# public key: {recipient}\n{}\n",
+        id.to_string().expose_secret()
+    ));
+    atomic::create_secret(path, body.as_bytes())?;
+    Ok(recipient)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_age_keygen_files_and_refuses_others_without_echoing_them() {
+        let id = Identity::generate();
+        let text = format!("# created: x\n# public key: {}\n{}\n", id.to_public(), id.to_string().expose_secret());
+        let ids = parse(&text, "test").expect("parse");
+        assert_eq!(ids[0].to_public().to_string(), id.to_public().to_string());
+        let err = parse("AGE-SECRET-KEY-1NOTAKEY\n", "test").expect_err("bad").to_string();
+        assert!(err.contains("line 1"), "{err}");
+        assert!(!err.contains("NOTAKEY"), "the error must not quote the line: {err}");
+    }
+}

@@ -1,0 +1,60 @@
+//! `hosts/<host>.json`: the public record of a host. Checked in, read by Nix with
+//! `builtins.fromJSON`, so its fields are stable: fields may be added, never change meaning.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostRecord {
+    pub schema: u32,
+    pub name: String,
+    pub ssh_host_ed25519_public: String,
+    pub fingerprint: String,
+    pub age_recipient: String,
+    #[serde(default)]
+    pub deploy_keys: BTreeMap<String, String>,
+    pub created_at: String,
+    pub rotated_at: Option<String>,
+    /// How the key came to be: `generated`, `adopted` (public key only), `imported`.
+    #[serde(default = "generated")]
+    pub origin: String,
+    /// Earlier host keys, newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<RetiredKey>,
+    /// Addresses the host is known at (for known_hosts and connect).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    /// Fields written by newer versions, kept as they are.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+fn generated() -> String {
+    "generated".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredKey {
+    pub fingerprint: String,
+    pub age_recipient: String,
+    pub retired_at: String,
+}
+
+impl HostRecord {
+    /// The record as written to disk: pretty JSON with a final newline.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+}
+
+/// The current time as the records and sops write it: RFC 3339, UTC, seconds.
+#[must_use]
+pub fn now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
