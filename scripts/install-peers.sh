@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real programs the test suite runs against (the "peers"), on a fresh Debian
-# machine with Rust and Python: sops 3.11 and just from PyPI, age and OpenSSH from Debian,
-# PyNaCl and PyYAML as independent checks. Idempotent and quiet when all is present.
+# machine with Rust and Python: sops 3.11 and just from PyPI; age, OpenSSH, cloud-init,
+# debootstrap and the ISO tools from Debian; PyNaCl and PyYAML as independent checks.
+# Idempotent and quiet when all is present.
 set -euo pipefail
 
 need_apt=()
@@ -10,6 +11,14 @@ command -v age-keygen >/dev/null 2>&1 || need_apt+=(age)
 command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
 command -v ssh-keyscan >/dev/null 2>&1 || need_apt+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+# First boot: real cloud-init (schema checks, and inside a debootstrap root), the seed image.
+command -v cloud-init >/dev/null 2>&1 || need_apt+=(cloud-init)
+command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
+command -v xorriso >/dev/null 2>&1 || need_apt+=(xorriso)
+command -v bsdtar >/dev/null 2>&1 || need_apt+=(libarchive-tools)
+command -v isoinfo >/dev/null 2>&1 || need_apt+=(genisoimage)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v nsenter >/dev/null 2>&1 || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-peers: apt-get install ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -18,10 +18,10 @@ use crate::error::{Error, Result};
 /// # Errors
 /// [`Error::Write`] with the path.
 pub fn write_if_changed(path: &Path, contents: &[u8], mode: u32) -> Result<bool> {
-    if let Ok(existing) = fs::read(path) {
-        if existing == contents {
-            return Ok(false);
-        }
+    if let Ok(existing) = fs::read(path)
+        && existing == contents
+    {
+        return Ok(false);
     }
     write(path, contents, mode)?;
     Ok(true)
@@ -34,16 +34,32 @@ pub fn write_if_changed(path: &Path, contents: &[u8], mode: u32) -> Result<bool>
 pub fn write(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let err = |source| Error::Write { path: path.to_path_buf(), source };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".hostsmith-tmp-")
-        .permissions(Permissions::from_mode(mode))
-        .tempfile_in(dir)
-        .map_err(err)?;
+    let mut tmp =
+        tempfile::Builder::new().prefix(".hostsmith-tmp-").permissions(Permissions::from_mode(mode)).tempfile_in(dir).map_err(err)?;
     tmp.write_all(contents).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
     sync_dir(dir).map_err(err)?;
     Ok(())
+}
+
+/// Like [`write`], but the new file is locked (`flock`) before it is renamed into place, and
+/// returned: the fleet lock lives on `.sops.yaml`, and replacing that file must not open a
+/// moment in which its new inode is unlocked.
+///
+/// # Errors
+/// [`Error::Write`] with the path.
+pub fn write_locked(path: &Path, contents: &[u8], mode: u32) -> Result<File> {
+    let err = |source| Error::Write { path: path.to_path_buf(), source };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp =
+        tempfile::Builder::new().prefix(".hostsmith-tmp-").permissions(Permissions::from_mode(mode)).tempfile_in(dir).map_err(err)?;
+    tmp.write_all(contents).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.as_file().lock().map_err(err)?;
+    let file = tmp.persist(path).map_err(|e| err(e.error))?;
+    sync_dir(dir).map_err(err)?;
+    Ok(file)
 }
 
 /// Creates `dir` (and parents) with mode `mode` where missing.
@@ -54,11 +70,7 @@ pub fn create_dir(dir: &Path, mode: u32) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(dir)
-        .map_err(|source| Error::Write { path: dir.to_path_buf(), source })
+    fs::DirBuilder::new().recursive(true).mode(mode).create(dir).map_err(|source| Error::Write { path: dir.to_path_buf(), source })
 }
 
 /// Creates a directory for secret outputs, 0700, and tightens an existing one to 0700.

@@ -45,6 +45,14 @@ pub enum Command {
     VmFresh(command::vm_fresh::Args),
     /// Register an existing machine from its public host key.
     Adopt(command::adopt::Args),
+    /// Write a host's NoCloud seed (user-data, meta-data, network-config, optional ISO).
+    CloudInit(command::cloud_init::Args),
+    /// Write a host's tree for `nixos-anywhere --extra-files`.
+    ExtraFiles(command::extra_files::Args),
+    /// Print known_hosts lines for every recorded host.
+    KnownHosts(command::known_hosts::Args),
+    /// Check that a machine presents its recorded host key.
+    Verify(command::verify::Args),
     /// Validate or re-key the fleet's SOPS files.
     #[command(subcommand)]
     Sops(command::sops::SopsCommand),
@@ -80,6 +88,10 @@ fn run(command: Command, ctx: &Context) -> Result<()> {
         Command::Init(args) => command::init::run(args, ctx),
         Command::VmFresh(args) => command::vm_fresh::run(args, ctx),
         Command::Adopt(args) => command::adopt::run(args, ctx),
+        Command::CloudInit(args) => command::cloud_init::run(args, ctx),
+        Command::ExtraFiles(args) => command::extra_files::run(args, ctx),
+        Command::KnownHosts(args) => command::known_hosts::run(args, ctx),
+        Command::Verify(args) => command::verify::run(args, ctx),
         Command::Sops(cmd) => command::sops::run(cmd, ctx),
         Command::Demo(args) => command::demo::run(args, ctx),
     }

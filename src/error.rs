@@ -61,7 +61,7 @@ pub enum Error {
     #[error("host `{host}`: {message}")]
     Inconsistent { host: String, message: String },
 
-    #[error("another hostsmith run holds the fleet lock `{path}`; wait for it to finish (or remove the file if no hostsmith is running)")]
+    #[error("cannot lock `{path}` to serialise runs on this fleet: the file system may not support locks")]
     Locked { path: PathBuf },
 
     #[error("`{program}` failed: {message}")]

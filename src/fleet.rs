@@ -1,6 +1,6 @@
 //! The fleet directory: where its files live, and the lock that serialises runs.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
@@ -9,7 +9,6 @@ use crate::host_name::HostName;
 use crate::record::HostRecord;
 
 pub const SOPS_CONFIG: &str = ".sops.yaml";
-pub const LOCK_FILE: &str = ".hostsmith.lock";
 
 /// A fleet: its root directory and configuration.
 pub struct Fleet {
@@ -104,12 +103,11 @@ impl Fleet {
         for entry in entries {
             let entry = entry.map_err(|source| Error::Read { path: dir.clone(), source })?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(stem) = name.strip_suffix(".json") {
-                if let Ok(host) = HostName::parse(stem) {
-                    if let Some(r) = self.record(&host)? {
-                        out.push(r);
-                    }
-                }
+            if let Some(stem) = name.strip_suffix(".json")
+                && let Ok(host) = HostName::parse(stem)
+                && let Some(r) = self.record(&host)?
+            {
+                out.push(r);
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -118,30 +116,55 @@ impl Fleet {
 
     /// Takes the fleet lock, waiting for another run to finish. Released on drop.
     ///
+    /// The lock is an advisory `flock` on `.sops.yaml` itself, so a fleet needs no lock file
+    /// of its own. Because every write replaces `.sops.yaml` by a rename, a waiter may end up
+    /// holding the lock on the file's previous inode; it then locks the current one instead.
+    ///
     /// # Errors
-    /// When the lock file cannot be opened.
+    /// [`Error::NoSopsConfig`] when there is no `.sops.yaml`, or when it cannot be locked.
     pub fn lock(&self) -> Result<FleetLock> {
-        let path = self.root.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|source| Error::Write { path: path.clone(), source })?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                tracing::info!("waiting for another hostsmith run to release `{}`", path.display());
-                file.lock().map_err(|_| Error::Locked { path: path.clone() })?;
+        use std::os::unix::fs::MetadataExt;
+        let path = self.sops_config_path();
+        loop {
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NoSopsConfig { dir: self.root.clone() }),
+                Err(source) => return Err(Error::Read { path, source }),
+            };
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    tracing::info!("waiting for another hostsmith run on this fleet to finish");
+                    file.lock().map_err(|_| Error::Locked { path: path.clone() })?;
+                }
+                Err(std::fs::TryLockError::Error(_)) => return Err(Error::Locked { path }),
             }
-            Err(std::fs::TryLockError::Error(_)) => return Err(Error::Locked { path }),
+            let held = file.metadata().map_err(|source| Error::Read { path: path.clone(), source })?;
+            match std::fs::metadata(&path) {
+                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => return Ok(FleetLock { files: vec![file] }),
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NoSopsConfig { dir: self.root.clone() }),
+                Err(source) => return Err(Error::Read { path, source }),
+            }
         }
-        Ok(FleetLock { _file: file })
     }
 }
 
 /// Held while a run changes the fleet; the OS releases it when the process ends, however
 /// it ends.
 pub struct FleetLock {
-    _file: File,
+    files: Vec<File>,
+}
+
+impl FleetLock {
+    /// Replaces `.sops.yaml` while keeping the lock: the new file is locked before it takes
+    /// the old one's place.
+    ///
+    /// # Errors
+    /// [`Error::Write`].
+    pub fn replace_sops_config(&mut self, fleet: &Fleet, contents: &[u8]) -> Result<()> {
+        let file = crate::atomic::write_locked(&fleet.sops_config_path(), contents, 0o644)?;
+        self.files.push(file);
+        Ok(())
+    }
 }

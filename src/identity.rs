@@ -94,10 +94,7 @@ pub fn create(path: &std::path::Path) -> Result<String> {
         atomic::secret_dir(dir)?;
     }
     let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let body = Zeroizing::new(format!(
-        "# created: {now}\n# public key: {recipient}\n{}\n",
-        id.to_string().expose_secret()
-    ));
+    let body = Zeroizing::new(format!("# created: {now}\n# public key: {recipient}\n{}\n", id.to_string().expose_secret()));
     atomic::create_secret(path, body.as_bytes())?;
     Ok(recipient)
 }
@@ -112,7 +109,8 @@ mod tests {
         let text = format!("# created: x\n# public key: {}\n{}\n", id.to_public(), id.to_string().expose_secret());
         let ids = parse(&text, "test").expect("parse");
         assert_eq!(ids[0].to_public().to_string(), id.to_public().to_string());
-        let err = parse("AGE-SECRET-KEY-1NOTAKEY\n", "test").expect_err("bad").to_string();
+        let Err(err) = parse("AGE-SECRET-KEY-1NOTAKEY\n", "test") else { panic!("accepted a bad identity") };
+        let err = err.to_string();
         assert!(err.contains("line 1"), "{err}");
         assert!(!err.contains("NOTAKEY"), "the error must not quote the line: {err}");
     }

@@ -1,16 +1,25 @@
 //! hostsmith: forge a machine's identity before the machine exists.
 #![forbid(unsafe_code)]
 
+pub mod address;
+pub mod age_convert;
+pub mod atomic;
+pub mod cli;
+pub mod cloud_init;
+pub mod command;
+pub mod config;
+pub mod error;
+pub mod fleet;
+pub mod host_name;
+pub mod identity;
+pub mod keyscan;
+pub mod known_hosts;
+pub mod output;
+pub mod process;
+pub mod provision;
+pub mod record;
+pub mod seed;
 pub mod sops_config;
 pub mod sopsfile;
-pub mod yaml;
-pub mod age_convert;
-pub mod error;
-pub mod host_name;
 pub mod ssh_keys;
-pub mod atomic;
-pub mod config;
-pub mod identity;
-pub mod record;
-pub mod fleet;
-pub mod output;
+pub mod yaml;

@@ -39,7 +39,7 @@ pub enum KeySource {
     /// An existing machine: only its public key is known.
     Public(ssh_key::PublicKey),
     /// An existing private key to adopt.
-    Private(Keypair),
+    Private(Box<Keypair>),
 }
 
 pub struct Request {
@@ -112,13 +112,13 @@ enum HostDocument {
 /// # Errors
 /// Anything that stops the run; nothing has been written when planning fails.
 pub fn run(fleet: &Fleet, requests: Vec<Request>, opts: Options) -> Result<Report> {
-    let _lock = fleet.lock()?;
+    let mut lock = fleet.lock()?;
     let config_path = fleet.sops_config_path();
     let config_text = fleet.read_sops_config()?;
     let config = SopsConfig::parse(&config_text).map_err(|e| Error::SopsConfig { path: config_path.clone(), message: e.to_string() })?;
     let admins = fleet.config.admins(&fleet.root)?.to_vec();
     let policy = policy(fleet, admins);
-    let mut identities = Identities(fleet.admin_identities.clone());
+    let mut identities = Identities::for_fleet(fleet);
 
     let mut planned = Vec::new();
     for req in requests {
@@ -202,7 +202,7 @@ pub fn run(fleet: &Fleet, requests: Vec<Request>, opts: Options) -> Result<Repor
     if edited != config_text {
         files.push(crate::fleet::SOPS_CONFIG.to_string());
         if !opts.dry_run {
-            atomic::write(&config_path, edited.as_bytes(), 0o644)?;
+            lock.replace_sops_config(fleet, edited.as_bytes())?;
         }
     }
     for p in &planned {
@@ -282,16 +282,16 @@ fn plan_host(fleet: &Fleet, config: &SopsConfig, req: Request, opts: Options, id
                 ),
             });
         }
-        if let Some(anchor) = config.host_recipient(host.as_str()) {
-            if anchor != rec.age_recipient {
-                return Err(Error::Inconsistent {
-                    host: host.to_string(),
-                    message: format!(
-                        "`.sops.yaml` has recipient {anchor} for it but the record says {}: restore one of them, or run `hostsmith vm-fresh --rotate {host}`",
-                        rec.age_recipient
-                    ),
-                });
-            }
+        if let Some(anchor) = config.host_recipient(host.as_str())
+            && anchor != rec.age_recipient
+        {
+            return Err(Error::Inconsistent {
+                host: host.to_string(),
+                message: format!(
+                    "`.sops.yaml` has recipient {anchor} for it but the record says {}: restore one of them, or run `hostsmith vm-fresh --rotate {host}`",
+                    rec.age_recipient
+                ),
+            });
         }
         let missing: Vec<&String> = wanted.iter().filter(|r| !rec.deploy_keys.contains_key(*r)).collect();
         let mut record = rec.clone();
@@ -308,12 +308,7 @@ fn plan_host(fleet: &Fleet, config: &SopsConfig, req: Request, opts: Options, id
             document = Some(HostDocument::Existing { decrypted: Box::new(decrypted), rotate_data_key: false });
         }
         let action = if added.is_empty() && config.host_recipient(host.as_str()).is_some() { Action::Unchanged } else { Action::Updated };
-        return Ok(Planned {
-            outcome: outcome(&host, action, &record, rel, added),
-            record,
-            host_file_text: None,
-            document,
-        });
+        return Ok(Planned { outcome: outcome(&host, action, &record, rel, added), record, host_file_text: None, document });
     }
 
     // A host file without a record (an interrupted run, or a fleet from elsewhere): reuse its
@@ -321,6 +316,7 @@ fn plan_host(fleet: &Fleet, config: &SopsConfig, req: Request, opts: Options, id
     let mut existing = if file_exists { Some(decrypt_file(&abs, ids)?) } else { None };
     let (keypair, public, action) = match req.source {
         KeySource::Private(k) => {
+            let k = *k;
             let public = k.public().clone();
             (Some(k), public, if record.is_some() { Action::Rotated } else { Action::Imported })
         }
@@ -378,10 +374,14 @@ fn plan_host(fleet: &Fleet, config: &SopsConfig, req: Request, opts: Options, id
     }
 
     let mut history = record.as_ref().map(|r| r.history.clone()).unwrap_or_default();
-    if let Some(old) = &record {
-        if old.fingerprint != fingerprint {
-            history.push(RetiredKey { fingerprint: old.fingerprint.clone(), age_recipient: old.age_recipient.clone(), retired_at: now.clone() });
-        }
+    if let Some(old) = &record
+        && old.fingerprint != fingerprint
+    {
+        history.push(RetiredKey {
+            fingerprint: old.fingerprint.clone(),
+            age_recipient: old.age_recipient.clone(),
+            retired_at: now.clone(),
+        });
     }
     let new_record = HostRecord {
         schema: record::SCHEMA,
@@ -401,7 +401,12 @@ fn plan_host(fleet: &Fleet, config: &SopsConfig, req: Request, opts: Options, id
         addresses: record.as_ref().map(|r| r.addresses.clone()).unwrap_or_default(),
         extra: record.as_ref().map(|r| r.extra.clone()).unwrap_or_default(),
     };
-    Ok(Planned { outcome: outcome(&host, action, &new_record, rel, added), record: new_record, host_file_text: None, document: Some(document) })
+    Ok(Planned {
+        outcome: outcome(&host, action, &new_record, rel, added),
+        record: new_record,
+        host_file_text: None,
+        document: Some(document),
+    })
 }
 
 fn outcome(host: &HostName, action: Action, record: &HostRecord, host_file: String, deploy_keys_added: Vec<String>) -> HostOutcome {
@@ -416,8 +421,7 @@ fn outcome(host: &HostName, action: Action, record: &HostRecord, host_file: Stri
 }
 
 fn set_secret(doc: &mut Map, path: &[&str], secret: &Zeroizing<String>, file: &std::path::Path) -> Result<()> {
-    doc.set_path(path, Value::Str(secret.to_string()))
-        .map_err(|e| Error::SopsFile { path: file.to_path_buf(), message: e.to_string() })
+    doc.set_path(path, Value::Str(secret.to_string())).map_err(|e| Error::SopsFile { path: file.to_path_buf(), message: e.to_string() })
 }
 
 /// The host key stored in a decrypted host file, if any.
@@ -473,4 +477,43 @@ fn plan_shared(fleet: &Fleet, config: &SopsConfig, rotate: bool, ids: &mut Ident
 fn same_groups(a: &[Vec<String>], b: &[Vec<String>]) -> bool {
     let norm = |g: &[Vec<String>]| -> Vec<BTreeSet<String>> { g.iter().map(|v| v.iter().cloned().collect()).collect() };
     norm(a) == norm(b)
+}
+
+/// The record of `host` and its private host key, decrypted from its SOPS file with the
+/// admin identities and checked against the record.
+///
+/// # Errors
+/// Unknown host, a host without a private key (adopted), or a key that differs from the
+/// record.
+pub fn host_keypair(fleet: &Fleet, host: &HostName, ids: &mut Identities) -> Result<(HostRecord, Keypair)> {
+    let record = fleet.record(host)?.ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;
+    let path = fleet.host_file(host);
+    let decrypted = decrypt_file(&path, ids)?;
+    let key = stored_host_key(decrypted.document(), &path)?.ok_or_else(|| Error::Inconsistent {
+        host: host.to_string(),
+        message: format!(
+            "`{}` holds no `{HOST_KEY_FIELD}` (an adopted machine keeps its own key): first-boot material needs a key hostsmith holds; use `hostsmith vm-fresh --rotate {host}` or `hostsmith keys import`",
+            fleet.host_file_rel(host)
+        ),
+    })?;
+    if key.fingerprint() != record.fingerprint {
+        return Err(Error::Inconsistent {
+            host: host.to_string(),
+            message: format!(
+                "the key in `{}` is {} but the record says {}: restore the matching pair from version control",
+                fleet.host_file_rel(host),
+                key.fingerprint(),
+                record.fingerprint
+            ),
+        });
+    }
+    Ok((record, key))
+}
+
+impl Identities {
+    /// The identities a fleet uses: its override, or sops' usual places on first use.
+    #[must_use]
+    pub fn for_fleet(fleet: &Fleet) -> Self {
+        Self(fleet.admin_identities.clone())
+    }
 }

@@ -19,8 +19,8 @@ impl Keypair {
     /// # Errors
     /// When the RNG fails.
     pub fn generate(comment: &str) -> Result<Self> {
-        let mut key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
-            .map_err(|e| Error::Key(format!("cannot generate an ed25519 key: {e}")))?;
+        let mut key =
+            PrivateKey::random(&mut OsRng, Algorithm::Ed25519).map_err(|e| Error::Key(format!("cannot generate an ed25519 key: {e}")))?;
         key.set_comment(comment);
         Ok(Self { key })
     }
@@ -44,9 +44,8 @@ impl Keypair {
         let key = PrivateKey::from_openssh(text)
             .map_err(|e| Error::Key(format!("not an OpenSSH private key ({e}); expected `-----BEGIN OPENSSH PRIVATE KEY-----`")))?;
         let key = if key.is_encrypted() {
-            let pass = passphrase.ok_or_else(|| {
-                Error::Key("the private key is protected by a passphrase: give it with --passphrase-file".into())
-            })?;
+            let pass = passphrase
+                .ok_or_else(|| Error::Key("the private key is protected by a passphrase: give it with --passphrase-file".into()))?;
             key.decrypt(pass).map_err(|_| Error::Key("the passphrase does not decrypt the private key".into()))?
         } else {
             key
@@ -65,9 +64,7 @@ impl Keypair {
     /// # Errors
     /// When encoding fails.
     pub fn openssh_private(&self) -> Result<Zeroizing<String>> {
-        self.key
-            .to_openssh(LineEnding::LF)
-            .map_err(|e| Error::Key(format!("cannot encode the private key: {e}")))
+        self.key.to_openssh(LineEnding::LF).map_err(|e| Error::Key(format!("cannot encode the private key: {e}")))
     }
 
     /// The public key line: `ssh-ed25519 AAAA… comment`.

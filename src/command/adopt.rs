@@ -43,8 +43,10 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     }
     let public = ssh_keys::parse_public(&text)?;
     let fleet = Fleet::open(&ctx.fleet_dir)?;
-    if !args.rotate {
-        if let Some(rec) = fleet.record(&host)? {
+    if !args.rotate
+        && let Some(rec) = fleet.record(&host)?
+    {
+        {
             if rec.fingerprint != ssh_keys::fingerprint(&public) {
                 return Err(Error::Inconsistent {
                     host: host.to_string(),
@@ -55,13 +57,20 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
                     ),
                 });
             }
-            let report = provision::run(&fleet, vec![Request { host, source: KeySource::Generate }], Options { rotate: false, dry_run: args.dry_run })?;
+            let report = provision::run(
+                &fleet,
+                vec![Request { host, source: KeySource::Generate }],
+                Options { rotate: false, dry_run: args.dry_run },
+            )?;
             super::vm_fresh::print_report(&report, ctx);
             return Ok(());
         }
     }
-    let report =
-        provision::run(&fleet, vec![Request { host, source: KeySource::Public(public) }], Options { rotate: args.rotate, dry_run: args.dry_run })?;
+    let report = provision::run(
+        &fleet,
+        vec![Request { host, source: KeySource::Public(public) }],
+        Options { rotate: args.rotate, dry_run: args.dry_run },
+    )?;
     super::vm_fresh::print_report(&report, ctx);
     Ok(())
 }

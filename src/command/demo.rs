@@ -75,14 +75,17 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
 
     let mut fleet = Fleet::open(&dir)?;
     fleet.admin_identities = Some(vec![admin]);
-    let requests = DEMO_HOSTS
-        .iter()
-        .map(|h| Ok(Request { host: HostName::parse(h)?, source: KeySource::Generate }))
-        .collect::<Result<Vec<_>>>()?;
+    let requests =
+        DEMO_HOSTS.iter().map(|h| Ok(Request { host: HostName::parse(h)?, source: KeySource::Generate })).collect::<Result<Vec<_>>>()?;
     let report = provision::run(&fleet, requests, Options::default())?;
 
     let out = &ctx.out;
-    out.json(&DemoReport { fleet: dir.clone(), admin_key_file: key_file.clone(), hosts: report.hosts.clone(), files: report.files.clone() });
+    out.json(&DemoReport {
+        fleet: dir.clone(),
+        admin_key_file: key_file.clone(),
+        hosts: report.hosts.clone(),
+        files: report.files.clone(),
+    });
     out.line(format!("demo fleet: {}", dir.display()));
     out.line("");
     for h in &report.hosts {

@@ -40,11 +40,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
                 .map(PathBuf::from)
                 .or_else(identity::default_key_file)
                 .ok_or_else(|| Error::Usage("cannot tell where to create the admin identity: set HOME or SOPS_AGE_KEY_FILE".into()))?;
-            if args.dry_run {
-                (String::from("(new identity)"), Some(path))
-            } else {
-                (identity::create(&path)?, Some(path))
-            }
+            if args.dry_run { (String::from("(new identity)"), Some(path)) } else { (identity::create(&path)?, Some(path)) }
         }
     };
     let mut report = init_fleet(&ctx.fleet_dir, &recipient, args.dry_run)?;
@@ -82,7 +78,7 @@ pub fn init_fleet(dir: &Path, recipient: &str, dry_run: bool) -> Result<InitRepo
     let admin = if sops_path.exists() {
         let text = std::fs::read_to_string(&sops_path).map_err(|source| Error::Read { path: sops_path.clone(), source })?;
         let cfg = SopsConfig::parse(&text).map_err(|e| Error::SopsConfig { path: sops_path.clone(), message: e.to_string() })?;
-        cfg.anchors().into_iter().find(|(_, v)| v == recipient).map_or_else(|| recipient.to_string(), |(name, _)| name)
+        cfg.anchors().into_iter().find(|a| a.value.as_deref() == Some(recipient)).map_or_else(|| recipient.to_string(), |a| a.name)
     } else {
         report.created.push(crate::fleet::SOPS_CONFIG.into());
         if !dry_run {
@@ -108,10 +104,7 @@ fn sops_yaml_template(recipient: &str, config: &Config) -> String {
     s.push_str(&format!("  - &admin {recipient}\n"));
     s.push_str(if config.sops.shared.is_empty() { "creation_rules: []\n" } else { "creation_rules:\n" });
     for shared in &config.sops.shared {
-        s.push_str(&format!(
-            "  - path_regex: ^{}$\n    key_groups:\n      - age:\n          - *admin\n",
-            regex::escape(shared)
-        ));
+        s.push_str(&format!("  - path_regex: ^{}$\n    key_groups:\n      - age:\n          - *admin\n", regex::escape(shared)));
     }
     s
 }

@@ -45,10 +45,9 @@ fn check(ctx: &Context) -> Result<()> {
         }
         match config.host_recipient(&r.name) {
             None => problems.push(format!("host `{}`: no anchor `&{}` in .sops.yaml; run `hostsmith vm-fresh {}`", r.name, r.name, r.name)),
-            Some(v) if v != r.age_recipient => problems.push(format!(
-                "host `{}`: .sops.yaml holds {v} but the record says {}",
-                r.name, r.age_recipient
-            )),
+            Some(v) if v != r.age_recipient => {
+                problems.push(format!("host `{}`: .sops.yaml holds {v} but the record says {}", r.name, r.age_recipient))
+            }
             Some(_) => {}
         }
         host_files.push(rel);

@@ -1,9 +1,15 @@
 //! `hostsmith vm-fresh HOST...`
 
+use std::path::PathBuf;
+
 use crate::cli::{Context, host_names};
+use crate::command::cloud_init::{SeedOptions, emit};
 use crate::error::Result;
 use crate::fleet::Fleet;
+use crate::host_name::HostName;
+use crate::provision::Identities;
 use crate::provision::{self, Action, KeySource, Options, Report, Request};
+use crate::seed;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,6 +22,14 @@ pub struct Args {
     /// Print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also write each host's NoCloud seed to DIR/<host>/.
+    #[arg(long, value_name = "DIR")]
+    pub cloud_init: Option<PathBuf>,
+    /// Also write each host's nixos-anywhere tree to DIR/<host>/.
+    #[arg(long, value_name = "DIR")]
+    pub extra_files: Option<PathBuf>,
+    #[command(flatten)]
+    pub seed: SeedOptions,
 }
 
 /// # Errors
@@ -23,9 +37,33 @@ pub struct Args {
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let hosts = host_names(&args.hosts)?;
     let fleet = Fleet::open(&ctx.fleet_dir)?;
-    let requests = hosts.into_iter().map(|host| Request { host, source: KeySource::Generate }).collect();
+    seed::check_persist(&fleet.config.host.persist)?;
+    let requests = hosts.iter().map(|host| Request { host: host.clone(), source: KeySource::Generate }).collect();
     let report = provision::run(&fleet, requests, Options { rotate: args.rotate, dry_run: args.dry_run })?;
     print_report(&report, ctx);
+    if args.dry_run {
+        return Ok(());
+    }
+    let mut ids = Identities::for_fleet(&fleet);
+    for host in &hosts {
+        emit_first_boot(&fleet, host, &args, &mut ids, ctx)?;
+    }
+    Ok(())
+}
+
+fn emit_first_boot(fleet: &Fleet, host: &HostName, args: &Args, ids: &mut Identities, ctx: &Context) -> Result<()> {
+    if let Some(dir) = &args.cloud_init {
+        let out = dir.join(host.as_str());
+        for p in emit(fleet, host, &out, None, &args.seed, ids)? {
+            ctx.out.line(format!("wrote {}", p.display()));
+        }
+    }
+    if let Some(dir) = &args.extra_files {
+        let (_, key) = provision::host_keypair(fleet, host, ids)?;
+        for p in seed::write_extra_files(&dir.join(host.as_str()), &fleet.config.host.persist, &key)? {
+            ctx.out.line(format!("wrote {}", p.display()));
+        }
+    }
     Ok(())
 }
 

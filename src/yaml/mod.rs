@@ -20,8 +20,9 @@ pub struct Node {
     /// Byte range of the node. Scalars: the token, quotes and a leading `&anchor` included;
     /// block scalars: their content lines only (the `|`/`>` indicator sits before it).
     /// Aliases: `*name`. Collections: from their first token (`[`, `{`, or the first key or
-    /// `-` of a block collection) to the end of their last child (flow: past the closing
-    /// bracket).
+    /// `-` of a block collection; a leading `&anchor` or tag included; an indentless
+    /// sequence starts at its first item's content, after the `-`) to the end of their last
+    /// child (flow: past the closing bracket).
     pub span: Range<usize>,
     /// 0-based line and column (in characters) of `span.start`.
     pub line: usize,
@@ -156,10 +157,10 @@ impl Parsed {
         let mut dup = std::collections::BTreeSet::new();
         for doc in &self.documents {
             doc.walk(&mut |n| {
-                if let Some(a) = &n.anchor {
-                    if !seen.insert(a.clone()) {
-                        dup.insert(a.clone());
-                    }
+                if let Some(a) = &n.anchor
+                    && !seen.insert(a.clone())
+                {
+                    dup.insert(a.clone());
                 }
             });
         }

@@ -30,8 +30,8 @@ impl Offsets {
 
 /// A collection being built.
 enum Open {
-    Mapping { node: Node, entries: Vec<(Node, Node)>, pending_key: Option<Node> },
-    Sequence { node: Node, items: Vec<Node> },
+    Mapping { node: Node, entries: Vec<(Node, Node)>, pending_key: Option<Node>, flow: bool },
+    Sequence { node: Node, items: Vec<Node>, flow: bool },
 }
 
 pub(super) fn parse(text: &str) -> Result<Parsed, YamlError> {
@@ -41,11 +41,12 @@ pub(super) fn parse(text: &str) -> Result<Parsed, YamlError> {
     let mut stack: Vec<Open> = Vec::new();
     // Spans of scalar and alias tokens: the text no comment can start in.
     let mut covered: Vec<Range<usize>> = Vec::new();
-    let mut pending_anchors: Vec<(usize, Node)> = Vec::new();
+    // (where to look for the `&name`, the node, its depth in the tree)
+    let mut pending_anchors: Vec<(usize, Node, usize)> = Vec::new();
     let mut doc_root: Option<Node> = None;
     let mut prev_end = 0usize;
 
-    while let Some(item) = parser.next() {
+    for item in parser.by_ref() {
         let (event, span) = item.map_err(|e| {
             let at = offsets.byte(e.marker().index());
             let message = match text.get(at..).filter(|_| e.info().contains("unknown anchor")) {
@@ -62,6 +63,9 @@ pub(super) fn parse(text: &str) -> Result<Parsed, YamlError> {
         let is_mapping = matches!(event, Event::MappingStart(..));
         let finished: Option<Node> = match event {
             Event::Scalar(value, style, anchor_id, tag) => {
+                // saphyr ends a quoted scalar's span at the next token; end it at the
+                // closing quote, so a comment after it on the same line is seen.
+                let range = quoted_end(text, range.clone(), style);
                 covered.push(range.clone());
                 let node = Node {
                     kind: NodeKind::Scalar { value: value.into_owned(), style },
@@ -72,7 +76,7 @@ pub(super) fn parse(text: &str) -> Result<Parsed, YamlError> {
                     tag: tag.map(|t| format!("{}{}", t.handle, t.suffix)),
                 };
                 if anchor_id > 0 {
-                    pending_anchors.push((prev_end, node.clone()));
+                    pending_anchors.push((prev_end, node.clone(), stack.len()));
                 }
                 Some(node)
             }
@@ -91,12 +95,16 @@ pub(super) fn parse(text: &str) -> Result<Parsed, YamlError> {
                     tag: tag.map(|t| format!("{}{}", t.handle, t.suffix)),
                 };
                 if anchor_id > 0 {
-                    pending_anchors.push((prev_end, node.clone()));
+                    pending_anchors.push((prev_end, node.clone(), stack.len()));
                 }
+                // The start event of a flow collection spans its properties and the opening
+                // bracket; a block one's never holds a bracket (an indentless sequence's is
+                // empty and sits on its first item, which may itself be a flow collection).
+                let opening = text[range.clone()].trim_end();
                 stack.push(if is_mapping {
-                    Open::Mapping { node, entries: Vec::new(), pending_key: None }
+                    Open::Mapping { node, entries: Vec::new(), pending_key: None, flow: opening.ends_with('{') }
                 } else {
-                    Open::Sequence { node, items: Vec::new() }
+                    Open::Sequence { node, items: Vec::new(), flow: opening.ends_with('[') }
                 });
                 None
             }
@@ -104,7 +112,7 @@ pub(super) fn parse(text: &str) -> Result<Parsed, YamlError> {
                 let Some(open) = stack.pop() else {
                     return Err(YamlError { message: "unbalanced collection end".into(), line: line + 1, col: col + 1 });
                 };
-                Some(close(open, &range, text))
+                Some(close(open, &range))
             }
             Event::DocumentStart(_) => {
                 doc_root = None;
@@ -131,37 +139,57 @@ pub(super) fn parse(text: &str) -> Result<Parsed, YamlError> {
 
     let comments = find_comments(text, &covered);
     let names = AnchorNames { text, comments: &comments };
-    let mut documents = documents;
     // Anchors were recorded by position; resolve their names from the text now that the
     // comments (which may contain `&`) are known.
-    let mut named: Vec<(usize, String)> = Vec::new();
-    for (search_from, node) in &pending_anchors {
+    let mut named: Vec<(usize, usize, String)> = Vec::new();
+    for (search_from, node, depth) in &pending_anchors {
         let until = if matches!(node.kind, NodeKind::Scalar { .. }) && !node.span.is_empty() {
             node.span.end
         } else {
             node.span.start.max(*search_from)
         };
         if let Some(name) = names.last_anchor(*search_from, until) {
-            named.push((node.span.start, name));
+            named.push((node.span.start, *depth, name));
         }
     }
     for doc in &mut documents {
-        assign_anchors(doc, &mut named);
+        assign_anchors(doc, 0, &mut named);
     }
     check_aliases(&documents)?;
     Ok(Parsed { documents, comments })
 }
 
-fn close(open: Open, end: &Range<usize>, text: &str) -> Node {
+/// The span of a quoted scalar cut just after its closing quote. `range` starts at the
+/// scalar's properties (`&anchor`, `!tag`) or its opening quote.
+fn quoted_end(text: &str, range: Range<usize>, style: saphyr_parser::ScalarStyle) -> Range<usize> {
+    use saphyr_parser::ScalarStyle;
+    let quote = match style {
+        ScalarStyle::SingleQuoted => b'\'',
+        ScalarStyle::DoubleQuoted => b'"',
+        _ => return range,
+    };
+    let bytes = text.as_bytes();
+    let Some(open) = bytes[range.clone()].iter().position(|&b| b == quote).map(|p| range.start + p) else { return range };
+    let mut i = open + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if quote == b'"' => i += 2,
+            b'\'' if quote == b'\'' && bytes.get(i + 1) == Some(&b'\'') => i += 2,
+            b if b == quote => return range.start..(i + 1).max(range.start),
+            _ => i += 1,
+        }
+    }
+    range
+}
+
+fn close(open: Open, end: &Range<usize>) -> Node {
     match open {
-        Open::Mapping { mut node, entries, .. } => {
-            let flow = text[node.span.start..].starts_with('{');
+        Open::Mapping { mut node, entries, flow, .. } => {
             node.span.end = if flow { end.end } else { entries.last().map_or(node.span.start, |(_, v)| v.span.end) };
             node.kind = NodeKind::Mapping { entries, flow };
             node
         }
-        Open::Sequence { mut node, items } => {
-            let flow = text[node.span.start..].starts_with('[');
+        Open::Sequence { mut node, items, flow } => {
             node.span.end = if flow { end.end } else { items.last().map_or(node.span.start, |v| v.span.end) };
             node.kind = NodeKind::Sequence { items, flow };
             node
@@ -194,18 +222,18 @@ fn find_comments(text: &str, covered: &[Range<usize>]) -> Vec<Comment> {
         while cover_idx < covered.len() && covered[cover_idx].end <= i {
             cover_idx += 1;
         }
-        if let Some(r) = covered.get(cover_idx) {
-            if r.start <= i {
-                // Skip the token, counting the lines it spans.
-                line += bytes[i..r.end].iter().filter(|&&b| b == b'\n').count();
-                if let Some(p) = text[..r.end].rfind('\n') {
-                    if p >= i {
-                        line_start = p + 1;
-                    }
-                }
-                i = r.end;
-                continue;
+        if let Some(r) = covered.get(cover_idx)
+            && r.start <= i
+        {
+            // Skip the token, counting the lines it spans.
+            line += bytes[i..r.end].iter().filter(|&&b| b == b'\n').count();
+            if let Some(p) = text[..r.end].rfind('\n')
+                && p >= i
+            {
+                line_start = p + 1;
             }
+            i = r.end;
+            continue;
         }
         match bytes[i] {
             b'\n' => {
@@ -249,10 +277,8 @@ impl AnchorNames<'_> {
             if !matches!(before, None | Some(' ' | '\t' | '\n' | '\r' | '[' | '{' | ',' | '-' | ':' | '?')) {
                 continue;
             }
-            let name: String = self.text[at + 1..]
-                .chars()
-                .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | '[' | ']' | '{' | '}'))
-                .collect();
+            let name: String =
+                self.text[at + 1..].chars().take_while(|c| !c.is_whitespace() && !matches!(c, ',' | '[' | ']' | '{' | '}')).collect();
             if !name.is_empty() {
                 found = Some(name);
             }
@@ -261,21 +287,22 @@ impl AnchorNames<'_> {
     }
 }
 
-fn assign_anchors(node: &mut Node, named: &mut Vec<(usize, String)>) {
-    if let Some(pos) = named.iter().position(|(start, _)| *start == node.span.start) {
-        // A collection and its first child can share a start; the outer one came first.
-        node.anchor = Some(named.remove(pos).1);
+fn assign_anchors(node: &mut Node, depth: usize, named: &mut Vec<(usize, usize, String)>) {
+    // A collection and its first child can share a start (an indentless sequence starts on
+    // its first item), so the depth tells them apart.
+    if let Some(pos) = named.iter().position(|(start, d, _)| *start == node.span.start && *d == depth) {
+        node.anchor = Some(named.remove(pos).2);
     }
     match &mut node.kind {
         NodeKind::Mapping { entries, .. } => {
             for (k, v) in entries {
-                assign_anchors(k, named);
-                assign_anchors(v, named);
+                assign_anchors(k, depth + 1, named);
+                assign_anchors(v, depth + 1, named);
             }
         }
         NodeKind::Sequence { items, .. } => {
             for item in items {
-                assign_anchors(item, named);
+                assign_anchors(item, depth + 1, named);
             }
         }
         NodeKind::Scalar { .. } | NodeKind::Alias { .. } => {}
@@ -290,10 +317,11 @@ fn check_aliases(documents: &[Node]) -> Result<(), YamlError> {
             if let Some(a) = &n.anchor {
                 defined.push(a);
             }
-            if let NodeKind::Alias { name } = &n.kind {
-                if bad.is_none() && !defined.contains(&name.as_str()) {
-                    bad = Some(n);
-                }
+            if let NodeKind::Alias { name } = &n.kind
+                && bad.is_none()
+                && !defined.contains(&name.as_str())
+            {
+                bad = Some(n);
             }
         });
     }

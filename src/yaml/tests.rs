@@ -53,3 +53,49 @@ fn syntax_errors_carry_a_position() {
     let err = parse("a: [1, 2\nb: c\n").expect_err("unclosed flow");
     assert!(err.line >= 1, "{err}");
 }
+
+#[test]
+fn indentless_sequences_keep_item_anchors() {
+    let text = "keys:\n- &alice age1x\n- &bob age1y\nrules:\n- &r\n  b: 2\nr: *alice\n";
+    let p = doc(text);
+    let root = &p.documents[0];
+    let keys = root.get("keys").expect("keys");
+    assert_eq!(keys.anchor, None);
+    let NodeKind::Sequence { items, .. } = &keys.kind else { panic!("sequence") };
+    assert_eq!(items[0].anchor.as_deref(), Some("alice"));
+    let rules = root.get("rules").expect("rules");
+    assert_eq!(rules.anchor, None);
+    let NodeKind::Sequence { items, .. } = &rules.kind else { panic!("sequence") };
+    assert_eq!(items[0].anchor.as_deref(), Some("r"));
+    assert!(matches!(items[0].kind, NodeKind::Mapping { .. }));
+}
+
+#[test]
+fn flow_collections_with_properties_and_block_sequences_of_flow_items() {
+    let text = "a: &k [x, y]\nb: !!seq [z]\nc:\n- [d]\n- e\nf: &m {g: 1}\n";
+    let p = doc(text);
+    let root = &p.documents[0];
+    let a = root.get("a").expect("a");
+    assert!(matches!(a.kind, NodeKind::Sequence { flow: true, .. }));
+    assert_eq!(a.anchor.as_deref(), Some("k"));
+    assert!(text[a.span.clone()].ends_with(']'), "{:?}", &text[a.span.clone()]);
+    assert!(matches!(root.get("b").expect("b").kind, NodeKind::Sequence { flow: true, .. }));
+    let c = root.get("c").expect("c");
+    let NodeKind::Sequence { items, flow: false } = &c.kind else { panic!("block sequence: {c:?}") };
+    assert_eq!(items.len(), 2);
+    assert!(matches!(root.get("f").expect("f").kind, NodeKind::Mapping { flow: true, .. }));
+}
+
+#[test]
+fn quoted_scalars_end_at_their_closing_quote() {
+    let text = "d: \"quo\\\"ted\" # c1\ns: 'it''s' # c2\nl: [ 'a' , \"b\" ] # c3\n";
+    let p = doc(text);
+    let root = &p.documents[0];
+    let d = root.get("d").expect("d");
+    assert_eq!(&text[d.span.clone()], "\"quo\\\"ted\"");
+    assert_eq!(d.as_str(), Some("quo\"ted"));
+    let s = root.get("s").expect("s");
+    assert_eq!(&text[s.span.clone()], "'it''s'");
+    let texts: Vec<&str> = p.comments.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(texts, vec![" c1", " c2", " c3"]);
+}

@@ -12,7 +12,7 @@ fn identity_and_recipient_agree_under_age_keygen() {
     for _ in 0..5 {
         let k = Keypair::generate("root@t").expect("key");
         let identity = k.age_identity().expect("identity");
-        let out = run_with_stdin(&mut Command::new(&age_keygen).arg("-y"), format!("{}\n", identity.as_str()).as_bytes());
+        let out = run_with_stdin(Command::new(&age_keygen).arg("-y"), format!("{}\n", identity.as_str()).as_bytes());
         assert_eq!(ok(&out).trim(), k.age_recipient().expect("recipient"));
     }
 }
@@ -22,7 +22,7 @@ fn a_message_for_the_recipient_from_real_age_opens_with_the_identity() {
     let Some(age) = peer("age") else { return };
     let k = Keypair::generate("root@t").expect("key");
     let recipient = k.age_recipient().expect("recipient");
-    let sealed = run_with_stdin(&mut Command::new(&age).args(["-r", &recipient]), b"first boot");
+    let sealed = run_with_stdin(Command::new(&age).args(["-r", &recipient]), b"first boot");
     assert!(sealed.status.success());
     let identity: age::x25519::Identity = k.age_identity().expect("identity").parse().expect("parse");
     let decryptor = age::Decryptor::new(&sealed.stdout[..]).expect("age header");

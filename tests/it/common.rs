@@ -71,6 +71,8 @@ pub fn write(path: &Path, contents: &str) {
     std::fs::write(path, contents).expect("write");
 }
 
+pub type Snapshot = std::collections::BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)>;
+
 /// A throwaway fleet with its own HOME, so the admin identity `init` creates lands in
 /// `<home>/.config/sops/age/keys.txt` and nothing of the real user's is read.
 pub struct TestFleet {
@@ -130,8 +132,23 @@ impl TestFleet {
         std::fs::read_to_string(self.dir.join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
     }
 
+    /// Asserts that no file under the fleet changed (bytes or mtime) since `before`.
+    #[track_caller]
+    pub fn assert_unchanged(&self, before: &Snapshot, what: &str) {
+        let after = self.snapshot();
+        let changed: Vec<String> = before
+            .keys()
+            .chain(after.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter(|k| before.get(*k) != after.get(*k))
+            .map(|k| k.display().to_string())
+            .collect();
+        assert!(changed.is_empty(), "{what} changed {changed:?}");
+    }
+
     /// Every file under the fleet with its bytes and mtime, for "nothing changed" checks.
-    pub fn snapshot(&self) -> std::collections::BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)> {
+    pub fn snapshot(&self) -> Snapshot {
         let mut out = std::collections::BTreeMap::new();
         let mut stack = vec![self.dir.clone()];
         while let Some(d) = stack.pop() {
@@ -141,7 +158,10 @@ impl TestFleet {
                     stack.push(p);
                 } else {
                     let meta = std::fs::metadata(&p).expect("meta");
-                    out.insert(p.strip_prefix(&self.dir).expect("rel").to_path_buf(), (std::fs::read(&p).expect("read"), meta.modified().expect("mtime")));
+                    out.insert(
+                        p.strip_prefix(&self.dir).expect("rel").to_path_buf(),
+                        (std::fs::read(&p).expect("read"), meta.modified().expect("mtime")),
+                    );
                 }
             }
         }

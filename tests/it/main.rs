@@ -4,5 +4,9 @@
 
 mod age_convert;
 mod common;
+mod first_boot;
+mod seeds;
 mod sops_config;
 mod sops_engine;
+mod sshd;
+mod vm_fresh;

@@ -107,7 +107,7 @@ fn a_second_run_changes_no_byte_and_no_mtime() {
     let out = f.run(&["vm-fresh", "web01", "db01"]);
     let text = ok(&out);
     assert!(text.contains("nothing to do"), "{text}");
-    assert_eq!(f.snapshot(), before);
+    f.assert_unchanged(&before, "the run");
 }
 
 #[test]
@@ -117,11 +117,11 @@ fn dry_run_plans_and_changes_nothing() {
     let before = f.snapshot();
     let text = ok(&f.run(&["vm-fresh", "--dry-run", "web01"]));
     assert!(text.contains("dry run: would write sops/web01.yaml"), "{text}");
-    assert_eq!(f.snapshot(), before);
+    f.assert_unchanged(&before, "the run");
     let json: serde_json::Value = serde_json::from_str(&ok(&f.run(&["--json", "vm-fresh", "--dry-run", "web01"]))).expect("json");
     assert_eq!(json["dry_run"], true);
     assert_eq!(json["hosts"][0]["name"], "web01");
-    assert_eq!(f.snapshot(), before);
+    f.assert_unchanged(&before, "the run");
 }
 
 #[test]
@@ -134,13 +134,13 @@ fn hostile_host_names_are_refused_before_anything_changes() {
         let out = f.run(&["vm-fresh", "ok01", bad]);
         assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
         assert!(stderr(&out).starts_with("error: host name"), "{bad}: {}", stderr(&out));
-        assert_eq!(f.snapshot(), before, "{bad} changed the fleet");
+        f.assert_unchanged(&before, bad);
     }
     // `-rf` looks like an option to clap; after `--` it is a name and is refused as one.
     let out = f.run(&["vm-fresh", "--", "-rf"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("starts or ends with '-'"), "{}", stderr(&out));
-    assert_eq!(f.snapshot(), before);
+    f.assert_unchanged(&before, "the run");
 }
 
 #[test]
@@ -153,7 +153,7 @@ fn a_sops_yaml_that_is_not_yaml_is_refused_and_left_alone() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).starts_with("error: `"), "{}", stderr(&out));
     assert!(stderr(&out).contains(".sops.yaml"), "{}", stderr(&out));
-    assert_eq!(f.snapshot(), before);
+    f.assert_unchanged(&before, "the run");
 }
 
 #[test]
@@ -173,7 +173,7 @@ fn a_corrupted_shared_file_stops_the_run_and_changes_nothing() {
     let out = f.run(&["vm-fresh", "db01"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("sops/shared.yaml"), "{}", stderr(&out));
-    assert_eq!(f.snapshot(), before);
+    f.assert_unchanged(&before, "the run");
 }
 
 #[test]
@@ -197,9 +197,11 @@ fn adopt_registers_an_existing_machine_from_its_public_key() {
     assert_eq!(record["age_recipient"], machine.age_recipient().expect("recipient"));
     assert_eq!(record["origin"], "adopted");
     assert!(f.read(".sops.yaml").contains(&format!("&old01 {}", machine.age_recipient().expect("r"))));
-    // An RSA key, or a private key, is refused with exit 2.
-    let rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDHD6xarNtERpyo5HTTBuowEw3EH6zGG+oHEUDswDidcWl5YMeU1el50vV4hBVbdFwKv9E3ElYr1A7e/oBBHhRSgrSHA1QMSBgQmJNNPK6aaO42hz/X1ophINIegBrtIGcFRwzJyzvkUAahyP5fGpJbLrJ3KiLBHElaPForxw== x";
-    let out = common::run_with_stdin(&mut f.cmd(&["adopt", "rsa01", "--pubkey", "-"]), rsa.as_bytes());
+    // An ECDSA key (from the real ssh-keygen) is refused with exit 2.
+    let Some(ssh_keygen) = peer("ssh-keygen") else { return };
+    let ecdsa = f.tmp.path().join("ecdsa");
+    ok(&run(Command::new(ssh_keygen).args(["-q", "-t", "ecdsa", "-N", "", "-f"]).arg(&ecdsa)));
+    let out = f.run(&["adopt", "rsa01", "--pubkey", ecdsa.with_extension("pub").to_str().expect("utf8")]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("not ed25519"), "{}", stderr(&out));
     assert!(!f.dir.join("hosts/rsa01.json").exists());

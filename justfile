@@ -1,0 +1,55 @@
+# hostsmith: `just --list` shows every recipe.
+
+set positional-arguments
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+hostsmith := "cargo run --quiet --release --"
+
+# List the recipes.
+default:
+    @just --list
+
+# Give HOST (and more) an identity in the fleet of the current directory.
+vm-fresh host *args:
+    {{ hostsmith }} vm-fresh "$@"
+
+# Proxmox: clone a VM from the template with HOST's identity injected, then verify it.
+deploy-image vmid name *args:
+    {{ hostsmith }} deploy-image --vm-id "$1" --name "$2" "${@:3}"
+
+# Write HOST's NoCloud seed to seeds/HOST/.
+cloud-init host *args:
+    {{ hostsmith }} cloud-init "$1" --out "seeds/$1" "${@:2}"
+
+# Run the main job on a throwaway fleet.
+demo *args:
+    {{ hostsmith }} demo "$@"
+
+# The whole suite, as CI runs it (installs the test peers first).
+test:
+    bash scripts/test.sh
+
+# Only the first-boot end-to-end tests (real cloud-init in a debootstrap root).
+e2e:
+    HOSTSMITH_REQUIRE_PEERS=1 cargo test --release --test it first_boot -- --nocapture
+
+# Benchmarks; results in target/bench/.
+bench:
+    bash scripts/bench.sh
+
+# Format and lint checks.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --all-targets -- -D warnings
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Re-wrap the data keys of the fleet's SOPS files after .sops.yaml changed.
+rekey *args:
+    {{ hostsmith }} sops rekey "$@"
+
+# Validate .sops.yaml against the hosts.
+check:
+    {{ hostsmith }} sops check

@@ -1,0 +1,322 @@
+//! The read side: which node is `keys`, which are the creation rules, how aliases and merge
+//! keys resolve, and which rule sops picks for a path — the way sops 3.11 does it
+//! (`config/config.go`, `parseCreationRuleForFile`):
+//!
+//! - the path is matched relative to the directory holding `.sops.yaml` (sops makes it
+//!   absolute, then strips that directory), so `path_regex` sees `sops/web01.yaml`;
+//! - rules are tried in order and the first match wins; a rule without `path_regex` (or an
+//!   empty one) matches everything; matching is Go's unanchored `regexp.MatchString`, which
+//!   Rust's `Regex::is_match` mirrors (both RE2-style);
+//! - a non-empty `key_groups` list wins over the rule's top-level `age`/`pgp`/…, which then
+//!   form one group; top-level `age` may be a list or a comma-separated string, a key group's
+//!   `age` is a list whose items may themselves hold commas; recipients are trimmed.
+
+use std::collections::HashMap;
+
+use regex::Regex;
+
+use super::SopsConfigError;
+use super::text::Lines;
+use crate::yaml::{Node, NodeKind, Parsed};
+
+/// Aliases of aliases and merge chains deeper than this are refused (they are cycles or
+/// abuse, not configuration).
+pub(crate) const MAX_DEPTH: usize = 32;
+
+/// Keys of a creation rule that choose keys other than age.
+pub(crate) const OTHER_KEY_TYPES: [&str; 7] = ["pgp", "kms", "gcp_kms", "azure_keyvault", "hc_vault_transit_uri", "hckms", "hc_vault"];
+
+pub(crate) struct Model<'a> {
+    pub lines: Lines<'a>,
+    pub parsed: &'a Parsed,
+    /// The document root: a block or flow mapping, or a null scalar for an empty file.
+    pub root: &'a Node,
+    pub keys: Option<&'a (Node, Node)>,
+    pub rules_entry: Option<&'a (Node, Node)>,
+    pub rules: Vec<Rule<'a>>,
+    /// Every anchor definition in text order.
+    pub anchors: Vec<(&'a str, &'a Node)>,
+}
+
+pub(crate) struct Rule<'a> {
+    pub index: usize,
+    /// The item as written in `creation_rules` (possibly an alias).
+    pub item: &'a Node,
+    /// The mapping it resolves to, when it is one.
+    pub map: Option<&'a Node>,
+    pub path_regex: Option<String>,
+    pub regex: Option<Result<Regex, String>>,
+    /// 1-based.
+    pub line: usize,
+}
+
+/// A value found in a mapping, by key or through `<<` merge keys.
+#[derive(Clone, Copy)]
+pub(crate) struct Found<'a> {
+    pub key: &'a Node,
+    /// As written in the entry (an alias stays an alias).
+    pub raw: &'a Node,
+    /// After following aliases.
+    pub value: &'a Node,
+    /// Found among the mapping's own entries rather than through a merge key.
+    pub direct: bool,
+}
+
+pub(crate) fn describe(n: &Node) -> &'static str {
+    match &n.kind {
+        NodeKind::Scalar { .. } if n.is_null() => "empty",
+        NodeKind::Scalar { .. } => "a string",
+        NodeKind::Alias { .. } => "an alias",
+        NodeKind::Mapping { .. } => "a mapping",
+        NodeKind::Sequence { .. } => "a list",
+    }
+}
+
+/// Compiled `path_regex`es by pattern, kept by [`super::SopsConfig`] so that repeated
+/// lookups (one per host file) do not compile every rule again.
+pub(crate) type RegexCache = HashMap<String, Result<Regex, String>>;
+
+impl<'a> Model<'a> {
+    pub fn new(text: &'a str, parsed: &'a Parsed, cache: &RegexCache) -> Result<Self, SopsConfigError> {
+        let lines = Lines::new(text, &parsed.comments);
+        let root = match parsed.documents.as_slice() {
+            [root] => root,
+            [] => &EMPTY,
+            [_, second, ..] => {
+                return Err(SopsConfigError::MultipleDocuments { line: second.line + 1, count: parsed.documents.len() });
+            }
+        };
+        let mut anchors = Vec::new();
+        root.walk(&mut |n| {
+            if let Some(a) = &n.anchor {
+                anchors.push((a.as_str(), n));
+            }
+        });
+        let mut model = Model { lines, parsed, root, keys: None, rules_entry: None, rules: Vec::new(), anchors };
+        match &root.kind {
+            NodeKind::Mapping { .. } => {}
+            _ if root.is_null() => return Ok(model),
+            _ => {
+                return Err(SopsConfigError::NotAMapping { line: root.line + 1, found: describe(root).into() });
+            }
+        }
+        model.keys = root.entry("keys");
+        model.rules_entry = root.entry("creation_rules");
+        if let Some((_, raw)) = model.rules_entry {
+            let value = model.resolve(raw);
+            match &value.kind {
+                NodeKind::Sequence { items, .. } => {
+                    for (index, item) in items.iter().enumerate() {
+                        model.rules.push(model.rule(index, item, cache));
+                    }
+                }
+                _ if value.is_null() => {}
+                _ => {
+                    return Err(SopsConfigError::CreationRulesNotAList { line: raw.line + 1, found: describe(value).into() });
+                }
+            }
+        }
+        Ok(model)
+    }
+
+    fn rule(&self, index: usize, item: &'a Node, cache: &RegexCache) -> Rule<'a> {
+        let resolved = self.resolve(item);
+        let map = matches!(resolved.kind, NodeKind::Mapping { .. }).then_some(resolved);
+        let path_regex = map.and_then(|m| self.lookup(m, "path_regex")).and_then(|f| f.value.as_str().map(str::to_string));
+        let path_regex = path_regex.filter(|r| !r.is_empty());
+        let regex = path_regex.as_ref().map(|r| cache.get(r).cloned().unwrap_or_else(|| Regex::new(r).map_err(|e| e.to_string())));
+        Rule { index, item, map, path_regex, regex, line: item.line + 1 }
+    }
+
+    /// Follows aliases to the node they name (the last definition before the alias).
+    pub fn resolve(&self, n: &'a Node) -> &'a Node {
+        let mut cur = n;
+        for _ in 0..MAX_DEPTH {
+            let NodeKind::Alias { name } = &cur.kind else {
+                return cur;
+            };
+            match self.anchor_before(name, cur.span.start) {
+                Some(target) => cur = target,
+                None => return cur,
+            }
+        }
+        cur
+    }
+
+    pub fn anchor_before(&self, name: &str, before: usize) -> Option<&'a Node> {
+        self.anchors.iter().rev().find(|(a, n)| *a == name && n.span.start < before).map(|(_, n)| *n)
+    }
+
+    /// The last definition of anchor `name`.
+    pub fn anchor(&self, name: &str) -> Option<&'a Node> {
+        self.anchor_before(name, usize::MAX)
+    }
+
+    /// Whether some alias anywhere names `node`'s anchor (then changing `node` changes every
+    /// place that alias stands for).
+    pub fn is_aliased(&self, node: &Node) -> bool {
+        let Some(name) = &node.anchor else {
+            return false;
+        };
+        let mut used = false;
+        self.root.walk(&mut |n| {
+            if let NodeKind::Alias { name: a } = &n.kind {
+                used |= a == name && self.anchor_before(a, n.span.start).is_some_and(|t| std::ptr::eq(t, node));
+            }
+        });
+        used
+    }
+
+    /// `key` in mapping `map`: its own entries first, then its `<<` merge sources in order.
+    pub fn lookup(&self, map: &'a Node, key: &str) -> Option<Found<'a>> {
+        self.lookup_depth(map, key, 0)
+    }
+
+    fn lookup_depth(&self, map: &'a Node, key: &str, depth: usize) -> Option<Found<'a>> {
+        let NodeKind::Mapping { entries, .. } = &map.kind else {
+            return None;
+        };
+        if let Some((k, v)) = entries.iter().find(|(k, _)| k.as_str() == Some(key)) {
+            return Some(Found { key: k, raw: v, value: self.resolve(v), direct: true });
+        }
+        if depth >= MAX_DEPTH {
+            return None;
+        }
+        for (k, v) in entries {
+            if k.as_str() != Some("<<") || k.tag.is_some() {
+                continue;
+            }
+            let source = self.resolve(v);
+            let sources: Vec<&'a Node> = match &source.kind {
+                NodeKind::Sequence { items, .. } => items.iter().map(|i| self.resolve(i)).collect(),
+                _ => vec![source],
+            };
+            for s in sources {
+                if let Some(found) = self.lookup_depth(s, key, depth + 1) {
+                    return Some(Found { direct: false, ..found });
+                }
+            }
+        }
+        None
+    }
+
+    /// The strings a recipient field holds: a scalar split on commas, or a list whose items
+    /// are split on commas; trimmed, empty pieces dropped (as sops does).
+    pub fn recipients(&self, value: &'a Node) -> Vec<String> {
+        let split = |s: &str| s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_string).collect::<Vec<_>>();
+        let value = self.resolve(value);
+        match &value.kind {
+            NodeKind::Scalar { value: v, .. } if !value.is_null() => split(v),
+            NodeKind::Sequence { items, .. } => items.iter().filter_map(|i| self.resolve(i).as_str().map(split)).flatten().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The first rule sops uses for `path` (relative to the `.sops.yaml` directory).
+    ///
+    /// # Errors
+    /// The regex of a rule tried before the match does not compile (sops fails the same way).
+    pub fn rule_for(&self, path: &str) -> Result<Option<&Rule<'a>>, SopsConfigError> {
+        let path = normalize(path);
+        for rule in &self.rules {
+            if rule.matches(path)? {
+                return Ok(Some(rule));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The rule's key groups: `(age recipients, other key types present)` per group.
+    pub fn groups(&self, rule: &Rule<'a>) -> Vec<Group<'a>> {
+        let Some(map) = rule.map else {
+            return Vec::new();
+        };
+        if let Some(kg) = self.lookup(map, "key_groups")
+            && let NodeKind::Sequence { items, .. } = &kg.value.kind
+            && !items.is_empty()
+        {
+            return items.iter().map(|g| self.group(self.resolve(g), 0)).collect();
+        }
+        vec![self.group(map, 0)]
+    }
+
+    fn group(&self, map: &'a Node, depth: usize) -> Group<'a> {
+        let mut g = Group { map: Some(map), age: Vec::new(), pgp: Vec::new(), other: Vec::new() };
+        if let Some(f) = self.lookup(map, "age") {
+            g.age = self.recipients(f.raw);
+        }
+        if let Some(f) = self.lookup(map, "pgp") {
+            g.pgp = self.recipients(f.raw);
+        }
+        for kind in OTHER_KEY_TYPES.iter().skip(1) {
+            if self.lookup(map, kind).is_some_and(|f| !f.value.is_null()) {
+                g.other.push((*kind).to_string());
+            }
+        }
+        // `merge:` folds nested groups into this one (sops' keyGroup.Merge).
+        if let Some(NodeKind::Sequence { items, .. }) = self.lookup(map, "merge").map(|f| &f.value.kind)
+            && depth < MAX_DEPTH
+        {
+            for item in items {
+                let sub = self.group(self.resolve(item), depth + 1);
+                g.age.extend(sub.age);
+                g.pgp.extend(sub.pgp);
+                g.other.extend(sub.other);
+            }
+        }
+        g
+    }
+}
+
+pub(crate) struct Group<'a> {
+    pub map: Option<&'a Node>,
+    pub age: Vec<String>,
+    pub pgp: Vec<String>,
+    pub other: Vec<String>,
+}
+
+impl Rule<'_> {
+    /// Whether sops would pick this rule for `path` if no earlier rule matched.
+    pub fn matches(&self, path: &str) -> Result<bool, SopsConfigError> {
+        match (&self.path_regex, &self.regex) {
+            (Some(r), Some(Err(e))) => Err(SopsConfigError::InvalidRegex { line: self.line, regex: r.clone(), reason: e.clone() }),
+            (_, Some(Ok(re))) => Ok(re.is_match(normalize(path))),
+            _ => Ok(true),
+        }
+    }
+
+    /// Whether the rule is written for `path` alone: it has a `path_regex` that matches
+    /// `path` but none of a few siblings (another file in the same directory, the name with
+    /// a prefix or a suffix added). `.*`, `\.yaml$`, `^sops/` or a missing `path_regex` are
+    /// not specific; `^sops/web01\.yaml$` and `sops/web01.yaml$` are.
+    pub fn is_specific_to(&self, path: &str) -> bool {
+        let path = normalize(path);
+        let probe = |p: &str| self.matches(p).unwrap_or(true);
+        if self.path_regex.is_none() || !self.matches(path).unwrap_or(false) {
+            return false;
+        }
+        let (dir, name) = path.rsplit_once('/').map_or(("", path), |(d, n)| (d, n));
+        let (stem, ext) = name.rsplit_once('.').map_or((name, String::new()), |(s, e)| (s, format!(".{e}")));
+        let join = |n: String| {
+            if dir.is_empty() { n } else { format!("{dir}/{n}") }
+        };
+        ![join(format!("hostsmith-probe{ext}")), join(format!("{stem}-hostsmith-probe{ext}")), join(format!("hostsmith-probe-{stem}{ext}"))]
+            .iter()
+            .any(|p| probe(p))
+    }
+}
+
+/// sops never sees a leading `./` (it strips an absolute directory prefix).
+pub(crate) fn normalize(path: &str) -> &str {
+    path.trim_start_matches("./")
+}
+
+/// The root of a text with no document at all (empty, or only comments).
+static EMPTY: Node = Node {
+    kind: NodeKind::Scalar { value: String::new(), style: crate::yaml::ScalarStyle::Plain },
+    span: 0..0,
+    line: 0,
+    col: 0,
+    anchor: None,
+    tag: None,
+};

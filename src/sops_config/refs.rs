@@ -1,0 +1,130 @@
+//! How recipients are written into new list items, and the checks every edit makes on its
+//! inputs (host names, recipients, admins, duplicate anchors).
+
+use std::str::FromStr;
+
+use super::model::{Model, describe};
+use super::{EditPolicy, SopsConfigError};
+use crate::yaml::{Node, NodeKind};
+
+/// A recipient as it will be written in a list: an alias or the literal.
+#[derive(Clone)]
+pub(crate) struct AgeRef {
+    pub text: String,
+    pub recipient: String,
+    /// Where the anchor of an alias is defined (it must precede the alias).
+    pub def: Option<(String, usize)>,
+}
+
+/// Refusals common to every edit: duplicate anchors, a flow-style document.
+pub(crate) fn editable(m: &Model<'_>) -> Result<(), SopsConfigError> {
+    if let Some(name) = m.parsed.duplicate_anchors().into_iter().next() {
+        let lines: Vec<usize> = m.anchors.iter().filter(|(a, _)| *a == name).map(|(_, n)| n.line + 1).collect();
+        let line = lines.get(1).copied().unwrap_or(1);
+        let lines = lines.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        return Err(SopsConfigError::DuplicateAnchor { name, line, lines });
+    }
+    if matches!(m.root.kind, NodeKind::Mapping { flow: true, .. }) {
+        return Err(SopsConfigError::unsupported(
+            m.root.line + 1,
+            "the document is one flow mapping (`{...}`, json style)",
+            "rewrite it in block style (`creation_rules:` on its own line)",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_host(name: &str) -> Result<(), SopsConfigError> {
+    let bad = |reason: &str| Err(SopsConfigError::InvalidHostName { name: name.into(), reason: reason.into() });
+    if name.is_empty() || name.len() > 63 {
+        return bad("a host name is 1 to 63 characters");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') || name.starts_with('-') || name.ends_with('-') {
+        return bad("use letters, digits and inner hyphens only (an rfc 1123 label)");
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_recipient(r: &str) -> Result<(), SopsConfigError> {
+    age::x25519::Recipient::from_str(r)
+        .map(|_| ())
+        .map_err(|e| SopsConfigError::InvalidRecipient { value: r.into(), reason: e.to_string() })
+}
+
+/// The admins as list entries: `*name` for an anchor (a list anchor expands to its items),
+/// the literal for an `age1…` recipient.
+pub(crate) fn admin_refs(m: &Model<'_>, admins: &[String]) -> Result<Vec<AgeRef>, SopsConfigError> {
+    if admins.is_empty() {
+        return Err(SopsConfigError::NoAdmins);
+    }
+    let mut out = Vec::new();
+    let mut unknown = Vec::new();
+    for admin in admins {
+        if admin.starts_with("age1") {
+            validate_recipient(admin)?;
+            out.push(AgeRef { text: admin.clone(), recipient: admin.clone(), def: None });
+            continue;
+        }
+        let Some(node) = m.anchor(admin) else {
+            unknown.push(format!("`{admin}`"));
+            continue;
+        };
+        let not_recipient = |what: &str| SopsConfigError::AdminNotRecipient { name: admin.clone(), line: node.line + 1, what: what.into() };
+        match &node.kind {
+            NodeKind::Scalar { value, .. } if looks_like_recipient(value) => {
+                out.push(AgeRef { text: format!("*{admin}"), recipient: value.clone(), def: Some((admin.clone(), node.span.start)) })
+            }
+            NodeKind::Sequence { items, .. } => {
+                for item in items {
+                    out.push(list_ref(m, item).ok_or_else(|| not_recipient("a list with something other than recipients"))?);
+                }
+            }
+            _ => return Err(not_recipient(describe(node))),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(SopsConfigError::UnknownAdmins { names: unknown.join(", ") });
+    }
+    Ok(out)
+}
+
+pub(crate) fn looks_like_recipient(v: &str) -> bool {
+    v.starts_with("age1") || v.starts_with("ssh-")
+}
+
+/// How an item of an existing recipient list is written again elsewhere.
+pub(crate) fn list_ref(m: &Model<'_>, item: &Node) -> Option<AgeRef> {
+    let resolved = m.resolve(item);
+    let value = resolved.as_str().filter(|v| looks_like_recipient(v) && !v.contains(','))?.to_string();
+    let name = match &item.kind {
+        NodeKind::Alias { name } => Some(name.clone()),
+        _ => item.anchor.clone(),
+    };
+    Some(match name {
+        Some(name) => AgeRef { text: format!("*{name}"), recipient: value, def: Some((name, resolved.span.start)) },
+        None => AgeRef { text: super::text::scalar(&value, crate::yaml::ScalarStyle::Plain), recipient: value, def: None },
+    })
+}
+
+/// Refuses aliases whose anchor would come after the place they are written.
+pub(crate) fn defined_before(m: &Model<'_>, refs: &[AgeRef], at: usize) -> Result<(), SopsConfigError> {
+    for r in refs {
+        if let Some((name, def)) = &r.def
+            && *def >= at
+        {
+            return Err(SopsConfigError::unsupported(
+                m.lines.line_no(*def),
+                format!("anchor `&{name}` is defined after line {}, where a new rule must use it", m.lines.line_no(at)),
+                "move the anchor into `keys:` above `creation_rules:`",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn host_file(policy: &EditPolicy, host: &str) -> String {
+    match policy.host_dir.trim_matches('/') {
+        "" | "." => format!("{host}.yaml"),
+        dir => format!("{dir}/{host}.yaml"),
+    }
+}

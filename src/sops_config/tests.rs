@@ -1,0 +1,128 @@
+//! Unit tests of the planner on small texts; the realistic layouts (checked with PyYAML and
+//! real sops) are in tests/it/sops_config.rs.
+
+use super::*;
+
+pub(super) fn rec() -> String {
+    age::x25519::Identity::generate().to_public().to_string()
+}
+
+pub(super) fn policy(admins: &[&str], shared: &[&str]) -> EditPolicy {
+    EditPolicy {
+        host_dir: "sops".into(),
+        admins: admins.iter().map(ToString::to_string).collect(),
+        shared: shared.iter().map(ToString::to_string).collect(),
+        exclude_from_shared: Vec::new(),
+        hosts_group: "hosts".into(),
+    }
+}
+
+pub(super) fn host(name: &str) -> HostKey {
+    HostKey { name: name.into(), recipient: rec() }
+}
+
+pub(super) fn cfg(text: &str) -> SopsConfig {
+    SopsConfig::parse(text).expect("parses")
+}
+
+pub(super) fn add(text: &str, hosts: &[HostKey], p: &EditPolicy) -> Edit {
+    cfg(text).add_hosts(hosts, p).unwrap_or_else(|e| panic!("{e}\n---\n{text}"))
+}
+
+/// The output holds every input line, in order; only lines were added.
+fn only_added(old: &str, new: &str) -> bool {
+    let mut it = new.lines();
+    old.lines().all(|l| it.any(|n| n == l))
+}
+
+#[test]
+fn flat_list_gets_anchor_and_rule_in_the_files_style() {
+    let (a, w) = (rec(), host("web01"));
+    let text = format!(
+        "keys:\n  - &alice {a} # laptop\ncreation_rules:\n  - path_regex: ^sops/db01\\.yaml$\n    key_groups:\n      - age:\n          - *alice\n"
+    );
+    let e = add(&text, std::slice::from_ref(&w), &policy(&["alice"], &[]));
+    let want = format!(
+        "keys:\n  - &alice {a} # laptop\n  - &web01 {r}\ncreation_rules:\n  - path_regex: ^sops/db01\\.yaml$\n    key_groups:\n      - age:\n          - *alice\n  - path_regex: ^sops/web01\\.yaml$\n    key_groups:\n      - age:\n          - *alice\n          - *web01\n",
+        r = w.recipient
+    );
+    assert_eq!(e.text, want);
+    assert_eq!(e.changes.len(), 2);
+    let again = cfg(&e.text).add_hosts(std::slice::from_ref(&w), &policy(&["alice"], &[])).expect("second run");
+    assert!(again.is_empty(), "{:?}", again.changes);
+    assert_eq!(again.text, e.text);
+    assert_eq!(cfg(&e.text).recipients_for("sops/web01.yaml"), Some(vec![vec![a, w.recipient.clone()]]));
+    assert_eq!(cfg(&e.text).host_recipient("web01"), Some(w.recipient));
+}
+
+#[test]
+fn rule_goes_before_a_catch_all_and_its_comment() {
+    let a = rec();
+    let text = format!(
+        "keys:\n- &alice {a}\ncreation_rules:\n- path_regex: ^sops/sorrow\\.yaml$\n  age: *alice\n\n# everything else\n- age: *alice\n"
+    );
+    let row = host("row");
+    let e = add(&text, std::slice::from_ref(&row), &policy(&["alice"], &[]));
+    assert!(only_added(&text, &e.text), "{}", e.text);
+    let c = cfg(&e.text);
+    assert_eq!(c.recipients_for("sops/row.yaml"), Some(vec![vec![a.clone(), row.recipient.clone()]]));
+    assert_eq!(c.recipients_for("sops/sorrow.yaml"), Some(vec![vec![a.clone()]]));
+    assert_eq!(c.recipients_for("other.yaml"), Some(vec![vec![a]]));
+    let rule = e.text.find("^sops/row").expect("rule");
+    assert!(rule < e.text.find("# everything else").expect("comment"), "{}", e.text);
+}
+
+#[test]
+fn empty_file_and_missing_sections_are_created() {
+    let (a, w) = (rec(), host("web01"));
+    let e = add("", std::slice::from_ref(&w), &policy(&[&a], &[]));
+    assert_eq!(
+        e.text,
+        format!(
+            "keys:\n  - &web01 {r}\ncreation_rules:\n  - path_regex: ^sops/web01\\.yaml$\n    key_groups:\n      - age:\n          - {a}\n          - *web01\n",
+            r = w.recipient
+        )
+    );
+    let text = "# fleet\ncreation_rules: []\n".to_string();
+    let e = add(&text, std::slice::from_ref(&w), &policy(&[&a], &[]));
+    assert!(e.text.starts_with("# fleet\nkeys:\n"), "{}", e.text);
+    assert!(e.text.contains("creation_rules:\n  - path_regex"), "{}", e.text);
+}
+
+#[test]
+fn mapping_keys_get_a_hosts_group_and_flow_lists_stay_flow() {
+    let (a, w) = (rec(), host("web01"));
+    let text = format!("keys:\n  users:\n    - &alice {a}\ncreation_rules:\n  - path_regex: x\n    key_groups:\n    - age: [*alice]\n");
+    let e = add(&text, std::slice::from_ref(&w), &policy(&["alice"], &[]));
+    assert!(only_added(&text, &e.text), "{}", e.text);
+    assert!(e.text.contains(&format!("  hosts:\n    - &web01 {}\n", w.recipient)), "{}", e.text);
+    assert!(e.text.contains("    - age: [*alice, *web01]\n"), "{}", e.text);
+    let flow = format!("keys: [&alice {a}]\ncreation_rules:\n  - age: [*alice]\n");
+    let e = add(&flow, std::slice::from_ref(&w), &policy(&["alice"], &["sops/shared.yaml"]));
+    assert!(e.text.starts_with(&format!("keys: [&alice {a}, &web01 {}]\n", w.recipient)), "{}", e.text);
+}
+
+#[test]
+fn grouped_anchor_lists_like_nix_secrets() {
+    let (a, g, w) = (rec(), rec(), host("web01"));
+    let text = format!(
+        "keys:\n  - &users:\n    - &ta {a}\n  - &hosts:\n    - &ghost {g}\ncreation_rules:\n  - path_regex: sops/secrets.yaml$\n    key_groups:\n      - age:\n          - *ta\n          - *ghost\n"
+    );
+    let e = add(&text, std::slice::from_ref(&w), &policy(&["ta"], &["sops/secrets.yaml"]));
+    assert!(only_added(&text, &e.text), "{}", e.text);
+    assert!(e.text.contains(&format!("    - &ghost {g}\n    - &web01 {}\n", w.recipient)), "{}", e.text);
+    let c = cfg(&e.text);
+    assert_eq!(c.recipients_for("sops/secrets.yaml"), Some(vec![vec![a.clone(), g, w.recipient.clone()]]));
+    assert_eq!(c.recipients_for("sops/web01.yaml"), Some(vec![vec![a, w.recipient]]));
+}
+
+#[test]
+fn shared_string_lists_get_the_recipient_appended() {
+    let (a, w) = (rec(), host("web01"));
+    let text =
+        format!("keys:\n  - &alice {a}\ncreation_rules:\n  - path_regex: ^sops/shared\\.yaml$\n    age: >-\n      {a},\n      {a}\n");
+    let e = add(&text, std::slice::from_ref(&w), &policy(&["alice"], &["sops/shared.yaml"]));
+    assert!(e.text.contains(&format!("      {a},{}\n", w.recipient)), "{}", e.text);
+    let c = cfg(&e.text);
+    assert!(c.recipients_for("sops/shared.yaml").expect("rule")[0].contains(&w.recipient));
+}

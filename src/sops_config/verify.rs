@@ -1,0 +1,155 @@
+//! The last step of every edit: splice, parse the result again, and prove it means what was
+//! planned before returning it.
+//!
+//! Checks, in order: the new text parses as a `.sops.yaml` (every alias resolves, anchors
+//! precede their aliases); no anchor is defined twice; the whole document, aliases expanded,
+//! equals the original with the planned [`Op`]s applied (so nothing else moved, and new
+//! aliases resolve to the intended recipients); and sops' rule lookup gives each host file and
+//! shared file the recipients the plan promised.
+
+use super::model::Model;
+use super::plan::Builder;
+use super::render;
+use super::style::Style;
+use super::text::{self, Splice};
+use super::value::{self, Ops, V};
+use super::{Change, Edit, SopsConfig, SopsConfigError};
+
+/// What sops' lookup must give after the edit.
+#[derive(Debug, Clone)]
+pub(crate) enum Expect {
+    /// Exactly these key groups (in order).
+    Exactly { path: String, groups: Vec<Vec<String>> },
+    /// Some group holds the recipient.
+    Includes { path: String, recipient: String },
+    /// No group holds the recipient (or no rule matches).
+    Excludes { path: String, recipient: String },
+}
+
+/// Renders the planned targets and verifies the result.
+pub(crate) fn finish(
+    cfg: &SopsConfig,
+    m: &Model<'_>,
+    style: &Style,
+    b: Builder<'_>,
+    hosts: &[(String, String)],
+) -> Result<Edit, SopsConfigError> {
+    let mut splices = Vec::new();
+    let mut ops = Ops::default();
+    for (target, items) in &b.targets {
+        render::render(m, style, target, items, &mut splices, &mut ops)?;
+    }
+    check(cfg, m, splices, &ops, b.changes, &b.expect, hosts)
+}
+
+fn fail(message: String) -> SopsConfigError {
+    SopsConfigError::Verify { message }
+}
+
+/// Applies `splices` and verifies the result against `ops` and `expect`. `hosts` (name,
+/// recipient) are the hosts the edit adds: a rule the plan did not touch that now includes
+/// one of them (it aliases a list the host joined) is reported as [`Change::AlsoGranted`].
+pub(crate) fn check(
+    cfg: &SopsConfig,
+    m: &Model<'_>,
+    splices: Vec<Splice>,
+    ops: &Ops,
+    mut changes: Vec<Change>,
+    expect: &[Expect],
+    hosts: &[(String, String)],
+) -> Result<Edit, SopsConfigError> {
+    if splices.is_empty() {
+        return Ok(Edit { text: cfg.text().to_string(), changes: Vec::new() });
+    }
+    let shift = |pos: usize| -> usize {
+        let mut out = pos;
+        for s in &splices {
+            if s.at.end <= pos {
+                out = out + s.text.len() - s.at.len();
+            }
+        }
+        out
+    };
+    let old_rules: Vec<(usize, usize, Vec<String>)> =
+        m.rules.iter().map(|r| (shift(r.item.span.start), r.line, m.groups(r).into_iter().flat_map(|g| g.age).collect())).collect();
+    let new_text = text::apply(cfg.text(), splices);
+    let new = SopsConfig::parse(&new_text).map_err(|e| fail(format!("the result does not parse: {e}")))?;
+    let nm = new.model();
+    if let Some(d) = nm.parsed.duplicate_anchors().first() {
+        return Err(fail(format!("anchor `&{d}` is defined twice in the result")));
+    }
+    let expected = value::value(m, m.root, ops).map_err(fail)?;
+    let actual = value::value(&nm, nm.root, &Ops::default()).map_err(fail)?;
+    if let Some(diff) = first_difference(&expected, &actual, String::new()) {
+        #[cfg(test)]
+        eprintln!("--- unverified result:\n{new_text}---");
+        return Err(fail(diff));
+    }
+    for e in expect {
+        let (path, ok) = match e {
+            Expect::Exactly { path, groups } => (path, new.recipients_for(path).as_ref() == Some(groups)),
+            Expect::Includes { path, recipient } => {
+                (path, new.recipients_for(path).is_some_and(|g| g.iter().flatten().any(|r| r == recipient)))
+            }
+            Expect::Excludes { path, recipient } => {
+                (path, !new.recipients_for(path).is_some_and(|g| g.iter().flatten().any(|r| r == recipient)))
+            }
+        };
+        if !ok {
+            return Err(fail(format!("the rule sops uses for `{path}` is not what was planned ({e:?})")));
+        }
+    }
+    let touched: Vec<usize> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::HostJoinedRule { line, .. } | Change::SharedJoined { line, .. } => Some(*line),
+            _ => None,
+        })
+        .collect();
+    for (start, line, before) in &old_rules {
+        let Some(rule) = nm.rules.iter().find(|r| r.item.span.start == *start) else {
+            continue;
+        };
+        if touched.contains(line) {
+            continue;
+        }
+        let after: Vec<String> = nm.groups(rule).into_iter().flat_map(|g| g.age).collect();
+        for (host, recipient) in hosts {
+            if after.contains(recipient) && !before.contains(recipient) {
+                changes.push(Change::AlsoGranted { host: host.clone(), line: *line });
+            }
+        }
+    }
+    Ok(Edit { text: new_text, changes })
+}
+
+/// Where two values first differ, as a path (`creation_rules[2].age[1]`).
+fn first_difference(expected: &V, actual: &V, path: String) -> Option<String> {
+    let at = |p: &str| {
+        if p.is_empty() { "the document".to_string() } else { format!("`{p}`") }
+    };
+    match (expected, actual) {
+        (V::Seq(a), V::Seq(b)) => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                if let Some(d) = first_difference(x, y, format!("{path}[{i}]")) {
+                    return Some(d);
+                }
+            }
+            (a.len() != b.len()).then(|| format!("{} has {} items instead of {}", at(&path), b.len(), a.len()))
+        }
+        (V::Map(a), V::Map(b)) => {
+            for ((ka, x), (kb, y)) in a.iter().zip(b) {
+                if ka != kb {
+                    return Some(format!("{} has key `{kb}` where `{ka}` was expected", at(&path)));
+                }
+                let sub = if path.is_empty() { ka.clone() } else { format!("{path}.{ka}") };
+                if let Some(d) = first_difference(x, y, sub) {
+                    return Some(d);
+                }
+            }
+            (a.len() != b.len()).then(|| format!("{} has {} keys instead of {}", at(&path), b.len(), a.len()))
+        }
+        _ if expected == actual => None,
+        _ => Some(format!("{} is {actual:?} instead of {expected:?}", at(&path))),
+    }
+}

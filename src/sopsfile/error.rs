@@ -1,0 +1,65 @@
+//! What can go wrong reading or writing a SOPS file.
+//!
+//! Messages name the place (a key path, a metadata field, a recipient) and never a value, a
+//! comment, a data key or an identity: they end up in terminals and logs.
+
+/// Why a SOPS file cannot be read, decrypted or written.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum SopsFileError {
+    #[error("the file is not valid YAML: {0}")]
+    Yaml(#[from] crate::yaml::YamlError),
+
+    #[error("the file has no `sops` metadata section, so it is not a SOPS-encrypted file; encrypt it first")]
+    NotSops,
+
+    #[error("invalid sops metadata: {0}")]
+    Metadata(String),
+
+    #[error("unsupported document: {0}")]
+    Unsupported(String),
+
+    #[error("the encrypted value at `{path}` is malformed ({reason}); the file is damaged")]
+    MalformedValue { path: String, reason: String },
+
+    #[error("the value at `{path}` does not decrypt with the file's data key: the file was modified outside sops or is damaged")]
+    ValueAuthentication { path: String },
+
+    #[error("MAC mismatch: {0}; the file was modified outside sops/hostsmith or is damaged, so it is not trusted")]
+    MacMismatch(String),
+
+    #[error("none of the age identities given can decrypt the data key; recipients are: {}", .recipients.join(", "))]
+    NoMatchingIdentity { recipients: Vec<String> },
+
+    #[error("no age identity was given; provide one (SOPS_AGE_KEY, SOPS_AGE_KEY_FILE or ~/.config/sops/age/keys.txt)")]
+    NoIdentities,
+
+    #[error("the file's data key is protected by {0} keys, which hostsmith does not handle natively; use the sops binary for this file")]
+    ExternalKeysRequired(String),
+
+    #[error(
+        "the file uses {0} key groups (Shamir secret sharing); hostsmith handles a single key group natively, use the sops binary for this file"
+    )]
+    ShamirUnsupported(usize),
+
+    #[error("the age-encrypted data key for recipient {recipient} cannot be read: {reason}")]
+    AgeStanza { recipient: String, reason: String },
+
+    #[error("invalid age recipient `{0}`: expected an X25519 recipient (age1…)")]
+    InvalidRecipient(String),
+
+    #[error("no age recipient given; a SOPS file needs at least one key")]
+    NoRecipients,
+
+    #[error("age encryption failed: {0}")]
+    Age(String),
+
+    #[error("invalid encryption options: {0}")]
+    Options(String),
+
+    #[error("cannot set `{path}`: {reason}")]
+    PathConflict { path: String, reason: String },
+
+    #[error("the value at `{path}` cannot be stored: {reason}")]
+    InvalidValue { path: String, reason: String },
+}
