@@ -399,6 +399,8 @@ fn plan_host(fleet: &Fleet, config: &SopsConfig, req: Request, opts: Options, id
         },
         history,
         addresses: record.as_ref().map(|r| r.addresses.clone()).unwrap_or_default(),
+        vm_id: record.as_ref().and_then(|r| r.vm_id),
+        proxmox_node: record.as_ref().and_then(|r| r.proxmox_node.clone()),
         extra: record.as_ref().map(|r| r.extra.clone()).unwrap_or_default(),
     };
     Ok(Planned {

@@ -24,9 +24,15 @@ pub struct HostRecord {
     /// Earlier host keys, newest last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<RetiredKey>,
-    /// Addresses the host is known at (for known_hosts and connect).
+    /// Addresses the host is known at (`A` or `A:PORT`), for known_hosts and connect.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<String>,
+    /// The Proxmox VM id, when the host is a VM hostsmith deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_id: Option<u64>,
+    /// The Proxmox node (`pvesh` name) the VM runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxmox_node: Option<String>,
     /// Fields written by newer versions, kept as they are.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
