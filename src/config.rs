@@ -63,13 +63,17 @@ impl Default for HostSection {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CloudInitSection {
+    /// The admin user the seed creates.
     pub user: String,
+    /// Key lines or `.pub` files for the admin user.
     pub authorized_keys: Vec<String>,
+    /// The admin user's sudoers rule; empty for none.
+    pub sudo: String,
 }
 
 impl Default for CloudInitSection {
     fn default() -> Self {
-        Self { user: "admin".into(), authorized_keys: vec!["~/.ssh/id_ed25519.pub".into()] }
+        Self { user: "admin".into(), authorized_keys: vec!["~/.ssh/id_ed25519.pub".into()], sudo: "ALL=(ALL) NOPASSWD:ALL".into() }
     }
 }
 
@@ -112,6 +116,9 @@ impl Config {
         }
         if !self.cloud_init.user.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || self.cloud_init.user.is_empty() {
             return Err(format!("cloud_init.user `{}` is not a valid user name", self.cloud_init.user));
+        }
+        if self.cloud_init.sudo.contains(['\n', '\r']) {
+            return Err("cloud_init.sudo must be a single sudoers rule on one line".into());
         }
         Ok(())
     }

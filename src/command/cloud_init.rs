@@ -54,7 +54,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let host = host_names(std::slice::from_ref(&args.host))?.remove(0);
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let mut ids = Identities::for_fleet(&fleet);
-    let written = emit(&fleet, &host, &args.out, args.iso.as_deref(), &args.seed, &mut ids)?;
+    let inputs = args.seed.resolve(&fleet)?;
+    let written = emit(&fleet, &host, &args.out, args.iso.as_deref(), &inputs, &mut ids)?;
     ctx.out.json(&serde_json::json!({ "host": host.as_str(), "files": written }));
     for p in &written {
         ctx.out.line(format!("wrote {}", p.display()));
@@ -63,8 +64,34 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-/// Renders and writes a host's seed into `out` (and `iso`). Everything is validated before
-/// the first file is written.
+/// What a seed needs besides the host's key, read and validated from the options and the
+/// configuration before anything is written.
+pub struct SeedInputs {
+    pub user: String,
+    pub authorized_keys: Vec<String>,
+    pub sudo: Option<String>,
+    pub network: Option<Network>,
+}
+
+impl SeedOptions {
+    /// Validates the options against the fleet configuration.
+    ///
+    /// # Errors
+    /// A bad user name, an unreadable or malformed key, a bad address or network file.
+    pub fn resolve(&self, fleet: &Fleet) -> Result<SeedInputs> {
+        let cfg = &fleet.config.cloud_init;
+        let user = self.user.clone().unwrap_or_else(|| cfg.user.clone());
+        if user.is_empty() || !user.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || user.starts_with('-') {
+            return Err(Error::Usage(format!("user name `{user}` is invalid: use letters, digits, '-' and '_'")));
+        }
+        let entries = if self.authorized_keys.is_empty() { cfg.authorized_keys.clone() } else { self.authorized_keys.clone() };
+        let authorized_keys = cloud_init::authorized_keys(&entries)?;
+        let sudo = Some(cfg.sudo.clone()).filter(|s| !s.is_empty());
+        Ok(SeedInputs { user, authorized_keys, sudo, network: network(self)? })
+    }
+}
+
+/// Renders and writes a host's seed into `out` (and `iso`).
 ///
 /// # Errors
 /// See [`run`].
@@ -73,25 +100,17 @@ pub fn emit(
     host: &HostName,
     out: &Path,
     iso: Option<&Path>,
-    opts: &SeedOptions,
+    inputs: &SeedInputs,
     ids: &mut Identities,
 ) -> Result<Vec<PathBuf>> {
-    let cfg = &fleet.config.cloud_init;
-    let user = opts.user.clone().unwrap_or_else(|| cfg.user.clone());
-    if user.is_empty() || !user.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || user.starts_with('-') {
-        return Err(Error::Usage(format!("user name `{user}` is invalid: use letters, digits, '-' and '_'")));
-    }
-    let key_entries = if opts.authorized_keys.is_empty() { cfg.authorized_keys.clone() } else { opts.authorized_keys.clone() };
-    let authorized = cloud_init::authorized_keys(&key_entries)?;
-    let network = network(opts)?;
     let (_, key) = provision::host_keypair(fleet, host, ids)?;
     let seed = cloud_init::render(&SeedParams {
         host,
         key: &key,
-        user: &user,
-        authorized_keys: &authorized,
-        sudo: Some("ALL=(ALL) NOPASSWD:ALL"),
-        network,
+        user: &inputs.user,
+        authorized_keys: &inputs.authorized_keys,
+        sudo: inputs.sudo.as_deref(),
+        network: inputs.network.clone(),
     })?;
     let mut written = seed::write_seed_dir(out, &seed)?;
     if let Some(iso) = iso {

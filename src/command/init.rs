@@ -133,8 +133,10 @@ persist = ""
 deploy_keys = ["nix-config", "nix-secrets"]
 
 [cloud_init]
+# The admin user the first-boot seed creates, its keys (files or key lines) and sudo rule.
 user = "admin"
 authorized_keys = ["~/.ssh/id_ed25519.pub"]
+sudo = "ALL=(ALL) NOPASSWD:ALL"
 "#
     )
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::cli::{Context, host_names};
-use crate::command::cloud_init::{SeedOptions, emit};
+use crate::command::cloud_init::{SeedInputs, SeedOptions, emit};
 use crate::error::Result;
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
@@ -38,6 +38,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let hosts = host_names(&args.hosts)?;
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     seed::check_persist(&fleet.config.host.persist)?;
+    // First-boot options are checked before any key is made.
+    let seed_inputs = args.cloud_init.as_ref().map(|_| args.seed.resolve(&fleet)).transpose()?;
     let requests = hosts.iter().map(|host| Request { host: host.clone(), source: KeySource::Generate }).collect();
     let report = provision::run(&fleet, requests, Options { rotate: args.rotate, dry_run: args.dry_run })?;
     print_report(&report, ctx);
@@ -46,15 +48,22 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     }
     let mut ids = Identities::for_fleet(&fleet);
     for host in &hosts {
-        emit_first_boot(&fleet, host, &args, &mut ids, ctx)?;
+        emit_first_boot(&fleet, host, &args, seed_inputs.as_ref(), &mut ids, ctx)?;
     }
     Ok(())
 }
 
-fn emit_first_boot(fleet: &Fleet, host: &HostName, args: &Args, ids: &mut Identities, ctx: &Context) -> Result<()> {
-    if let Some(dir) = &args.cloud_init {
+fn emit_first_boot(
+    fleet: &Fleet,
+    host: &HostName,
+    args: &Args,
+    inputs: Option<&SeedInputs>,
+    ids: &mut Identities,
+    ctx: &Context,
+) -> Result<()> {
+    if let (Some(dir), Some(inputs)) = (&args.cloud_init, inputs) {
         let out = dir.join(host.as_str());
-        for p in emit(fleet, host, &out, None, &args.seed, ids)? {
+        for p in emit(fleet, host, &out, None, inputs, ids)? {
             ctx.out.line(format!("wrote {}", p.display()));
         }
     }

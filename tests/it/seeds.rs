@@ -163,3 +163,16 @@ fn verify_against_a_real_sshd_passes_and_a_different_key_is_a_mismatch() {
     let err = stderr(&out);
     assert!(err.contains(&record_key.fingerprint()) && err.contains(&stranger.fingerprint()), "{err}");
 }
+
+#[test]
+fn vm_fresh_checks_first_boot_options_before_making_any_key() {
+    let f = TestFleet::new();
+    f.init_with(&[]);
+    let before = f.snapshot();
+    let seeds = f.tmp.path().join("seeds");
+    let out = f.run(&["vm-fresh", "web01", "--cloud-init", seeds.to_str().expect("utf8"), "--authorized-key", "/nonexistent/admin.pub"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("/nonexistent/admin.pub"), "{}", stderr(&out));
+    f.assert_unchanged(&before, "a refused vm-fresh");
+    assert!(!seeds.exists());
+}
