@@ -3,7 +3,8 @@
 set positional-arguments
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-hostsmith := "cargo run --quiet --release --"
+# HOSTSMITH_BIN runs an already built binary instead (the tests use it).
+hostsmith := env("HOSTSMITH_BIN", "cargo run --quiet --release --")
 
 # List the recipes.
 default:

@@ -19,6 +19,8 @@ command -v bsdtar >/dev/null 2>&1 || need_apt+=(libarchive-tools)
 command -v isoinfo >/dev/null 2>&1 || need_apt+=(genisoimage)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v nsenter >/dev/null 2>&1 || need_apt+=(util-linux)
+# Nix (no daemon): parse every .nix file, evaluate the builtins-only lib.
+command -v nix-instantiate >/dev/null 2>&1 || need_apt+=(nix-bin)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-peers: apt-get install ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

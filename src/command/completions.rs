@@ -1,0 +1,49 @@
+//! `hostsmith completions SHELL` and `hostsmith man [--out DIR]`: generated from the clap
+//! definitions, so they cannot drift from the commands.
+
+use std::path::PathBuf;
+
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Context};
+use crate::error::{Error, Result};
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// Write one page per command into DIR (hostsmith.1, hostsmith-vm-fresh.1, …) instead of
+    /// printing the main page.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// # Errors
+/// Never, in practice: writing to stdout.
+pub fn completions(args: CompletionsArgs, _ctx: &Context) -> Result<()> {
+    let mut cmd = Cli::command();
+    clap_complete::generate(args.shell, &mut cmd, "hostsmith", &mut std::io::stdout());
+    Ok(())
+}
+
+/// # Errors
+/// When a page cannot be written.
+pub fn man(args: ManArgs, ctx: &Context) -> Result<()> {
+    let cmd = Cli::command();
+    match args.out {
+        None => {
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout()).map_err(|source| Error::Write { path: "<stdout>".into(), source })
+        }
+        Some(dir) => {
+            crate::atomic::create_dir(&dir, 0o755)?;
+            clap_mangen::generate_to(cmd, &dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
+            ctx.out.line(format!("wrote man pages to {}", dir.display()));
+            Ok(())
+        }
+    }
+}
