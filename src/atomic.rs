@@ -32,15 +32,7 @@ pub fn write_if_changed(path: &Path, contents: &[u8], mode: u32) -> Result<bool>
 /// # Errors
 /// [`Error::Write`] with the path.
 pub fn write(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let err = |source| Error::Write { path: path.to_path_buf(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp =
-        tempfile::Builder::new().prefix(".hostsmith-tmp-").permissions(Permissions::from_mode(mode)).tempfile_in(dir).map_err(err)?;
-    tmp.write_all(contents).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    sync_dir(dir).map_err(err)?;
-    Ok(())
+    replace(path, contents, mode, false).map(drop)
 }
 
 /// Like [`write`], but the new file is locked (`flock`) before it is renamed into place, and
@@ -50,13 +42,21 @@ pub fn write(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
 /// # Errors
 /// [`Error::Write`] with the path.
 pub fn write_locked(path: &Path, contents: &[u8], mode: u32) -> Result<File> {
+    replace(path, contents, mode, true)
+}
+
+/// Stages `contents` in a temporary file beside `path`, fsyncs it, optionally locks it, and
+/// renames it over `path`; then fsyncs the directory.
+fn replace(path: &Path, contents: &[u8], mode: u32, lock: bool) -> Result<File> {
     let err = |source| Error::Write { path: path.to_path_buf(), source };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp =
         tempfile::Builder::new().prefix(".hostsmith-tmp-").permissions(Permissions::from_mode(mode)).tempfile_in(dir).map_err(err)?;
     tmp.write_all(contents).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
-    tmp.as_file().lock().map_err(err)?;
+    if lock {
+        tmp.as_file().lock().map_err(err)?;
+    }
     let file = tmp.persist(path).map_err(|e| err(e.error))?;
     sync_dir(dir).map_err(err)?;
     Ok(file)
