@@ -1,15 +1,62 @@
 //! What a command prints: human lines on stdout, JSON with `--json`, nothing but errors
 //! with `-q`. Commands describe results; this decides how they are shown.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Output {
     pub json: bool,
     pub quiet: bool,
+    /// Whether stdout gets ANSI colours.
+    pub color: bool,
+    /// Whether stderr gets ANSI colours (and spinners: it is a terminal).
+    pub color_stderr: bool,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// A colour for status words and marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Good,
+    Bad,
+    Warn,
+    Dim,
 }
 
 impl Output {
+    /// Decides colours the way `ls` and `git` do: `auto` colours a terminal unless `NO_COLOR`
+    /// is set (to anything non-empty); `always` and `never` mean what they say.
+    #[must_use]
+    pub fn new(json: bool, quiet: bool, choice: ColorChoice) -> Self {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let decide = |tty: bool| match choice {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => tty && !no_color,
+        };
+        Self { json, quiet, color: decide(std::io::stdout().is_terminal()), color_stderr: decide(std::io::stderr().is_terminal()) }
+    }
+
+    /// `text` in `tone` when stdout is coloured, as it is otherwise.
+    #[must_use]
+    pub fn paint(&self, text: &str, tone: Tone) -> String {
+        paint(self.color, text, tone)
+    }
+
+    /// `text` in `tone` when stderr is coloured.
+    #[must_use]
+    pub fn paint_err(&self, text: &str, tone: Tone) -> String {
+        paint(self.color_stderr, text, tone)
+    }
+
     /// A line for people. Silent with `--json` (stdout is for the JSON) and `-q`.
     pub fn line(&self, text: impl AsRef<str>) {
         if !self.json && !self.quiet {
@@ -33,4 +80,17 @@ impl Output {
             let _ = writeln!(out);
         }
     }
+}
+
+fn paint(on: bool, text: &str, tone: Tone) -> String {
+    if !on {
+        return text.to_string();
+    }
+    let code = match tone {
+        Tone::Good => "32",
+        Tone::Bad => "31",
+        Tone::Warn => "33",
+        Tone::Dim => "2",
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
 }

@@ -54,6 +54,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let host = host_names(std::slice::from_ref(&args.host))?.remove(0);
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let mut ids = Identities::for_fleet(&fleet);
+    fleet.record(&host)?.ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;
     let inputs = args.seed.resolve(&fleet)?;
     let written = emit(&fleet, &host, &args.out, args.iso.as_deref(), &inputs, &mut ids)?;
     ctx.out.json(&serde_json::json!({ "host": host.as_str(), "files": written }));

@@ -7,6 +7,7 @@ use crate::command::cloud_init::{SeedInputs, SeedOptions, emit};
 use crate::error::Result;
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
+use crate::output::Tone;
 use crate::provision::Identities;
 use crate::provision::{self, Action, KeySource, Options, Report, Request};
 use crate::seed;
@@ -90,7 +91,13 @@ pub fn print_report(report: &Report, ctx: &Context) {
             Action::Updated => "updated",
             Action::Unchanged => "unchanged",
         };
-        out.line(format!("{action:<10} {:<16} {}  {}", h.name, h.fingerprint, h.age_recipient));
+        let tone = match h.action {
+            Action::Unchanged => Tone::Dim,
+            Action::Rotated | Action::Recovered => Tone::Warn,
+            _ => Tone::Good,
+        };
+        // Pad before painting, so colour codes do not upset the columns.
+        out.line(format!("{} {:<16} {}  {}", out.paint(&format!("{action:<10}"), tone), h.name, h.fingerprint, h.age_recipient));
         if !h.deploy_keys_added.is_empty() {
             out.line(format!("           deploy keys added: {}", h.deploy_keys_added.join(", ")));
         }
