@@ -46,6 +46,9 @@
     };
   };
 
+  # deploy-image learns a DHCP address from the QEMU guest agent.
+  services.qemuGuest.enable = lib.mkDefault true;
+
   services.openssh.enable = true;
   # No key is baked into the image and none is listed for generation but the ed25519 key the
   # seed provides: sshd's own key generation (in its pre-start) finds it already there.

@@ -86,6 +86,7 @@ const STAND_INS: &str = r#"
     options = {
       networking.hostName = mkOption { type = types.str; default = "web01"; };
       services.openssh.enable = mkOption { type = types.bool; default = false; };
+      services.qemuGuest.enable = mkOption { type = types.bool; default = false; };
       services.openssh.hostKeys = mkOption { type = types.listOf (types.attrsOf types.str); default = [ ]; };
       services.cloud-init.enable = mkOption { type = types.bool; default = false; };
       services.cloud-init.network.enable = mkOption { type = types.bool; default = false; };
