@@ -19,8 +19,13 @@ command -v bsdtar >/dev/null 2>&1 || need_apt+=(libarchive-tools)
 command -v isoinfo >/dev/null 2>&1 || need_apt+=(genisoimage)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v nsenter >/dev/null 2>&1 || need_apt+=(util-linux)
+# sync: flock on the test host (the remote script's lock), unshare for the tests' sshd.
+command -v flock >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 # Nix (no daemon): parse every .nix file, evaluate the builtins-only lib.
 command -v nix-instantiate >/dev/null 2>&1 || need_apt+=(nix-bin)
+# A real terminal for the progress and table display.
+command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-peers: apt-get install ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

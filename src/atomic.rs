@@ -45,21 +45,50 @@ pub fn write_locked(path: &Path, contents: &[u8], mode: u32) -> Result<File> {
     replace(path, contents, mode, true)
 }
 
-/// Stages `contents` in a temporary file beside `path`, fsyncs it, optionally locks it, and
-/// renames it over `path`; then fsyncs the directory.
+/// The name prefix of staging files.
+pub const STAGING_PREFIX: &str = ".hostsmith-tmp-";
+
+/// Stages `contents` in a temporary file beside `path`, fsyncs it and renames it over
+/// `path`; then fsyncs the directory. The staging file is locked (`flock`) from the start, so
+/// [`remove_abandoned_staging`] can tell it from one a killed process left; with `lock` the
+/// lock is kept on the renamed file, which is returned (otherwise it goes when the caller
+/// drops the file).
 fn replace(path: &Path, contents: &[u8], mode: u32, lock: bool) -> Result<File> {
     let err = |source| Error::Write { path: path.to_path_buf(), source };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp =
-        tempfile::Builder::new().prefix(".hostsmith-tmp-").permissions(Permissions::from_mode(mode)).tempfile_in(dir).map_err(err)?;
+        tempfile::Builder::new().prefix(STAGING_PREFIX).permissions(Permissions::from_mode(mode)).tempfile_in(dir).map_err(err)?;
+    tmp.as_file().lock().map_err(err)?;
     tmp.write_all(contents).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
-    if lock {
-        tmp.as_file().lock().map_err(err)?;
-    }
     let file = tmp.persist(path).map_err(|e| err(e.error))?;
     sync_dir(dir).map_err(err)?;
+    if !lock {
+        file.unlock().map_err(err)?;
+    }
     Ok(file)
+}
+
+/// Removes the staging files in `dir` that no live process is writing: a process killed
+/// between staging and renaming leaves one behind (harmless, as the target is untouched, but
+/// litter a user may commit). A staging file in use is locked by its writer; the OS drops the
+/// lock when the writer dies, however it dies. Returns how many were removed; errors are
+/// ignored (this is cleaning up, and a file that cannot be removed is left as it is).
+pub fn remove_abandoned_staging(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = File::open(&path) else { continue };
+        if file.try_lock().is_ok() && fs::remove_file(&path).is_ok() {
+            tracing::debug!("removed `{}`, left by an interrupted run", path.display());
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Creates `dir` (and parents) with mode `mode` where missing.
@@ -113,6 +142,27 @@ mod tests {
         assert!(write_if_changed(&p, b"b", 0o600).expect("write"));
         assert_eq!(fs::metadata(&p).expect("meta").permissions().mode() & 0o777, 0o600);
         assert_eq!(fs::read_dir(d.path()).expect("ls").count(), 1, "no temp file left");
+    }
+
+    #[test]
+    fn only_abandoned_staging_files_are_removed() {
+        let d = tempfile::tempdir().expect("tmp");
+        // One a killed writer left (nobody holds its lock), one being written right now.
+        fs::write(d.path().join(format!("{STAGING_PREFIX}dead")), b"x").expect("write");
+        let live = d.path().join(format!("{STAGING_PREFIX}live"));
+        let held = File::create(&live).expect("create");
+        held.lock().expect("lock");
+        fs::write(d.path().join("keep.json"), b"{}").expect("write");
+        assert_eq!(remove_abandoned_staging(d.path()), 1);
+        let mut left: Vec<String> =
+            fs::read_dir(d.path()).expect("ls").map(|e| e.expect("e").file_name().to_string_lossy().into()).collect();
+        left.sort();
+        assert_eq!(left, vec![format!("{STAGING_PREFIX}live"), "keep.json".to_string()]);
+        drop(held);
+        assert_eq!(remove_abandoned_staging(d.path()), 1);
+        // A finished write leaves nothing locked behind it.
+        write(&d.path().join("f"), b"a", 0o644).expect("write");
+        assert!(File::open(d.path().join("f")).expect("open").try_lock().is_ok());
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
+    /// Colour: auto (on a terminal, unless NO_COLOR is set), always or never.
+    #[arg(long, global = true, value_enum, default_value_t = crate::output::ColorChoice::Auto, value_name = "WHEN")]
+    pub color: crate::output::ColorChoice,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -49,6 +53,9 @@ pub enum Command {
     CloudInit(command::cloud_init::Args),
     /// Write a host's tree for `nixos-anywhere --extra-files`.
     ExtraFiles(command::extra_files::Args),
+    /// Proxmox: clone a VM from a cloud-init template with HOST's identity injected, start
+    /// it and verify the host key it presents.
+    DeployImage(command::deploy_image::Args),
     /// Print known_hosts lines for every recorded host.
     KnownHosts(command::known_hosts::Args),
     /// Check that a machine presents its recorded host key.
@@ -58,6 +65,26 @@ pub enum Command {
     Sops(command::sops::SopsCommand),
     /// Run the main job on a throwaway fleet and show what it made.
     Demo(command::demo::Args),
+    /// Make sure a host's authorized_keys holds the admin keys (append-only, audited).
+    Sync(command::sync::Args),
+    /// Sync the admin keys, then open ssh pinned to the host's recorded key.
+    Connect(command::connect::Args),
+    /// Read the sync audit log.
+    Audit(command::audit::Args),
+    /// Read or change a setting of hostsmith.toml.
+    #[command(subcommand)]
+    Config(command::config::ConfigCommand),
+    /// The key lifecycle: list, show, public, export, import, rotate, delete, migrate.
+    #[command(subcommand)]
+    Keys(command::keys::KeysCommand),
+    /// Print a host's deploy keys with the steps to add them read-only, or register them.
+    DeployKeys(command::deploy_keys::Args),
+    /// Print the `Host github.com-<repo>` blocks for a host's deploy keys.
+    SshConfig(command::ssh_config::Args),
+    /// Print a shell completion script.
+    Completions(command::completions::CompletionsArgs),
+    /// Print the man page, or write one per command with --out.
+    Man(command::completions::ManArgs),
 }
 
 /// Shared state every command gets.
@@ -71,13 +98,13 @@ pub struct Context {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
-    let out = Output { json: cli.json, quiet: cli.quiet };
+    let out = Output::new(cli.json, cli.quiet, cli.color);
     let fleet_dir = cli.fleet.clone().unwrap_or_else(|| PathBuf::from("."));
     let ctx = Context { fleet_dir, out };
     match run(cli.command, &ctx) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("{} {e}", ctx.out.paint_err("error:", crate::output::Tone::Bad));
             ExitCode::from(u8::try_from(e.code()).unwrap_or(1))
         }
     }
@@ -90,10 +117,20 @@ fn run(command: Command, ctx: &Context) -> Result<()> {
         Command::Adopt(args) => command::adopt::run(args, ctx),
         Command::CloudInit(args) => command::cloud_init::run(args, ctx),
         Command::ExtraFiles(args) => command::extra_files::run(args, ctx),
+        Command::DeployImage(args) => command::deploy_image::run(args, ctx),
         Command::KnownHosts(args) => command::known_hosts::run(args, ctx),
         Command::Verify(args) => command::verify::run(args, ctx),
         Command::Sops(cmd) => command::sops::run(cmd, ctx),
         Command::Demo(args) => command::demo::run(args, ctx),
+        Command::Sync(args) => command::sync::run(args, ctx),
+        Command::Connect(args) => command::connect::run(args, ctx),
+        Command::Audit(args) => command::audit::run(args, ctx),
+        Command::Config(cmd) => command::config::run(cmd, ctx),
+        Command::Keys(cmd) => command::keys::run(cmd, ctx),
+        Command::DeployKeys(args) => command::deploy_keys::run(&args, ctx),
+        Command::SshConfig(args) => command::ssh_config::run(&args, ctx),
+        Command::Completions(args) => command::completions::completions(args, ctx),
+        Command::Man(args) => command::completions::man(args, ctx),
     }
 }
 

@@ -72,6 +72,11 @@ pub enum Error {
 
     #[error("{count} problem(s) found")]
     Problems { count: usize },
+
+    /// A `deploy-image` failure after the Proxmox node was changed: the failure itself, then
+    /// what is left on the node and how to remove it. Exits as the failure would.
+    #[error("{error}\n{left}")]
+    LeftOnNode { error: Box<Error>, left: String },
 }
 
 impl Error {
@@ -87,6 +92,7 @@ impl Error {
             | Error::UnknownHost { .. }
             | Error::SopsConfig { .. } => EXIT_USAGE,
             Error::Mismatch { .. } => EXIT_MISMATCH,
+            Error::LeftOnNode { error, .. } => error.code(),
             _ => EXIT_FAILURE,
         }
     }

@@ -141,11 +141,29 @@ impl Fleet {
             }
             let held = file.metadata().map_err(|source| Error::Read { path: path.clone(), source })?;
             match std::fs::metadata(&path) {
-                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => return Ok(FleetLock { files: vec![file] }),
+                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
+                    self.remove_abandoned_staging();
+                    return Ok(FleetLock { files: vec![file] });
+                }
                 Ok(_) => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NoSopsConfig { dir: self.root.clone() }),
                 Err(source) => return Err(Error::Read { path, source }),
             }
+        }
+    }
+}
+
+impl Fleet {
+    /// Staging files a killed run left where runs write (the fleet root, the host files' and
+    /// the records' directories, the shared files' directories); see
+    /// [`crate::atomic::remove_abandoned_staging`].
+    fn remove_abandoned_staging(&self) {
+        let mut dirs = vec![self.root.clone(), self.records_dir(), self.root.join(self.config.sops.host_dir.trim_end_matches('/'))];
+        dirs.extend(self.config.sops.shared.iter().filter_map(|s| self.root.join(s).parent().map(Path::to_path_buf)));
+        dirs.sort();
+        dirs.dedup();
+        for dir in dirs {
+            crate::atomic::remove_abandoned_staging(&dir);
         }
     }
 }

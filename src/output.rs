@@ -45,6 +45,22 @@ impl Output {
         Self { json, quiet, color: decide(std::io::stdout().is_terminal()), color_stderr: decide(std::io::stderr().is_terminal()) }
     }
 
+    /// A progress bar on stderr for `len` steps, drawn only when stderr is a terminal and
+    /// output is not quieted (hidden otherwise, so pipes and logs stay clean). Its final
+    /// state stays on screen as a record of the work done.
+    #[must_use]
+    pub fn progress_bar(&self, len: u64, what: &str) -> indicatif::ProgressBar {
+        if self.quiet || self.json || !std::io::stderr().is_terminal() {
+            return indicatif::ProgressBar::hidden();
+        }
+        let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed})") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(what.to_string());
+        bar
+    }
+
     /// `text` in `tone` when stdout is coloured, as it is otherwise.
     #[must_use]
     pub fn paint(&self, text: &str, tone: Tone) -> String {

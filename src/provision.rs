@@ -112,6 +112,15 @@ enum HostDocument {
 /// # Errors
 /// Anything that stops the run; nothing has been written when planning fails.
 pub fn run(fleet: &Fleet, requests: Vec<Request>, opts: Options) -> Result<Report> {
+    run_with_progress(fleet, requests, opts, &indicatif::ProgressBar::hidden())
+}
+
+/// [`run`], advancing `bar` by one for every host planned and every host file encrypted
+/// (its length should be twice the number of requests).
+///
+/// # Errors
+/// See [`run`].
+pub fn run_with_progress(fleet: &Fleet, requests: Vec<Request>, opts: Options, bar: &indicatif::ProgressBar) -> Result<Report> {
     let mut lock = fleet.lock()?;
     let config_path = fleet.sops_config_path();
     let config_text = fleet.read_sops_config()?;
@@ -123,6 +132,7 @@ pub fn run(fleet: &Fleet, requests: Vec<Request>, opts: Options) -> Result<Repor
     let mut planned = Vec::new();
     for req in requests {
         planned.push(plan_host(fleet, &config, req, opts, &mut identities)?);
+        bar.inc(1);
     }
 
     // One edit of `.sops.yaml` for every host of the run.
@@ -138,18 +148,26 @@ pub fn run(fleet: &Fleet, requests: Vec<Request>, opts: Options) -> Result<Repor
     }
     let keys: Vec<HostKey> =
         planned.iter().map(|p| HostKey { name: p.outcome.name.clone(), recipient: p.outcome.age_recipient.clone() }).collect();
-    let edit = parse_config(&edited, &config_path)?
-        .add_hosts(&keys, &policy)
-        .map_err(|e| Error::SopsConfig { path: config_path.clone(), message: e.to_string() })?;
+    let reparsed;
+    let base = if edited == config_text {
+        &config
+    } else {
+        reparsed = parse_config(&edited, &config_path)?;
+        &reparsed
+    };
+    let edit = base.add_hosts(&keys, &policy).map_err(|e| Error::SopsConfig { path: config_path.clone(), message: e.to_string() })?;
     edited = edit.text;
     changes.extend(edit.changes.iter().map(ToString::to_string));
     let new_config = parse_config(&edited, &config_path)?;
 
     // Encrypt host files for the recipients of their (possibly new) rules.
+    let host_files: Vec<&str> = planned.iter().map(|p| p.outcome.host_file.as_str()).collect();
+    let mut recipients = new_config.recipients_for_each(&host_files).into_iter();
     for p in &mut planned {
+        let groups = recipients.next().flatten();
         if let Some(doc) = p.document.take() {
             let rel = p.outcome.host_file.clone();
-            let groups = new_config.recipients_for(&rel).ok_or_else(|| Error::SopsConfig {
+            let groups = groups.ok_or_else(|| Error::SopsConfig {
                 path: config_path.clone(),
                 message: format!("no creation rule matches `{rel}` after the edit; check `sops.host_dir` in hostsmith.toml"),
             })?;
@@ -164,6 +182,7 @@ pub fn run(fleet: &Fleet, requests: Vec<Request>, opts: Options) -> Result<Repor
             }
             let abs = fleet.root.join(&rel);
             let err = |e: sopsfile::SopsFileError| Error::SopsFile { path: abs.clone(), message: e.to_string() };
+            bar.inc(1);
             p.host_file_text = Some(match doc {
                 HostDocument::New(map) => sopsfile::encrypt_new(&map, &groups, &EncryptionOptions::default()).map_err(err)?,
                 HostDocument::Existing { mut decrypted, rotate_data_key } => {
@@ -392,9 +411,11 @@ fn plan_host(fleet: &Fleet, config: &SopsConfig, req: Request, opts: Options, id
         deploy_keys,
         created_at: record.as_ref().map_or_else(|| now.clone(), |r| r.created_at.clone()),
         rotated_at: if action == Action::Rotated { Some(now.clone()) } else { record.as_ref().and_then(|r| r.rotated_at.clone()) },
-        origin: match action {
-            Action::Adopted => "adopted".into(),
-            Action::Imported => "imported".into(),
+        // Where the key now in use came from: a rotation changes it, a recovery does not.
+        origin: match (action, explicit_key, keypair.is_some()) {
+            (Action::Adopted, ..) | (Action::Rotated, true, false) => "adopted".into(),
+            (Action::Imported, ..) | (Action::Rotated, true, true) => "imported".into(),
+            (Action::Rotated | Action::Created, false, _) => "generated".into(),
             _ => record.as_ref().map_or_else(|| "generated".into(), |r| r.origin.clone()),
         },
         history,

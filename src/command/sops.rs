@@ -11,6 +11,8 @@ use crate::sops_config::SopsConfig;
 pub enum SopsCommand {
     /// Validate the creation rules against the host records and files.
     Check,
+    /// Re-wrap data keys after .sops.yaml changed, in parallel (`sops updatekeys` for the fleet).
+    Rekey(super::sops_rekey::RekeyArgs),
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -24,6 +26,7 @@ struct CheckReport {
 pub fn run(cmd: SopsCommand, ctx: &Context) -> Result<()> {
     match cmd {
         SopsCommand::Check => check(ctx),
+        SopsCommand::Rekey(args) => super::sops_rekey::run(&args, ctx),
     }
 }
 

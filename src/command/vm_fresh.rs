@@ -42,7 +42,9 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     // First-boot options are checked before any key is made.
     let seed_inputs = args.cloud_init.as_ref().map(|_| args.seed.resolve(&fleet)).transpose()?;
     let requests = hosts.iter().map(|host| Request { host: host.clone(), source: KeySource::Generate }).collect();
-    let report = provision::run(&fleet, requests, Options { rotate: args.rotate, dry_run: args.dry_run })?;
+    let bar = ctx.out.progress_bar(2 * hosts.len() as u64, "keys and files");
+    let report = provision::run_with_progress(&fleet, requests, Options { rotate: args.rotate, dry_run: args.dry_run }, &bar)?;
+    bar.finish();
     print_report(&report, ctx);
     if args.dry_run {
         return Ok(());
@@ -102,8 +104,13 @@ pub fn print_report(report: &Report, ctx: &Context) {
             out.line(format!("           deploy keys added: {}", h.deploy_keys_added.join(", ")));
         }
     }
-    for c in &report.sops_config_changes {
-        out.line(format!(".sops.yaml: {c}"));
+    // A line per change reads well for a few hosts; for many, a count (the JSON has the list).
+    if report.sops_config_changes.len() <= 8 {
+        for c in &report.sops_config_changes {
+            out.line(format!(".sops.yaml: {c}"));
+        }
+    } else {
+        out.line(format!(".sops.yaml: {} changes (anchors, rules, shared rules; `--json` lists them)", report.sops_config_changes.len()));
     }
     if report.files.is_empty() {
         out.line("nothing to do: every file is already up to date");

@@ -159,8 +159,8 @@ fn used_rule<'m, 'a>(m: &'m Model<'a>, path: &str, out: &mut Report) -> Option<(
 }
 
 fn rule_problems(m: &Model<'_>, rule: &Rule<'_>, out: &mut Report) {
-    if let (Some(re), Some(Err(e))) = (&rule.path_regex, &rule.regex) {
-        let msg = SopsConfigError::InvalidRegex { line: rule.line, regex: re.clone(), reason: e.clone() };
+    if let (Some(re), Some(e)) = (&rule.path_regex, rule.regex_error()) {
+        let msg = SopsConfigError::InvalidRegex { line: rule.line, regex: re.clone(), reason: e.to_string() };
         out.push(ProblemKind::InvalidRegex, Some(rule.line), msg.to_string());
     }
     let Some(map) = rule.map else {

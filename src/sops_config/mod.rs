@@ -239,7 +239,10 @@ impl SopsConfig {
         let regexes = Model::new(text, &parsed, &model::RegexCache::new())?
             .rules
             .into_iter()
-            .filter_map(|r| Some((r.path_regex?, r.regex?)))
+            .filter_map(|r| match r.regex? {
+                model::Matcher::Regex(re) => Some((r.path_regex?, re)),
+                model::Matcher::Literal(_) => None,
+            })
             .collect();
         Ok(Self { text: text.to_string(), parsed, regexes })
     }
@@ -287,7 +290,15 @@ impl SopsConfig {
     /// `None` when no rule matches (or a regex tried on the way does not compile).
     #[must_use]
     pub fn recipients_for(&self, path: &str) -> Option<Vec<Vec<String>>> {
-        self.rule_for(path).map(|r| r.key_groups.into_iter().map(|g| g.age).collect())
+        self.model().recipients_for(path)
+    }
+
+    /// [`SopsConfig::recipients_for`] for many paths, reading the file's rules once: a run
+    /// that adds a thousand hosts looks up a thousand files.
+    #[must_use]
+    pub fn recipients_for_each(&self, paths: &[&str]) -> Vec<Option<Vec<Vec<String>>>> {
+        let m = self.model();
+        paths.iter().map(|p| m.recipients_for(p)).collect()
     }
 
     /// The rule sops uses for `path`, as sops reads it.

@@ -12,6 +12,7 @@
 //!   `age` is a list whose items may themselves hold commas; recipients are trimmed.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use regex::Regex;
 
@@ -36,6 +37,13 @@ pub(crate) struct Model<'a> {
     pub rules: Vec<Rule<'a>>,
     /// Every anchor definition in text order.
     pub anchors: Vec<(&'a str, &'a Node)>,
+    /// The definitions of each anchor name, in text order (for lookups in O(1) of the file).
+    by_name: HashMap<&'a str, Vec<&'a Node>>,
+    /// The first rule (index) whose `path_regex` is a plain literal, by that literal.
+    literals: HashMap<String, usize>,
+    /// The rules that are not plain literals (real regexes, and rules without `path_regex`,
+    /// which match everything), by index, in order.
+    dynamic: Vec<usize>,
 }
 
 pub(crate) struct Rule<'a> {
@@ -45,9 +53,21 @@ pub(crate) struct Rule<'a> {
     /// The mapping it resolves to, when it is one.
     pub map: Option<&'a Node>,
     pub path_regex: Option<String>,
-    pub regex: Option<Result<Regex, String>>,
+    pub regex: Option<Matcher>,
     /// 1-based.
     pub line: usize,
+}
+
+/// How a `path_regex` is matched. A fleet has a rule per host, nearly all of them written
+/// `^sops/<host>\.yaml$`: such a pattern means "exactly this path", so it is compared as a
+/// string instead of being compiled (compiling a thousand regexes on every parse, and trying
+/// each one for every lookup, made a run's cost grow with the size of the fleet).
+#[derive(Clone)]
+pub(crate) enum Matcher {
+    /// `^…$` around characters that are all literal (metacharacters escaped): the unescaped text.
+    Literal(String),
+    /// Anything else, compiled (or why it does not compile).
+    Regex(Arc<Result<Regex, String>>),
 }
 
 /// A value found in a mapping, by key or through `<<` merge keys.
@@ -73,8 +93,32 @@ pub(crate) fn describe(n: &Node) -> &'static str {
 }
 
 /// Compiled `path_regex`es by pattern, kept by [`super::SopsConfig`] so that repeated
-/// lookups (one per host file) do not compile every rule again.
-pub(crate) type RegexCache = HashMap<String, Result<Regex, String>>;
+/// lookups (one per host file) do not compile every rule again. Shared, not cloned: cloning
+/// a `Regex` builds a new cache pool, which cost more than the lookups themselves.
+pub(crate) type RegexCache = HashMap<String, Arc<Result<Regex, String>>>;
+
+/// The text a pattern matches when it matches exactly one string: `^`, then characters that
+/// are not regex metacharacters or are metacharacters escaped with `\`, then `$`. Both RE2
+/// (sops) and Rust's regex read such a pattern as "the whole path equals this text" (`^` and
+/// `$` without the `m` flag are the ends of the text).
+pub(crate) fn literal_pattern(pattern: &str) -> Option<String> {
+    const META: &str = "\\.+*?()|[]{}^$";
+    let body = pattern.strip_prefix('^')?.strip_suffix('$')?;
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(e) if META.contains(e) || e == '-' => out.push(e),
+                // `\d`, `\b`, `\x41`…, or a trailing `\` (then the `$` was escaped).
+                _ => return None,
+            },
+            c if META.contains(c) => return None,
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
 
 impl<'a> Model<'a> {
     pub fn new(text: &'a str, parsed: &'a Parsed, cache: &RegexCache) -> Result<Self, SopsConfigError> {
@@ -87,12 +131,25 @@ impl<'a> Model<'a> {
             }
         };
         let mut anchors = Vec::new();
+        let mut by_name: HashMap<&'a str, Vec<&'a Node>> = HashMap::new();
         root.walk(&mut |n| {
             if let Some(a) = &n.anchor {
                 anchors.push((a.as_str(), n));
+                by_name.entry(a.as_str()).or_default().push(n);
             }
         });
-        let mut model = Model { lines, parsed, root, keys: None, rules_entry: None, rules: Vec::new(), anchors };
+        let mut model = Model {
+            lines,
+            parsed,
+            root,
+            keys: None,
+            rules_entry: None,
+            rules: Vec::new(),
+            anchors,
+            by_name,
+            literals: HashMap::new(),
+            dynamic: Vec::new(),
+        };
         match &root.kind {
             NodeKind::Mapping { .. } => {}
             _ if root.is_null() => return Ok(model),
@@ -107,7 +164,14 @@ impl<'a> Model<'a> {
             match &value.kind {
                 NodeKind::Sequence { items, .. } => {
                     for (index, item) in items.iter().enumerate() {
-                        model.rules.push(model.rule(index, item, cache));
+                        let rule = model.rule(index, item, cache);
+                        match &rule.regex {
+                            Some(Matcher::Literal(l)) => {
+                                model.literals.entry(l.clone()).or_insert(index);
+                            }
+                            _ => model.dynamic.push(index),
+                        }
+                        model.rules.push(rule);
                     }
                 }
                 _ if value.is_null() => {}
@@ -124,7 +188,10 @@ impl<'a> Model<'a> {
         let map = matches!(resolved.kind, NodeKind::Mapping { .. }).then_some(resolved);
         let path_regex = map.and_then(|m| self.lookup(m, "path_regex")).and_then(|f| f.value.as_str().map(str::to_string));
         let path_regex = path_regex.filter(|r| !r.is_empty());
-        let regex = path_regex.as_ref().map(|r| cache.get(r).cloned().unwrap_or_else(|| Regex::new(r).map_err(|e| e.to_string())));
+        let regex = path_regex.as_ref().map(|r| match literal_pattern(r) {
+            Some(l) => Matcher::Literal(l),
+            None => Matcher::Regex(cache.get(r).cloned().unwrap_or_else(|| Arc::new(Regex::new(r).map_err(|e| e.to_string())))),
+        });
         Rule { index, item, map, path_regex, regex, line: item.line + 1 }
     }
 
@@ -144,7 +211,7 @@ impl<'a> Model<'a> {
     }
 
     pub fn anchor_before(&self, name: &str, before: usize) -> Option<&'a Node> {
-        self.anchors.iter().rev().find(|(a, n)| *a == name && n.span.start < before).map(|(_, n)| *n)
+        self.by_name.get(name)?.iter().rev().find(|n| n.span.start < before).copied()
     }
 
     /// The last definition of anchor `name`.
@@ -218,12 +285,25 @@ impl<'a> Model<'a> {
     /// The regex of a rule tried before the match does not compile (sops fails the same way).
     pub fn rule_for(&self, path: &str) -> Result<Option<&Rule<'a>>, SopsConfigError> {
         let path = normalize(path);
-        for rule in &self.rules {
+        // The first literal rule for this exact path, then any earlier rule that is a regex.
+        let literal = self.literals.get(path).copied();
+        for &i in &self.dynamic {
+            if literal.is_some_and(|l| l < i) {
+                break;
+            }
+            let rule = &self.rules[i];
             if rule.matches(path)? {
                 return Ok(Some(rule));
             }
         }
-        Ok(None)
+        Ok(literal.map(|i| &self.rules[i]))
+    }
+
+    /// The age recipients of each key group of the rule sops uses for `path` (see
+    /// [`super::SopsConfig::recipients_for`]).
+    pub fn recipients_for(&self, path: &str) -> Option<Vec<Vec<String>>> {
+        let rule = self.rule_for(path).ok()??;
+        Some(self.groups(rule).into_iter().map(|g| g.age).collect())
     }
 
     /// The rule's key groups: `(age recipients, other key types present)` per group.
@@ -278,10 +358,23 @@ pub(crate) struct Group<'a> {
 impl Rule<'_> {
     /// Whether sops would pick this rule for `path` if no earlier rule matched.
     pub fn matches(&self, path: &str) -> Result<bool, SopsConfigError> {
-        match (&self.path_regex, &self.regex) {
-            (Some(r), Some(Err(e))) => Err(SopsConfigError::InvalidRegex { line: self.line, regex: r.clone(), reason: e.clone() }),
-            (_, Some(Ok(re))) => Ok(re.is_match(normalize(path))),
-            _ => Ok(true),
+        match &self.regex {
+            Some(Matcher::Literal(l)) => Ok(l == normalize(path)),
+            Some(Matcher::Regex(re)) => match (&self.path_regex, re.as_ref()) {
+                (_, Ok(re)) => Ok(re.is_match(normalize(path))),
+                (r, Err(e)) => {
+                    Err(SopsConfigError::InvalidRegex { line: self.line, regex: r.clone().unwrap_or_default(), reason: e.clone() })
+                }
+            },
+            None => Ok(true),
+        }
+    }
+
+    /// Why the rule's `path_regex` does not compile, when it does not.
+    pub fn regex_error(&self) -> Option<&str> {
+        match &self.regex {
+            Some(Matcher::Regex(re)) => re.as_ref().as_ref().err().map(String::as_str),
+            _ => None,
         }
     }
 

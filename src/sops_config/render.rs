@@ -90,12 +90,14 @@ pub(crate) fn render<'a>(
             }
             NodeKind::Sequence { items: old, flow: true } => {
                 if old.is_empty() && items.iter().any(|i| i.flow.is_none()) {
-                    // `creation_rules: []` becomes a block list: ` []` goes, rules follow.
+                    // `creation_rules: []` becomes a block list: ` []` goes, rules follow. The
+                    // span starts at an anchor or tag of the list (`&rules []`), which stay.
                     let key = key.filter(|k| l.line_start(k.span.start) == l.line_start(seq.span.start));
                     let key = key.ok_or_else(|| {
                         unsupported(m, seq.span.start, "an empty flow list not on its key's line".into(), "write `key:` instead")
                     })?;
-                    let from = l.s[..seq.span.start].trim_end_matches(' ').len();
+                    let bracket = l.s[seq.span.clone()].rfind('[').map_or(seq.span.start, |i| seq.span.start + i);
+                    let from = l.s[..bracket].trim_end_matches(' ').len();
                     splices.push(Splice { at: from..seq.span.end, text: String::new() });
                     let lines = style.block_lines(l.col(key.span.start) + style.seq_indent, style.rule_gap, items, Blank::After);
                     splices.push(l.lines_after(seq.span.end, &lines));

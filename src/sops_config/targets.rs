@@ -31,10 +31,11 @@ pub(crate) fn rules_append<'a>(m: &Model<'a>, b: &mut Builder<'a>) -> Result<(Ta
             }
             Ok((Target::Entry { map: m.root, key: "creation_rules".into(), before: None }, end))
         }
+        // Where the new rule goes, for the check that the anchors it uses come before it.
         Some((k, raw)) => match &raw.kind {
-            NodeKind::Sequence { .. } => Ok((Target::Seq { seq: raw, key: Some(k) }, end)),
-            _ if raw.is_null() => Ok((Target::Null { key: k, value: raw }, end)),
-            _ => rules_seq(m).map(|s| (Target::Seq { seq: s, key: Some(k) }, end)),
+            NodeKind::Sequence { .. } => Ok((Target::Seq { seq: raw, key: Some(k) }, raw.span.end)),
+            _ if raw.is_null() => Ok((Target::Null { key: k, value: raw }, k.span.end)),
+            _ => rules_seq(m).map(|s| (Target::Seq { seq: s, key: Some(k) }, s.span.end)),
         },
     }
 }

@@ -85,15 +85,15 @@ pub(crate) fn check(
         eprintln!("--- unverified result:\n{new_text}---");
         return Err(fail(diff));
     }
+    // One lookup per path: a shared file is expected to include every new host.
+    let mut lookups: std::collections::HashMap<&str, Option<Vec<Vec<String>>>> = std::collections::HashMap::new();
     for e in expect {
-        let (path, ok) = match e {
-            Expect::Exactly { path, groups } => (path, new.recipients_for(path).as_ref() == Some(groups)),
-            Expect::Includes { path, recipient } => {
-                (path, new.recipients_for(path).is_some_and(|g| g.iter().flatten().any(|r| r == recipient)))
-            }
-            Expect::Excludes { path, recipient } => {
-                (path, !new.recipients_for(path).is_some_and(|g| g.iter().flatten().any(|r| r == recipient)))
-            }
+        let (Expect::Exactly { path, .. } | Expect::Includes { path, .. } | Expect::Excludes { path, .. }) = e;
+        let got = lookups.entry(path.as_str()).or_insert_with(|| nm.recipients_for(path));
+        let ok = match e {
+            Expect::Exactly { groups, .. } => got.as_ref() == Some(groups),
+            Expect::Includes { recipient, .. } => got.as_ref().is_some_and(|g| g.iter().flatten().any(|r| r == recipient)),
+            Expect::Excludes { recipient, .. } => !got.as_ref().is_some_and(|g| g.iter().flatten().any(|r| r == recipient)),
         };
         if !ok {
             return Err(fail(format!("the rule sops uses for `{path}` is not what was planned ({e:?})")));
@@ -106,14 +106,18 @@ pub(crate) fn check(
             _ => None,
         })
         .collect();
+    let new_rules: std::collections::HashMap<usize, &super::model::Rule<'_>> = nm.rules.iter().map(|r| (r.item.span.start, r)).collect();
     for (start, line, before) in &old_rules {
-        let Some(rule) = nm.rules.iter().find(|r| r.item.span.start == *start) else {
+        let Some(rule) = new_rules.get(start) else {
             continue;
         };
         if touched.contains(line) {
             continue;
         }
         let after: Vec<String> = nm.groups(rule).into_iter().flat_map(|g| g.age).collect();
+        if after.iter().all(|r| before.contains(r)) {
+            continue;
+        }
         for (host, recipient) in hosts {
             if after.contains(recipient) && !before.contains(recipient) {
                 changes.push(Change::AlsoGranted { host: host.clone(), line: *line });

@@ -62,7 +62,9 @@ impl EncryptedFile {
     /// Invalid YAML, no `sops` section, invalid metadata, or a document sops cannot handle.
     pub fn parse(text: &str) -> Result<Self, SopsFileError> {
         let parsed = crate::yaml::parse(text)?;
-        let mut documents = tree::build(text, &parsed, BuildOptions { reject_duplicates: false })?;
+        // sops refuses a mapping with a key twice (and would not read back a file written
+        // with one): so does this reader.
+        let mut documents = tree::build(text, &parsed, BuildOptions { reject_duplicates: true })?;
         let sops = documents.first_mut().and_then(|d| d.remove_path(&["sops"])).ok_or(SopsFileError::NotSops)?;
         let metadata = Metadata::parse(&sops)?;
         for doc in &mut documents {

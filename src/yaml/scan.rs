@@ -143,8 +143,11 @@ pub(super) fn parse(text: &str) -> Result<Parsed, YamlError> {
     // comments (which may contain `&`) are known.
     let mut named: Vec<(usize, usize, String)> = Vec::new();
     for (search_from, node, depth) in &pending_anchors {
+        // A scalar's span holds its properties, then its content, which may itself contain
+        // `&word` (`- &hosts\n  a &b c` is the string `a &b c` anchored `hosts`): only the
+        // properties are searched.
         let until = if matches!(node.kind, NodeKind::Scalar { .. }) && !node.span.is_empty() {
-            node.span.end
+            properties_end(text, node.span.clone())
         } else {
             node.span.start.max(*search_from)
         };
@@ -157,6 +160,25 @@ pub(super) fn parse(text: &str) -> Result<Parsed, YamlError> {
     }
     check_aliases(&documents)?;
     Ok(Parsed { documents, comments })
+}
+
+/// Where a scalar's content starts in `span`: past the leading `&anchor` and `!tag` tokens and
+/// the white space around them.
+fn properties_end(text: &str, span: Range<usize>) -> usize {
+    let bytes = text.as_bytes();
+    let mut i = span.start;
+    loop {
+        while i < span.end && matches!(bytes[i], b' ' | b'\t' | b'\r' | b'\n') {
+            i += 1;
+        }
+        if i < span.end && matches!(bytes[i], b'&' | b'!') {
+            while i < span.end && !matches!(bytes[i], b' ' | b'\t' | b'\r' | b'\n') {
+                i += 1;
+            }
+        } else {
+            return i;
+        }
+    }
 }
 
 /// The span of a quoted scalar cut just after its closing quote. `range` starts at the

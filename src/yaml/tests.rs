@@ -29,6 +29,17 @@ fn spans_anchors_and_comments() {
 }
 
 #[test]
+fn an_ampersand_word_inside_a_plain_scalar_is_not_its_anchor() {
+    // Found by the `.sops.yaml` editor's property test: the string `. - &web01 age1q` anchored
+    // `hosts` was taken for anchor `web01`, and rotating web01 replaced the whole string.
+    let text = "keys:\n  - &hosts\n   . - &web01 age1q\n  - &a b &c\n  - &d !!str e\n";
+    let p = doc(text);
+    let NodeKind::Sequence { items, .. } = &p.documents[0].get("keys").expect("keys").kind else { panic!("sequence") };
+    let got: Vec<(Option<&str>, Option<&str>)> = items.iter().map(|n| (n.anchor.as_deref(), n.as_str())).collect();
+    assert_eq!(got, vec![(Some("hosts"), Some(". - &web01 age1q")), (Some("a"), Some("b &c")), (Some("d"), Some("e"))]);
+}
+
+#[test]
 fn collection_anchors_and_multibyte_text() {
     let text = "a: &admins\n  - &ü ägé\nb: *admins\nc: *ü\n";
     let p = doc(text);

@@ -17,7 +17,7 @@ use crate::common::{self, TestFleet, ok, peer, run, sops_decrypt, stderr, stdout
 /// The tools the end-to-end tests need on this machine.
 const PEERS: [&str; 8] = ["debootstrap", "unshare", "nsenter", "chroot", "ip", "ssh", "ssh-keyscan", "sops"];
 
-fn peers() -> bool {
+pub(crate) fn peers() -> bool {
     PEERS.iter().all(|p| peer(p).is_some())
 }
 
@@ -63,8 +63,8 @@ fn cached_root() -> PathBuf {
 }
 
 /// A booted copy of the root: a namespace holder process, mounts, and an sshd.
-struct Machine {
-    root: PathBuf,
+pub(crate) struct Machine {
+    pub(crate) root: PathBuf,
     _tmp: tempfile::TempDir,
     holder: Child,
     holder_pid: u32,
@@ -74,12 +74,22 @@ struct Machine {
 
 impl Machine {
     /// Copies the cached root and enters fresh namespaces for it.
-    fn new() -> Self {
-        let cached = cached_root();
+    pub(crate) fn new() -> Self {
+        Self::enter(true)
+    }
+
+    /// Fresh namespaces without a copy of the root, for tests that boot nothing in them.
+    pub(crate) fn bare() -> Self {
+        Self::enter(false)
+    }
+
+    fn enter(with_root: bool) -> Self {
         let tmp = tempfile::tempdir_in(cache_dir()).expect("tmp");
         let root = tmp.path().join("root");
-        let cp = run(Command::new("cp").args(["-a", "--reflink=auto"]).arg(cached).arg(&root));
-        assert!(cp.status.success(), "{}", stderr(&cp));
+        if with_root {
+            let cp = run(Command::new("cp").args(["-a", "--reflink=auto"]).arg(cached_root()).arg(&root));
+            assert!(cp.status.success(), "{}", stderr(&cp));
+        }
         let mut holder = Command::new("unshare")
             .args(["--uts", "--net", "--mount", "--fork", "sh", "-c", "echo $$; exec sleep 900"])
             .stdout(Stdio::piped())
@@ -91,26 +101,30 @@ impl Machine {
         let holder_pid: u32 = line.trim().parse().expect("holder pid");
         let m = Self { root, _tmp: tmp, holder, holder_pid, sshd: None, port: 22022 };
         m.sh("ip link set lo up");
-        let r = m.root.display().to_string();
-        m.sh(&format!("mount -t proc proc {r}/proc && mount --rbind /dev {r}/dev && mount -t sysfs sys {r}/sys && mkdir -p {r}/run/sshd"));
+        if with_root {
+            let r = m.root.display().to_string();
+            m.sh(&format!(
+                "mount -t proc proc {r}/proc && mount --rbind /dev {r}/dev && mount -t sysfs sys {r}/sys && mkdir -p {r}/run/sshd"
+            ));
+        }
         m
     }
 
     /// A command run inside the machine's namespaces (but with this machine's files).
-    fn inside(&self, program: &str) -> Command {
+    pub(crate) fn inside(&self, program: &str) -> Command {
         let mut c = Command::new("nsenter");
         c.args(["-t", &self.holder_pid.to_string(), "-n", "-m", "-u", "--"]).arg(program);
         c
     }
 
     #[track_caller]
-    fn sh(&self, script: &str) -> String {
+    pub(crate) fn sh(&self, script: &str) -> String {
         let out = run(self.inside("sh").args(["-c", script]));
         assert!(out.status.success(), "`{script}` failed:\n{}\n{}", stdout(&out), stderr(&out));
         stdout(&out)
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }
 
@@ -181,14 +195,16 @@ impl Machine {
 impl Drop for Machine {
     fn drop(&mut self) {
         self.stop_sshd();
-        // Ending the holder ends the namespaces and with them every mount made inside.
+        // Ending the holder ends the namespaces and with them every mount made inside. The
+        // holder is `unshare`, which forked `holder_pid` (the `sleep`): end both.
+        let _ = Command::new("kill").arg(self.holder_pid.to_string()).status();
         let _ = self.holder.kill();
         let _ = self.holder.wait();
     }
 }
 
 /// An admin SSH key pair for logging in, written 0600.
-fn admin_key(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn admin_key(dir: &Path) -> (PathBuf, PathBuf) {
     let k = Keypair::generate("admin@workstation").expect("key");
     let private = dir.join("admin_ed25519");
     hostsmith::atomic::create_secret(&private, k.openssh_private().expect("openssh").as_bytes()).expect("write");

@@ -4,9 +4,21 @@
 
 mod age_convert;
 mod common;
+mod deploy_image;
+mod docs;
+mod errors;
 mod first_boot;
+mod fuzz;
+mod keys;
+mod nix;
+mod pve_standin;
+mod reliability;
 mod seeds;
 mod sops_config;
 mod sops_engine;
 mod sshd;
+mod sync;
+mod sync_config;
+mod sync_script;
+mod terminal;
 mod vm_fresh;

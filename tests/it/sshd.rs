@@ -24,6 +24,13 @@ pub fn free_port() -> u16 {
 impl Sshd {
     /// Starts sshd with `key` as its only host key; extra config lines may follow.
     pub fn start_with(sshd: &Path, parent: &Path, key: &Keypair, extra: &str) -> Self {
+        Self::start_via(Command::new(sshd), parent, key, extra, |port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
+    }
+
+    /// Like [`Sshd::start_with`], with `launch` as the sshd program (e.g. `nsenter … --
+    /// /usr/sbin/sshd`, to serve inside a network namespace) and `listening` telling when
+    /// the port answers.
+    pub fn start_via(mut launch: Command, parent: &Path, key: &Keypair, extra: &str, listening: impl Fn(u16) -> bool) -> Self {
         let dir = tempfile::tempdir_in(parent).expect("tmp");
         let key_path = dir.path().join("host_key");
         hostsmith::atomic::create_secret(&key_path, key.openssh_private().expect("openssh").as_bytes()).expect("key");
@@ -39,7 +46,7 @@ impl Sshd {
             ),
         )
         .expect("config");
-        let child = Command::new(sshd)
+        let child = launch
             .args(["-D", "-e", "-f"])
             .arg(&config)
             .stdin(Stdio::null())
@@ -48,7 +55,7 @@ impl Sshd {
             .spawn()
             .expect("sshd");
         let s = Self { child, port, _dir: dir };
-        s.wait_listening();
+        s.wait_listening(listening);
         s
     }
 
@@ -56,10 +63,10 @@ impl Sshd {
         Self::start_with(sshd, parent, key, "")
     }
 
-    fn wait_listening(&self) {
+    fn wait_listening(&self, listening: impl Fn(u16) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if listening(self.port) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -197,6 +197,11 @@ fn adopt_registers_an_existing_machine_from_its_public_key() {
     assert_eq!(record["age_recipient"], machine.age_recipient().expect("recipient"));
     assert_eq!(record["origin"], "adopted");
     assert!(f.read(".sops.yaml").contains(&format!("&old01 {}", machine.age_recipient().expect("r"))));
+    // Rotating gives it a key hostsmith made: the record says so, and keeps the old one.
+    ok(&f.run(&["vm-fresh", "--rotate", "old01"]));
+    let record: serde_json::Value = serde_json::from_str(&f.read("hosts/old01.json")).expect("record");
+    assert_eq!(record["origin"], "generated");
+    assert_eq!(record["history"][0]["fingerprint"], machine.fingerprint());
     // An ECDSA key (from the real ssh-keygen) is refused with exit 2.
     let Some(ssh_keygen) = peer("ssh-keygen") else { return };
     let ecdsa = f.tmp.path().join("ecdsa");

@@ -1,0 +1,189 @@
+//! What `keys list` finds inconsistent between the records, `.sops.yaml` and the SOPS files.
+//!
+//! Only public facts are compared (records, rules, the recipients stored in each file's
+//! metadata), so the audit needs no identity and decrypts nothing.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::fleet::Fleet;
+use crate::host_name::HostName;
+use crate::record::HostRecord;
+use crate::rekey::Target;
+use crate::sops_config::SopsConfig;
+use crate::sopsfile::EncryptedFile;
+use crate::yaml::NodeKind;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A host has a record but no creation rule that gives it its file.
+    RecordWithoutRule,
+    /// A creation rule is written for a host file, but the host has no record.
+    RuleWithoutRecord,
+    /// A recipient the rule lists is missing from the file's keys: it cannot open the file.
+    RecipientCannotOpen,
+    /// A recipient the rule no longer lists can still open the file.
+    RecipientNotInRule,
+    /// No creation rule matches a SOPS file.
+    FileWithoutRule,
+    /// A file that looks like SOPS but cannot be read as such.
+    UnreadableFile,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub kind: Kind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    pub message: String,
+}
+
+/// Every problem, records first, then rules, then files (each in name order).
+#[must_use]
+pub fn problems(fleet: &Fleet, config: &SopsConfig, records: &[HostRecord], files: &[String]) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let names = recipient_names(config, records);
+    for r in records {
+        let Ok(host) = HostName::parse(&r.name) else { continue };
+        let rel = fleet.host_file_rel(&host);
+        let why = match config.rule_for(&rel) {
+            None => format!("no creation rule in .sops.yaml matches `{rel}`"),
+            Some(rule) if !rule.key_groups.iter().any(|g| g.age.contains(&r.age_recipient)) => {
+                format!("the creation rule sops uses for `{rel}` (line {}) does not include its recipient", rule.line)
+            }
+            Some(_) => continue,
+        };
+        out.push(Problem {
+            kind: Kind::RecordWithoutRule,
+            host: Some(r.name.clone()),
+            file: Some(rel),
+            message: format!(
+                "host `{}` has a record but {why}: run `hostsmith vm-fresh {}` to add it, or `hostsmith keys delete {}` to drop the host",
+                r.name, r.name, r.name
+            ),
+        });
+    }
+    for (line, host) in rule_hosts(fleet, config) {
+        if records.iter().any(|r| r.name == host) {
+            continue;
+        }
+        out.push(Problem {
+            kind: Kind::RuleWithoutRecord,
+            host: Some(host.clone()),
+            file: Some(format!("{}/{host}.yaml", fleet.config.sops.host_dir.trim_end_matches('/'))),
+            message: format!(
+                "line {line} of .sops.yaml is the creation rule of host `{host}`, which has no record `hosts/{host}.json`: run `hostsmith keys migrate` or `hostsmith adopt {host}`, or remove the rule"
+            ),
+        });
+    }
+    for rel in files {
+        file_problems(fleet, config, rel, &names, &mut out);
+    }
+    out
+}
+
+fn file_problems(fleet: &Fleet, config: &SopsConfig, rel: &str, names: &BTreeMap<String, String>, out: &mut Vec<Problem>) {
+    let push = |out: &mut Vec<Problem>, kind, message: String| out.push(Problem { kind, host: None, file: Some(rel.to_string()), message });
+    let parsed = std::fs::read_to_string(fleet.root.join(rel))
+        .map_err(|e| e.to_string())
+        .and_then(|t| EncryptedFile::parse(&t).map_err(|e| e.to_string()));
+    let file = match parsed {
+        Ok(f) => f,
+        Err(e) => return push(out, Kind::UnreadableFile, format!("`{rel}` cannot be read as a SOPS file: {e}")),
+    };
+    let Some(target) = Target::from_rule(config, rel) else {
+        return push(
+            out,
+            Kind::FileWithoutRule,
+            format!("no creation rule in .sops.yaml matches `{rel}`: add one, or `sops rekey` cannot maintain it"),
+        );
+    };
+    let has: Vec<String> = file.age_recipients().into_iter().flatten().collect();
+    let wants: Vec<String> = target.groups.into_iter().flatten().collect();
+    let name = |r: &str| names.get(r).map_or_else(|| r.to_string(), |n| format!("`{n}` ({r})"));
+    for r in wants.iter().filter(|r| !has.contains(r)) {
+        push(
+            out,
+            Kind::RecipientCannotOpen,
+            format!("`{rel}`: {} is in its creation rule but cannot open it: run `hostsmith sops rekey {rel}`", name(r)),
+        );
+    }
+    for r in has.iter().filter(|r| !wants.contains(r)) {
+        push(
+            out,
+            Kind::RecipientNotInRule,
+            format!(
+                "`{rel}`: {} can still open it but is not in its creation rule: run `hostsmith sops rekey --rotate-data-key {rel}`",
+                name(r)
+            ),
+        );
+    }
+}
+
+/// Recipient → a name for messages: the host whose record holds it, else the anchor.
+fn recipient_names(config: &SopsConfig, records: &[HostRecord]) -> BTreeMap<String, String> {
+    let mut names: BTreeMap<String, String> =
+        config.anchors().into_iter().filter_map(|a| Some((a.value?, a.name.trim_end_matches(':').to_string()))).collect();
+    for r in records {
+        names.insert(r.age_recipient.clone(), r.name.clone());
+    }
+    names
+}
+
+/// The creation rules written for one host file (`^sops/web01\.yaml$`, also unanchored or
+/// unescaped as shell scripts write them) of a host that has an anchor (`&web01`), as (line,
+/// host) pairs. The anchor tells a host's file from another file in the same directory.
+#[must_use]
+pub fn rule_hosts(fleet: &Fleet, config: &SopsConfig) -> Vec<(usize, String)> {
+    let Ok(parsed) = crate::yaml::parse(config.text()) else { return Vec::new() };
+    let Some(rules) = parsed.documents.first().and_then(|d| d.get("creation_rules")) else { return Vec::new() };
+    let NodeKind::Sequence { items, .. } = &rules.kind else { return Vec::new() };
+    let shared = &fleet.config.sops.shared;
+    items
+        .iter()
+        .filter_map(|item| {
+            let regex = item.get("path_regex")?.as_str()?;
+            let host = host_of_regex(regex, &fleet.config.sops.host_dir).filter(|h| config.host_recipient(h).is_some())?;
+            let file = format!("{}/{host}.yaml", fleet.config.sops.host_dir.trim_end_matches('/'));
+            (!shared.contains(&file)).then_some((item.line + 1, host))
+        })
+        .collect()
+}
+
+/// `web01` for a regex that matches exactly `<host_dir>/web01.yaml` (or `.yml`).
+fn host_of_regex(regex: &str, host_dir: &str) -> Option<String> {
+    let body = regex.strip_prefix('^').unwrap_or(regex);
+    let body = body.strip_suffix('$').unwrap_or(body);
+    let mut literal = String::new();
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => literal.push(chars.next()?),
+            c if c.is_ascii_alphanumeric() || "-_/.".contains(c) => literal.push(c),
+            _ => return None,
+        }
+    }
+    let dir = format!("{}/", host_dir.trim_end_matches('/'));
+    let stem = literal.strip_prefix(&dir)?;
+    let name = stem.strip_suffix(".yaml").or_else(|| stem.strip_suffix(".yml"))?;
+    HostName::parse(name).ok().map(|h| h.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of_regex;
+
+    #[test]
+    fn host_rules_are_recognised_in_every_spelling() {
+        for r in [r"^sops/web01\.yaml$", "sops/web01.yaml$", r"sops/web01\.yaml", r"^sops/web01\.yml$"] {
+            assert_eq!(host_of_regex(r, "sops").as_deref(), Some("web01"), "{r}");
+        }
+        for r in [r"^sops/.*\.yaml$", r"\.yaml$", r"^sops/shared\.yaml$x", r"^other/web01\.yaml$", r"^sops/a/b\.yaml$"] {
+            assert_eq!(host_of_regex(r, "sops"), None, "{r}");
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! `keys rotate HOST [--deploy REPO]...`: a new host key, or new deploy keys.
+//!
+//! A host key rotation is `provision::run` with `rotate: true`: a new key in the host file,
+//! the `.sops.yaml` anchor value replaced in place, the host file and the configured shared
+//! files re-keyed with a fresh data key, the record updated with the old key in its history.
+//! Files outside `sops.shared` that the old key could open (hand-written rules that alias the
+//! host) are re-keyed right after, with a fresh data key too, so the old key opens nothing new.
+//!
+//! A deploy key rotation keeps the old key active until the new one is registered on the
+//! forge (see [`crate::deploy_keys`]), so the host never loses access to its repository.
+
+use serde::Serialize;
+
+use super::one_host;
+use crate::cli::Context;
+use crate::command::sops_rekey::outcome_line;
+use crate::command::vm_fresh::print_report;
+use crate::deploy_keys;
+use crate::error::{Error, Result};
+use crate::fleet::Fleet;
+use crate::host_name::HostName;
+use crate::provision::{self, Identities, KeySource, Options, Request};
+use crate::record::HostRecord;
+use crate::rekey::{self, FileOutcome, Status};
+use crate::sops_config::SopsConfig;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// Rotate the deploy key for REPO instead of the host key (repeatable). The new key waits
+    /// next to the old one until it is registered (`hostsmith deploy-keys`).
+    #[arg(long = "deploy", value_name = "REPO")]
+    pub deploy: Vec<String>,
+    /// Print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct HostRotation<'a> {
+    #[serde(flatten)]
+    report: &'a provision::Report,
+    /// Other files the old key could open, re-keyed after the run.
+    also_rekeyed: &'a [FileOutcome],
+    next: Vec<String>,
+}
+
+/// # Errors
+/// Unknown host or deploy key, or a failure while planning or writing.
+pub fn run(args: &Args, ctx: &Context) -> Result<()> {
+    let host = one_host(&args.host)?;
+    let fleet = Fleet::open(&ctx.fleet_dir)?;
+    let old = fleet.record(&host)?.ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;
+    if !args.deploy.is_empty() {
+        return rotate_deploy(&fleet, &host, args, ctx);
+    }
+    let request = Request { host: host.clone(), source: KeySource::Generate };
+    let report = provision::run(&fleet, vec![request], Options { rotate: true, dry_run: args.dry_run })?;
+    let quiet = crate::cli::Context { fleet_dir: ctx.fleet_dir.clone(), out: crate::output::Output { json: false, ..ctx.out } };
+    let human = if ctx.out.json { None } else { Some(&quiet) };
+    if let Some(c) = human {
+        print_report(&report, c);
+    }
+    let also = after_host_rotation(&fleet, &old, args.dry_run, ctx)?;
+    let next = if args.dry_run { Vec::new() } else { next_steps(&old) };
+    ctx.out.json(&HostRotation { report: &report, also_rekeyed: &also, next: next.clone() });
+    for n in &next {
+        ctx.out.line(format!("next: {n}"));
+    }
+    fail_on(&also)
+}
+
+/// Re-keys, with a fresh data key, the fleet files other than the host file and the shared
+/// files that the host's old recipient can still open (their rules alias the host, so they
+/// now name the new key). Prints one line per file.
+///
+/// # Errors
+/// No fleet lock, an unreadable `.sops.yaml`, no admin identity.
+pub(super) fn after_host_rotation(fleet: &Fleet, old: &HostRecord, dry_run: bool, ctx: &Context) -> Result<Vec<FileOutcome>> {
+    let host = HostName::parse(&old.name)?;
+    let mut handled = fleet.config.sops.shared.clone();
+    handled.push(fleet.host_file_rel(&host));
+    let files: Vec<String> = rekey::discover(fleet)?.into_iter().filter(|f| !handled.contains(f)).collect();
+    let candidates = rekey::openable_by(fleet, &files, &old.age_recipient);
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let _lock = fleet.lock()?;
+    let text = fleet.read_sops_config()?;
+    let config = SopsConfig::parse(&text).map_err(|e| Error::SopsConfig { path: fleet.sops_config_path(), message: e.to_string() })?;
+    let ids = Identities::for_fleet(fleet).get()?.to_vec();
+    let opts = rekey::Options { rotate_data_key: true, jobs: rekey::default_jobs(), dry_run, progress: false };
+    let outcomes = rekey::rekey_files(fleet, &config, &candidates, &ids, &opts);
+    for o in &outcomes {
+        ctx.out.line(outcome_line(o));
+    }
+    Ok(outcomes)
+}
+
+/// What the admin must do after a host key rotation.
+fn next_steps(old: &HostRecord) -> Vec<String> {
+    let h = &old.name;
+    vec![
+        format!("{h} still presents its old key and cannot decrypt its secrets until it has the new one"),
+        format!(
+            "give it the new key: `hostsmith extra-files {h} --out DIR` (nixos-anywhere --extra-files) or a new seed `hostsmith cloud-init {h} --out DIR`"
+        ),
+        format!("then check it: `hostsmith verify {h} --address ADDR`"),
+        format!("its deploy keys were kept; to replace them too: `hostsmith keys rotate {h} --deploy REPO`"),
+    ]
+}
+
+/// Prints the follow-up of a host key rotation (for `keys import` onto a known host).
+pub(super) fn print_next(old: &HostRecord, ctx: &Context) {
+    for n in next_steps(old) {
+        ctx.out.line(format!("next: {n}"));
+    }
+}
+
+/// An error when any file could not be re-keyed (they were reported already).
+///
+/// # Errors
+/// [`Error::Problems`].
+pub(super) fn fail_on(outcomes: &[FileOutcome]) -> Result<()> {
+    let failed = outcomes.iter().filter(|o| o.status == Status::Failed).count();
+    if failed == 0 { Ok(()) } else { Err(Error::Problems { count: failed }) }
+}
+
+fn rotate_deploy(fleet: &Fleet, host: &HostName, args: &Args, ctx: &Context) -> Result<()> {
+    let mut repos = args.deploy.clone();
+    repos.sort();
+    repos.dedup();
+    let rotations = deploy_keys::rotate(fleet, host, &repos, args.dry_run)?;
+    let next: Vec<String> = rotations
+        .iter()
+        .map(|r| {
+            format!(
+                "register the new `{}` key: `hostsmith deploy-keys {host} --register github --repo OWNER/{}`, or add it by hand (read-only) and run `hostsmith deploy-keys {host} --activate {}`; {host} keeps the old key until then",
+                r.repo, r.repo, r.repo
+            )
+        })
+        .collect();
+    ctx.out.json(&serde_json::json!({ "host": host.as_str(), "dry_run": args.dry_run, "deploy_keys": rotations, "next": next }));
+    let verb = if args.dry_run { "would make" } else { "made" };
+    for r in &rotations {
+        let replaced = if r.replaced_pending { " (replacing an unregistered one)" } else { "" };
+        ctx.out.line(format!("{verb} a new `{}` deploy key for {host}: {}{replaced}", r.repo, r.fingerprint));
+        ctx.out.line(format!("  {}", r.public));
+    }
+    if args.dry_run {
+        ctx.out.line(format!("dry run: would write {}, hosts/{host}.json", fleet.host_file_rel(host)));
+    } else {
+        for n in &next {
+            ctx.out.line(format!("next: {n}"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,418 @@
+//! Re-wrapping data keys after `.sops.yaml` changed: `sops rekey`, and the re-keys that a
+//! rotation (`keys rotate`, `keys import`) and a revocation (`keys delete`) need.
+//!
+//! A file is planned on its own: its key group's age recipients are compared with those of
+//! the creation rule sops would use for it; when they differ, or a fresh data key is asked
+//! for, it is decrypted with the admin identities, given the rule's recipients and encrypted
+//! again, all in memory. Files whose key groups (or whose rule's) hold PGP or cloud KMS keys,
+//! or several groups (Shamir), are handed to the real `sops updatekeys -y` (and
+//! `sops rotate -i`), with `--config` naming the fleet's `.sops.yaml` and absolute paths, so
+//! sops matches the same rule whatever its working directory. Secrets never reach its argv:
+//! sops finds the admin identity in the environment it inherits, as it always does.
+//!
+//! Parallelism is a fixed pool of `std::thread::scope` workers taking file indexes from an
+//! atomic counter. The work is CPU-bound (an X25519 exchange per recipient, AES-GCM per value)
+//! plus small reads and writes, or waiting on a `sops` child process; plain threads bounded
+//! by the core count fit that exactly, and an async runtime (tokio) would add a dependency and
+//! a scheduler without adding any concurrency the pool does not already have.
+
+use std::collections::BTreeSet;
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use age::x25519::Identity;
+use serde::Serialize;
+
+use crate::atomic;
+use crate::error::{Error, Result};
+use crate::fleet::{Fleet, SOPS_CONFIG};
+use crate::process::Program;
+use crate::sops_config::SopsConfig;
+use crate::sopsfile::{self, EncryptedFile};
+
+/// How long one `sops` call may take before it is stopped.
+const SOPS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Directories never searched for SOPS files: version control, build outputs, Nix results.
+const SKIPPED_DIRS: [&str; 4] = ["target", "result", "node_modules", "vendor"];
+
+/// The recipients a file should have, and whether only real sops can give it them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The age recipients of each key group.
+    pub groups: Vec<Vec<String>>,
+    /// The rule holds PGP/KMS keys or several key groups.
+    pub external: bool,
+}
+
+impl Target {
+    /// What the creation rule sops uses for `rel` asks for; `None` when no rule matches.
+    #[must_use]
+    pub fn from_rule(config: &SopsConfig, rel: &str) -> Option<Self> {
+        let rule = config.rule_for(rel)?;
+        let external = rule.key_groups.len() > 1 || rule.key_groups.iter().any(|g| !g.pgp.is_empty() || !g.other.is_empty());
+        Some(Self { groups: rule.key_groups.into_iter().map(|g| g.age).collect(), external })
+    }
+}
+
+/// What re-keying one file takes.
+#[derive(Debug)]
+pub enum FilePlan {
+    Unchanged,
+    /// The new text, encrypted natively.
+    Native {
+        text: String,
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
+    /// Left to `sops updatekeys -y` (and `sops rotate -i` for a fresh data key).
+    External {
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
+}
+
+/// Plans the re-key of one file (`text`, read from `path`) to `target`, in memory.
+///
+/// # Errors
+/// The file is not SOPS, no admin identity opens it, or the new recipients are invalid.
+pub fn plan(path: &Path, text: &str, target: &Target, ids: &[Identity], rotate_data_key: bool) -> Result<FilePlan> {
+    let err = |e: sopsfile::SopsFileError| Error::SopsFile { path: path.to_path_buf(), message: e.to_string() };
+    let file = EncryptedFile::parse(text).map_err(err)?;
+    let (added, removed) = diff(&file.age_recipients(), &target.groups);
+    let same = same_groups(&file.age_recipients(), &target.groups);
+    if same && !rotate_data_key {
+        return Ok(FilePlan::Unchanged);
+    }
+    if target.external || file.needs_external_sops() {
+        return Ok(FilePlan::External { added, removed });
+    }
+    if ids.is_empty() {
+        return Err(Error::NoIdentity { looked: "SOPS_AGE_KEY, SOPS_AGE_KEY_FILE and the sops default key file".into() });
+    }
+    let mut decrypted = file.decrypt(ids).map_err(err)?;
+    if !same {
+        decrypted.set_age_recipients(target.groups.clone()).map_err(err)?;
+    }
+    if rotate_data_key {
+        decrypted.rotate_data_key();
+    }
+    Ok(FilePlan::Native { text: decrypted.encrypt().map_err(err)?, added, removed })
+}
+
+/// Runs the real `sops` on one file: `updatekeys -y`, then `rotate -i` when a fresh data key
+/// is asked for, both with the fleet's `.sops.yaml`.
+///
+/// # Errors
+/// `sops` is missing, fails, or a path is not UTF-8.
+pub fn run_external(fleet: &Fleet, rel: &str, rotate_data_key: bool) -> Result<()> {
+    let root = std::path::absolute(&fleet.root).map_err(|source| Error::Read { path: fleet.root.clone(), source })?;
+    let utf8 = |p: PathBuf| {
+        p.to_str().map(str::to_string).ok_or_else(|| Error::Usage(format!("`{}` is not valid UTF-8; sops needs a UTF-8 path", p.display())))
+    };
+    let config = utf8(root.join(SOPS_CONFIG))?;
+    let file = utf8(root.join(rel))?;
+    let sops = |args: &[&str]| {
+        Program::new("sops").args(["--config", config.as_str()]).args(args.iter().copied()).arg(file.as_str()).timeout(SOPS_TIMEOUT)
+    };
+    sops(&["updatekeys", "-y"]).run_ok()?;
+    if rotate_data_key {
+        sops(&["rotate", "-i"]).run_ok()?;
+    }
+    Ok(())
+}
+
+/// What happened to one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Rekeyed,
+    /// A dry run found that the file would be re-keyed.
+    WouldRekey,
+    Unchanged,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileOutcome {
+    pub file: String,
+    pub status: Status,
+    /// `native` or `sops`.
+    pub engine: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+    pub data_key_rotated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub rotate_data_key: bool,
+    /// Workers; at least 1.
+    pub jobs: usize,
+    pub dry_run: bool,
+    /// Draw a progress bar on stderr (only when it is a terminal).
+    pub progress: bool,
+}
+
+/// Re-keys each file (relative to the fleet) to the rule `config` gives it, `opts.jobs` at a
+/// time. A file that fails is reported and the others go on. The caller holds the fleet lock.
+#[must_use]
+pub fn rekey_files(fleet: &Fleet, config: &SopsConfig, files: &[String], ids: &[Identity], opts: &Options) -> Vec<FileOutcome> {
+    let bar = Progress::new(files.len(), opts.progress);
+    let outcomes = parallel(files, opts.jobs, |rel| {
+        let outcome = rekey_one(fleet, config, rel, ids, opts);
+        bar.tick();
+        outcome
+    });
+    bar.finish();
+    outcomes
+}
+
+fn rekey_one(fleet: &Fleet, config: &SopsConfig, rel: &str, ids: &[Identity], opts: &Options) -> FileOutcome {
+    let mut outcome = FileOutcome {
+        file: rel.to_string(),
+        status: Status::Failed,
+        engine: "native",
+        added: Vec::new(),
+        removed: Vec::new(),
+        data_key_rotated: false,
+        error: None,
+    };
+    match rekey_inner(fleet, config, rel, ids, opts, &mut outcome) {
+        Ok(status) => outcome.status = status,
+        Err(e) => outcome.error = Some(e.to_string()),
+    }
+    outcome
+}
+
+fn rekey_inner(fleet: &Fleet, config: &SopsConfig, rel: &str, ids: &[Identity], opts: &Options, out: &mut FileOutcome) -> Result<Status> {
+    let path = fleet.root.join(rel);
+    let target = Target::from_rule(config, rel).ok_or_else(|| Error::SopsConfig {
+        path: fleet.sops_config_path(),
+        message: format!("no creation rule matches `{rel}`: add one, or leave the file out"),
+    })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
+    let done = if opts.dry_run { Status::WouldRekey } else { Status::Rekeyed };
+    match plan(&path, &text, &target, ids, opts.rotate_data_key)? {
+        FilePlan::Unchanged => Ok(Status::Unchanged),
+        FilePlan::Native { text, added, removed } => {
+            (out.added, out.removed, out.data_key_rotated) = (added, removed, opts.rotate_data_key);
+            if !opts.dry_run {
+                write_keeping_mode(&path, &text)?;
+            }
+            Ok(done)
+        }
+        FilePlan::External { added, removed } => {
+            (out.engine, out.added, out.removed, out.data_key_rotated) = ("sops", added, removed, opts.rotate_data_key);
+            if !opts.dry_run {
+                run_external(fleet, rel, opts.rotate_data_key)?;
+            }
+            Ok(done)
+        }
+    }
+}
+
+/// Replaces `path` atomically, keeping its permission bits.
+///
+/// # Errors
+/// [`Error::Write`].
+pub fn write_keeping_mode(path: &Path, text: &str) -> Result<()> {
+    let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o644);
+    atomic::write(path, text.as_bytes(), mode)
+}
+
+/// Runs `f` over `items` on at most `jobs` threads; results in the order of `items`.
+pub fn parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    let workers = jobs.clamp(1, items.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(item);
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    results.into_iter().filter_map(|m| m.into_inner().ok().flatten()).collect()
+}
+
+/// The default number of workers: the cores this process may use.
+#[must_use]
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// A one-line progress bar on stderr, drawn only when stderr is a terminal.
+struct Progress {
+    total: usize,
+    done: AtomicUsize,
+    draw: bool,
+    out: Mutex<()>,
+}
+
+impl Progress {
+    fn new(total: usize, wanted: bool) -> Self {
+        Self { total, done: AtomicUsize::new(0), draw: wanted && total > 1 && std::io::stderr().is_terminal(), out: Mutex::new(()) }
+    }
+
+    fn tick(&self) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        if !self.draw {
+            return;
+        }
+        const WIDTH: usize = 30;
+        let filled = done * WIDTH / self.total.max(1);
+        if let Ok(_guard) = self.out.lock() {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\rrekey [{}{}] {done}/{}", "#".repeat(filled), " ".repeat(WIDTH - filled), self.total);
+            let _ = err.flush();
+        }
+    }
+
+    fn finish(&self) {
+        if self.draw {
+            eprintln!();
+        }
+    }
+}
+
+/// Every SOPS YAML file of the fleet (a top-level `sops:` entry), relative paths, sorted.
+/// Hidden directories (`.git`) and build outputs are skipped; symlinks are not followed.
+///
+/// # Errors
+/// A directory that cannot be read.
+pub fn discover(fleet: &Fleet) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut stack = vec![fleet.root.clone()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|source| Error::Read { path: dir.clone(), source })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| Error::Read { path: dir.clone(), source })?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(kind) = entry.file_type() else { continue };
+            let path = entry.path();
+            if kind.is_dir() {
+                if !name.starts_with('.') && !SKIPPED_DIRS.contains(&name.as_str()) {
+                    stack.push(path);
+                }
+            } else if kind.is_file()
+                && !name.starts_with('.')
+                && (name.ends_with(".yaml") || name.ends_with(".yml"))
+                && is_sops_yaml(&path)
+                && let Ok(rel) = path.strip_prefix(&fleet.root)
+                && let Some(rel) = rel.to_str()
+            {
+                out.push(rel.to_string());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn is_sops_yaml(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|t| t.starts_with("sops:") || t.contains("\nsops:"))
+}
+
+/// Turns paths given on the command line into paths relative to the fleet, checking each
+/// before anything runs.
+///
+/// # Errors
+/// [`Error::Usage`] for a path that does not exist or lies outside the fleet.
+pub fn resolve(fleet: &Fleet, files: &[PathBuf]) -> Result<Vec<String>> {
+    let root = std::fs::canonicalize(&fleet.root).map_err(|source| Error::Read { path: fleet.root.clone(), source })?;
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for f in files {
+        let abs = std::fs::canonicalize(f)
+            .map_err(|e| Error::Usage(format!("cannot read `{}`: {e}; give SOPS files of the fleet", f.display())))?;
+        if !abs.is_file() {
+            return Err(Error::Usage(format!("`{}` is not a file", f.display())));
+        }
+        let rel = abs.strip_prefix(&root).ok().and_then(Path::to_str).ok_or_else(|| {
+            Error::Usage(format!(
+                "`{}` is outside the fleet `{}`: .sops.yaml rules only apply to files below it",
+                f.display(),
+                fleet.root.display()
+            ))
+        })?;
+        if seen.insert(rel.to_string()) {
+            out.push(rel.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// The fleet files whose key groups hold `recipient` (those it can open), relative paths.
+#[must_use]
+pub fn openable_by(fleet: &Fleet, files: &[String], recipient: &str) -> Vec<String> {
+    files
+        .iter()
+        .filter(|rel| {
+            std::fs::read_to_string(fleet.root.join(rel))
+                .ok()
+                .and_then(|t| EncryptedFile::parse(&t).ok())
+                .is_some_and(|f| f.age_recipients().iter().flatten().any(|r| r == recipient))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Whether two sets of key groups hold the same recipients (order does not matter).
+#[must_use]
+pub fn same_groups(a: &[Vec<String>], b: &[Vec<String>]) -> bool {
+    let norm =
+        |g: &[Vec<String>]| -> Vec<BTreeSet<String>> { g.iter().map(|v| v.iter().map(|r| r.trim().to_string()).collect()).collect() };
+    norm(a) == norm(b)
+}
+
+/// Recipients in `to` and not in `from`, and the reverse (all groups together).
+fn diff(from: &[Vec<String>], to: &[Vec<String>]) -> (Vec<String>, Vec<String>) {
+    let a: BTreeSet<&str> = from.iter().flatten().map(|s| s.trim()).collect();
+    let b: BTreeSet<&str> = to.iter().flatten().map(|s| s.trim()).collect();
+    (b.difference(&a).map(|s| (*s).to_string()).collect(), a.difference(&b).map(|s| (*s).to_string()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_keeps_order_and_bounds_workers() {
+        let items: Vec<usize> = (0..50).collect();
+        let running = AtomicUsize::new(0);
+        let peak = AtomicUsize::new(0);
+        let out = parallel(&items, 3, |i| {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            running.fetch_sub(1, Ordering::SeqCst);
+            i * 2
+        });
+        assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+        assert!(peak.load(Ordering::SeqCst) <= 3);
+        assert!(parallel(&[] as &[usize], 4, |i| *i).is_empty());
+    }
+
+    #[test]
+    fn groups_compare_as_sets() {
+        let g = |v: &[&str]| vec![v.iter().map(|s| (*s).to_string()).collect::<Vec<_>>()];
+        assert!(same_groups(&g(&["a", "b"]), &g(&["b", "a"])));
+        assert!(!same_groups(&g(&["a"]), &g(&["a", "b"])));
+        assert_eq!(diff(&g(&["a", "c"]), &g(&["a", "b"])), (vec!["b".to_string()], vec!["c".to_string()]));
+    }
+}

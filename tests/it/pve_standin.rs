@@ -1,0 +1,194 @@
+//! A STAND-IN Proxmox node for the `deploy-image` tests (Proxmox cannot run here): a real
+//! sshd whose PATH starts with `pve_standin.py` as `qm` and `pvesm` (see that script's
+//! header for what it emulates and records).
+//!
+//! Everything runs inside the namespaces of a first-boot [`Machine`]: the node's sshd, the
+//! VM the stand-in "boots" (the Machine's debootstrap root, real cloud-init, real sshd on
+//! port 22 of the VM's address, which the harness puts on `lo`), and `hostsmith` itself,
+//! run through `nsenter` so it reaches both on loopback. In that mount namespace `/var/lib`
+//! is a tmpfs holding `vz/snippets` and `vz/template/iso`, so hostsmith uploads to the very
+//! paths it would use on Proxmox and nothing lands on this machine.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Output;
+
+use hostsmith::ssh_keys::Keypair;
+
+use crate::common::{self, TestFleet, peer, run};
+use crate::first_boot::{self, Machine};
+use crate::sshd::Sshd;
+
+/// The address the stand-in's "DHCP" gives the VM.
+pub const LEASE: &str = "10.0.2.15";
+/// The node name the stand-in answers to (its namespace's host name).
+pub const NODE: &str = "pve-standin";
+/// The ssh alias of the node in the test's ssh config.
+pub const PVE: &str = "root@pve-standin";
+
+/// How the stand-in boots a started VM.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Boot {
+    /// Apply the seed with real cloud-init.
+    Seed,
+    /// Ignore the seed and serve a key of the VM's own (a template that makes one).
+    OwnKey,
+    /// Nothing boots in this test: no copy of the root is made.
+    Never,
+}
+
+pub struct StandIn {
+    pub state: PathBuf,
+    pub ssh_config: PathBuf,
+    _sshd: Sshd,
+    pub machine: Machine,
+    _dir: tempfile::TempDir,
+}
+
+impl StandIn {
+    /// The node, or `None` (test skipped) when a peer is missing. `fail` lists qm
+    /// subcommands that fail as if QEMU could not run them.
+    pub fn start(f: &TestFleet, boot: Boot, fail: &[&str]) -> Option<Self> {
+        if !first_boot::peers() || peer("python3").is_none() {
+            return None;
+        }
+        let machine = if boot == Boot::Never { Machine::bare() } else { Machine::new() };
+        assert!(!machine.root.starts_with("/var/lib"), "the e2e cache must not be under /var/lib, which the stand-in hides");
+        machine.sh(&format!(
+            "hostname {NODE} && ip addr add {LEASE}/32 dev lo && mount -t tmpfs -o mode=0755 tmpfs /var/lib && mkdir -p /var/lib/vz/snippets /var/lib/vz/template/iso"
+        ));
+        let dir = tempfile::tempdir_in(f.tmp.path()).expect("tmp");
+        let state = dir.path().join("node");
+        std::fs::create_dir_all(state.join("bin")).expect("bin");
+        std::fs::create_dir_all(state.join("vms")).expect("vms");
+        std::fs::create_dir_all(state.join("shared/snippets")).expect("shared");
+        let qm = state.join("bin/qm");
+        std::fs::write(&qm, include_str!("pve_standin.py")).expect("qm");
+        std::fs::set_permissions(&qm, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::os::unix::fs::symlink("qm", state.join("bin/pvesm")).expect("pvesm");
+        let config = serde_json::json!({
+            "node": NODE,
+            "root": machine.root,
+            "lease": LEASE,
+            "boot": if boot == Boot::Seed { "seed" } else { "own-key" },
+            "fail": fail,
+            "storages": { "shared": state.join("shared") },
+        });
+        std::fs::write(state.join("standin.json"), config.to_string()).expect("config");
+
+        // The node's sshd, inside the machine's namespaces; root logs in with a test key.
+        let client = Keypair::generate("hostsmith-test@workstation").expect("key");
+        let client_key = dir.path().join("client_key");
+        hostsmith::atomic::create_secret(&client_key, client.openssh_private().expect("openssh").as_bytes()).expect("key");
+        std::fs::write(dir.path().join("authorized_keys"), client.public_line() + "\n").expect("authorized_keys");
+        let host_key = Keypair::generate("root@pve-standin").expect("key");
+        let extra = format!(
+            "AuthorizedKeysFile {}\nPermitRootLogin prohibit-password\nSetEnv PATH={}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
+            dir.path().join("authorized_keys").display(),
+            state.join("bin").display()
+        );
+        let sshd_path = peer("sshd").unwrap_or_else(|| PathBuf::from("/usr/sbin/sshd"));
+        let probe = |port: u16| machine.sh(&format!("ssh-keyscan -T 1 -p {port} 127.0.0.1 2>/dev/null || true")).contains("ssh-");
+        let sshd = Sshd::start_via(machine.inside(sshd_path.to_str().expect("utf8")), dir.path(), &host_key, &extra, probe);
+
+        // The user's side: an ssh config naming the node, its host key pinned.
+        let known = dir.path().join("known_hosts");
+        std::fs::write(&known, format!("[127.0.0.1]:{} {}\n", sshd.port, host_key.public_line())).expect("known_hosts");
+        let ssh_config = dir.path().join("ssh_config");
+        std::fs::write(
+            &ssh_config,
+            format!(
+                "Host pve-standin\n  HostName 127.0.0.1\n  Port {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n",
+                sshd.port,
+                client_key.display(),
+                known.display()
+            ),
+        )
+        .expect("ssh_config");
+        Some(Self { state, ssh_config, _sshd: sshd, machine, _dir: dir })
+    }
+
+    /// A VM config on the node, as `qm config` prints it.
+    pub fn add_vm(&self, id: u32, config: &str) {
+        std::fs::write(self.state.join(format!("vms/{id}.conf")), config).expect("vm");
+    }
+
+    /// A cloud-init template like the one docs/proxmox.md describes.
+    pub fn add_template(&self, id: u32) {
+        self.add_vm(
+            id,
+            &format!(
+                "agent: enabled=1\nboot: order=scsi0\ncores: 2\nide2: local-lvm:vm-{id}-cloudinit,media=cdrom\nmemory: 2048\nname: nixos-cloud-init\nnet0: virtio=BC:24:11:00:00:01,bridge=vmbr0\nscsi0: local-lvm:base-{id}-disk-0,size=8G\nscsihw: virtio-scsi-single\ntemplate: 1\n"
+            ),
+        );
+    }
+
+    /// Every argv `qm` and `pvesm` received, in order.
+    pub fn log(&self) -> Vec<Vec<String>> {
+        std::fs::read_to_string(self.state.join("qm.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    }
+
+    /// Every VM config file on the node, for "nothing changed" checks.
+    pub fn vms(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = std::fs::read_dir(self.state.join("vms"))
+            .expect("vms")
+            .map(|e| e.expect("entry").path())
+            .map(|p| (p.file_name().expect("name").to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap_or_default()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The files in the node's snippets and ISO directories.
+    pub fn uploads(&self) -> String {
+        self.machine.sh("ls -A /var/lib/vz/snippets /var/lib/vz/template/iso")
+    }
+
+    /// `hostsmith --fleet F ARGS` inside the node's namespaces, the fleet configured for it.
+    pub fn hostsmith(&self, f: &TestFleet, args: &[&str]) -> Output {
+        let mut c = self.machine.inside(common::bin().to_str().expect("utf8"));
+        c.arg("--fleet").arg(&f.dir).args(args);
+        f.env(&mut c);
+        run(&mut c)
+    }
+
+    /// A `[proxmox]` table for this node, appended to the fleet's hostsmith.toml.
+    pub fn configure(&self, f: &TestFleet, template: u32) {
+        let path = f.dir.join("hostsmith.toml");
+        let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.push_str(&format!(
+            "\n[proxmox]\npve = \"{PVE}\"\nnode = \"{NODE}\"\ntemplate = {template}\nssh_config = \"{}\"\nwait = 90\n",
+            self.ssh_config.display()
+        ));
+        std::fs::write(path, text).expect("config");
+    }
+
+    /// The fingerprint of the ed25519 key the booted root holds.
+    pub fn served_fingerprint(&self) -> String {
+        let text = std::fs::read_to_string(self.machine.path("etc/ssh/ssh_host_ed25519_key.pub")).expect("pub");
+        hostsmith::ssh_keys::fingerprint(&hostsmith::ssh_keys::parse_public(&text).expect("key"))
+    }
+}
+
+impl Drop for StandIn {
+    /// Stops the VM sshds the stand-in started (by the pids it recorded).
+    fn drop(&mut self) {
+        for e in std::fs::read_dir(self.state.join("vms")).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.to_string_lossy().ends_with(".sshd.pid")
+                && let Ok(pid) = std::fs::read_to_string(&p)
+            {
+                let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+    }
+}
+
+/// The admin's public key file the seeds authorize.
+pub fn admin_public(f: &TestFleet) -> PathBuf {
+    first_boot::admin_key(f.tmp.path()).1
+}
