@@ -147,6 +147,8 @@ impl Program {
         } else {
             let stderr = String::from_utf8_lossy(&done.stderr);
             let summary = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no error output").trim().to_string();
+            // The error carries the last line; `-v` shows everything the program said.
+            tracing::info!("`{}` failed; its output:\n{}", self.display(), stderr.trim_end());
             Err(Error::Program {
                 program: self.argv[0].clone(),
                 message: format!("exit status {}: {summary}", done.status.map_or_else(|| "killed".into(), |c| c.to_string())),
