@@ -8,10 +8,11 @@ use age::secrecy::ExposeSecret;
 
 use crate::atomic;
 use crate::cli::Context;
+use crate::command::cloud_init::{SeedOptions, emit};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
-use crate::provision::{self, KeySource, Options, Request};
+use crate::provision::{self, Identities, KeySource, Options, Request};
 use crate::sopsfile::{self, EncryptionOptions, Map, Value};
 
 /// The hosts the demo provisions.
@@ -79,6 +80,17 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         DEMO_HOSTS.iter().map(|h| Ok(Request { host: HostName::parse(h)?, source: KeySource::Generate })).collect::<Result<Vec<_>>>()?;
     let report = provision::run(&fleet, requests, Options::default())?;
 
+    // Each host's NoCloud seed, with a throwaway admin SSH key authorized in it.
+    let ssh_admin = crate::ssh_keys::Keypair::generate("demo-admin")?;
+    atomic::create_secret(&dir.join("admin-ssh-key"), ssh_admin.openssh_private()?.as_bytes())?;
+    atomic::write(&dir.join("admin-ssh-key.pub"), format!("{}\n", ssh_admin.public_line()).as_bytes(), 0o644)?;
+    let inputs = SeedOptions { authorized_keys: vec![ssh_admin.public_line()], ..SeedOptions::default() }.resolve(&fleet)?;
+    let mut ids = Identities::for_fleet(&fleet);
+    for h in &report.hosts {
+        let host = HostName::parse(&h.name)?;
+        emit(&fleet, &host, &dir.join("seeds").join(host.as_str()), None, &inputs, &mut ids)?;
+    }
+
     let out = &ctx.out;
     out.json(&DemoReport {
         fleet: dir.clone(),
@@ -97,11 +109,12 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     out.line("  sops/<host>.yaml      the host's SSH host key and deploy keys, encrypted for the admin and the host");
     out.line("  sops/shared.yaml      a shared secret, re-keyed so every host can read it");
     out.line("  hosts/<host>.json     the public record: key, fingerprint, age recipient, deploy keys");
-    out.line("  admin-age-key.txt     the demo's throwaway admin identity");
+    out.line("  seeds/<host>/         the host's NoCloud seed (user-data, meta-data): its key, before first boot");
+    out.line("  admin-age-key.txt     the demo's throwaway admin identity (admin-ssh-key: its SSH login)");
     out.line("");
     out.line("look at it:");
     out.line(format!("  cd {}", dir.display()));
-    out.line("  cat .sops.yaml hosts/web01.json");
+    out.line("  cat .sops.yaml hosts/web01.json seeds/web01/meta-data");
     out.line("  SOPS_AGE_KEY_FILE=admin-age-key.txt sops --decrypt sops/web01.yaml");
     Ok(())
 }

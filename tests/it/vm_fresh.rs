@@ -237,6 +237,7 @@ fn demo_builds_a_fleet_and_says_where() {
     for h in ["web01", "db01", "mqtt-01"] {
         assert!(dir.join(format!("hosts/{h}.json")).is_file(), "{h}");
         assert!(dir.join(format!("sops/{h}.yaml")).is_file(), "{h}");
+        assert!(std::fs::read_to_string(dir.join(format!("seeds/{h}/user-data"))).expect("seed").starts_with("#cloud-config\n"), "{h}");
     }
     // The user's own sops keys were neither read nor created.
     assert!(!f.admin_key_file().exists());
