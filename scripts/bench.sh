@@ -55,7 +55,9 @@ trap 'rm -rf "$work"' EXIT
 marker="$work/started"
 touch "$marker"
 
-# A throwaway HOME: `init` puts the admin identity at sops' default place inside it.
+# A throwaway HOME: `init` puts the admin identity at sops' default place inside it. (The
+# other bench scripts get the real one back: rustup finds its toolchains through it.)
+real_home="$HOME"
 export HOME="$work/home"
 unset SOPS_AGE_KEY SOPS_AGE_KEY_FILE XDG_CONFIG_HOME HOSTSMITH_FLEET RUST_LOG
 mkdir -p "$HOME"
@@ -171,9 +173,9 @@ others=()
 for s in bench-sync bench-rekey; do
   if [ -f "scripts/$s.sh" ]; then
     echo "bench: scripts/$s.sh" >&2
-    if bash "scripts/$s.sh" >&2; then others+=("$s"); else echo "bench: scripts/$s.sh failed" >&2; fi
+    if HOME="$real_home" bash "scripts/$s.sh" >&2; then others+=("$s"); else echo "bench: scripts/$s.sh failed" >&2; fi
   fi
 done
 
-fs="$(stat -f -c %T "$work")"
+fs="$(df --output=fstype "$work" | tail -1)"
 python3 scripts/bench_report.py "$out" "$marker" "$fs" "${others[@]}"

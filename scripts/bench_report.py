@@ -106,6 +106,12 @@ if b100 and med("vm-fresh-N0-n100"):
     derived["baseline_ratio_1000_hosts_extrapolated"] = round(b100 * 10 / med("vm-fresh-N0-n1000"), 1)
 if med("baseline-N1000-n1") and med("vm-fresh-N1000-n1"):
     derived["baseline_ratio_1_host_in_1000"] = round(med("baseline-N1000-n1") / med("vm-fresh-N1000-n1"), 1)
+if b1 and med("baseline-N1000-n1") and med("vm-fresh-N0-n1000"):
+    # The baseline's per-host cost grows with the fleet (it re-reads .sops.yaml per host):
+    # assume it grows linearly from its 1-host cost at N=0 to its 1-host cost at N=1000.
+    est = 1000 * (b1 + med("baseline-N1000-n1")) / 2
+    derived["baseline_1000_hosts_estimated_s"] = round(est, 1)
+    derived["baseline_ratio_1000_hosts_estimated"] = round(est / med("vm-fresh-N0-n1000"), 1)
 
 prev_path = os.path.join(out, "vm-fresh.json")
 prev = None
@@ -172,7 +178,12 @@ md = [
 ]
 for name, data in other_json.items():
     md += ["", f"{name}.json:"]
-    flat = {k: v for k, v in (data.items() if isinstance(data, dict) else []) if isinstance(v, (int, float, str))}
+    flat = {}
+    for k, v in data.items() if isinstance(data, dict) else []:
+        if isinstance(v, (int, float, str)):
+            flat[k] = v
+        elif isinstance(v, dict):
+            flat.update({f"{k}.{k2}": v2 for k2, v2 in v.items() if isinstance(v2, (int, float, str))})
     md += [f"  {k} = {v}" for k, v in flat.items()] or ["  (see summary.json)"]
 text = "\n".join(md) + "\n"
 open(os.path.join(out, "summary.md"), "w").write(text)

@@ -37,10 +37,18 @@ pub(crate) fn flow_append(
         splices.push(Splice { at: at..at, text: texts.join(", ") });
         return Ok(());
     };
-    let between = &l.s[last_end..close_at];
+    // Spans of odd children (`[a, ? b]` holds a one-pair mapping) can end past the bracket.
+    let Some(between) = l.s.get(last_end..close_at) else {
+        return Err(unsupported(
+            m,
+            node.span.start,
+            "cannot tell where the last item of this flow collection ends".into(),
+            "rewrite it in block style",
+        ));
+    };
     if !between.contains('\n') {
         let sep = match children.as_slice() {
-            [(_, a_end), (b, _), ..] => l.s[*a_end..*b].to_string(),
+            [(_, a_end), (b, _), ..] => l.s.get(*a_end..*b).unwrap_or(", ").to_string(),
             _ => ", ".to_string(),
         };
         let sep = if sep.trim() == "," && !sep.contains('\n') { sep } else { ", ".into() };

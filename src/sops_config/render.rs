@@ -98,7 +98,7 @@ pub(crate) fn render<'a>(
                     })?;
                     let bracket = l.s[seq.span.clone()].rfind('[').map_or(seq.span.start, |i| seq.span.start + i);
                     let from = l.s[..bracket].trim_end_matches(' ').len();
-                    splices.push(Splice { at: from..seq.span.end, text: String::new() });
+                    splices.push(Splice { at: from..l.content_end(seq), text: String::new() });
                     let lines = style.block_lines(l.col(key.span.start) + style.seq_indent, style.rule_gap, items, Blank::After);
                     splices.push(l.lines_after(seq.span.end, &lines));
                 } else {

@@ -798,8 +798,25 @@ fn regressions_found_by_fuzzing() {
     let edit = cfg.add_hosts(&[HostKey { name: "db01".into(), recipient: X.into() }], &policy).expect("edited");
     assert!(edit.text.contains("creation_rules: &rules\n  - path_regex: ^sops/db01\\.yaml$"), "{}", edit.text);
     assert!(SopsConfig::parse(&edit.text).expect("parses").anchors().iter().any(|a| a.name == "rules"));
+    //    And white space after the `]` went with it (the list's span runs past it).
+    let text = format!("keys:\n  - &admin {A}\ncreation_rules: []\t\n");
+    let edit = SopsConfig::parse(&text)
+        .expect("parses")
+        .add_hosts(&[HostKey { name: "db01".into(), recipient: X.into() }], &policy)
+        .expect("edited");
+    assert!(edit.text.contains("creation_rules:\t\n  - path_regex"), "{:?}", edit.text);
 
-    // 4. A SOPS file with a key twice in one mapping was read (and would have been written
+    // 4. A flow list holding a one-pair mapping (`[*alice, ? *bob]`) made the editor slice
+    //    the text backwards and panic (src/sops_config/flow.rs).
+    let text = format!(
+        "keys: [&alice {A}, &bob {W}]\ncreation_rules:\n  - path_regex: ^sops/shared\\.yaml$\n    key_groups:\n      - age: [*alice,?  *bob]\n"
+    );
+    let cfg = SopsConfig::parse(&text).expect("parses");
+    let policy = EditPolicy { admins: vec!["alice".into()], shared: vec!["sops/shared.yaml".into()], ..policy };
+    let err = cfg.add_hosts(&[HostKey { name: "db01".into(), recipient: X.into() }], &policy).expect_err("refused");
+    assert!(err.to_string().contains("cannot tell where the last item"), "{err}");
+
+    // 5. A SOPS file with a key twice in one mapping was read (and would have been written
     //    back so) though sops refuses it ("mapping key already defined") (src/sopsfile/mod.rs).
     let s = sample();
     let doubled = s.text.replacen("deploy-keys:\n", "deploy-keys:\ndeploy-keys:\n", 1);
