@@ -86,7 +86,6 @@ fn every_example_in_the_readme_and_the_quickstart_runs() {
     assert!(quick.dir.join("seed/user-data").is_file());
     assert!(quick.dir.join("extra/etc/ssh/ssh_host_ed25519_key").is_file());
     assert!(quick.read("known_hosts").starts_with("web01 ssh-ed25519 "));
-    let _ = ok;
 }
 
 /// docs/commands.md as clap describes the commands: every command's help, in order.
