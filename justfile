@@ -32,7 +32,12 @@ test:
 
 # Only the first-boot end-to-end tests (real cloud-init in a debootstrap root).
 e2e:
-    HOSTSMITH_REQUIRE_PEERS=1 cargo test --release --test it first_boot -- --nocapture
+    bash scripts/install-peers.sh target/peers-venv
+    PATH="$PWD/target/peers-venv/bin:$PATH" HOSTSMITH_REQUIRE_PEERS=1 cargo test --release --test it first_boot -- --nocapture
+
+# The README's test command from a fresh clone, twice, each from a cold state (as root).
+cold-check:
+    bash scripts/cold-check.sh
 
 # Benchmarks; results in target/bench/.
 bench:

@@ -34,13 +34,7 @@ fn a_message_for_the_recipient_from_real_age_opens_with_the_identity() {
 
 #[test]
 fn the_recipient_equals_libsodiums_conversion() {
-    let Some(python) = peer("python3") else { return };
-    let probe = run(Command::new(&python).args(["-c", "import nacl"]));
-    if !probe.status.success() {
-        assert!(!crate::common::peers_required(), "PyNaCl is required (HOSTSMITH_REQUIRE_PEERS=1) but not installed");
-        eprintln!("skipped: PyNaCl is not installed");
-        return;
-    }
+    let Some(python) = crate::common::python_with("nacl") else { return };
     let script = r#"
 import sys, base64, nacl.bindings as b
 CH = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"

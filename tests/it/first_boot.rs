@@ -21,8 +21,12 @@ pub(crate) fn peers() -> bool {
     PEERS.iter().all(|p| peer(p).is_some())
 }
 
+/// The first-boot cache, created here where it is first needed: every caller (the root's
+/// builder, a bare machine's temp dir) gets a directory that exists, whatever ran before.
 fn cache_dir() -> PathBuf {
-    std::env::var_os("HOSTSMITH_E2E_CACHE").map_or_else(|| PathBuf::from("/var/tmp/hostsmith-e2e"), PathBuf::from)
+    let dir = std::env::var_os("HOSTSMITH_E2E_CACHE").map_or_else(|| PathBuf::from("/var/tmp/hostsmith-e2e"), PathBuf::from);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("first-boot cache {}: {e}", dir.display()));
+    dir
 }
 
 /// The Debian mirror this machine's apt uses (so the test names no host of its own).
@@ -41,7 +45,6 @@ fn apt_mirror() -> String {
 /// The cached bookworm root, built on first use (under a lock, so parallel tests wait).
 fn cached_root() -> PathBuf {
     let cache = cache_dir();
-    std::fs::create_dir_all(&cache).expect("cache dir");
     let root = cache.join("bookworm-cloud-init");
     let lock = std::fs::File::create(cache.join(".lock")).expect("lock file");
     lock.lock().expect("lock");

