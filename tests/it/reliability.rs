@@ -14,7 +14,7 @@ use hostsmith::sopsfile::{EncryptedFile, Value};
 use hostsmith::ssh_keys::Keypair;
 use rand::{Rng, SeedableRng};
 
-use crate::common::{self, TestFleet, ok, peer, stderr, stdout};
+use crate::common::{self, TestFleet, ok, stderr, stdout};
 
 const TMP_PREFIX: &str = ".hostsmith-tmp-";
 

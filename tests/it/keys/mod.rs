@@ -9,7 +9,7 @@ mod migrate;
 mod rekey;
 mod rotate;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use hostsmith::ssh_keys::Keypair;
