@@ -3,6 +3,7 @@
 //! real peers (sops, age, ssh, cloud-init, nix, just) where the design asks for them.
 
 mod age_convert;
+mod architecture;
 mod common;
 mod deploy_image;
 mod docs;
