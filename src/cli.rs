@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::command;
-use crate::error::{Error, Result};
+use crate::command::{self, Context};
+use crate::error::Result;
 use crate::output::Output;
 
 #[derive(Debug, Parser)]
@@ -87,12 +87,6 @@ pub enum Command {
     Man(command::completions::ManArgs),
 }
 
-/// Shared state every command gets.
-pub struct Context {
-    pub fleet_dir: PathBuf,
-    pub out: Output,
-}
-
 /// Parses the command line, runs the command, prints the error and maps it to an exit code.
 #[must_use]
 pub fn main() -> ExitCode {
@@ -129,8 +123,8 @@ fn run(command: Command, ctx: &Context) -> Result<()> {
         Command::Keys(cmd) => command::keys::run(cmd, ctx),
         Command::DeployKeys(args) => command::deploy_keys::run(&args, ctx),
         Command::SshConfig(args) => command::ssh_config::run(&args, ctx),
-        Command::Completions(args) => command::completions::completions(args, ctx),
-        Command::Man(args) => command::completions::man(args, ctx),
+        Command::Completions(args) => command::completions::completions(args, Cli::command(), ctx),
+        Command::Man(args) => command::completions::man(args, Cli::command(), ctx),
     }
 }
 
@@ -144,21 +138,4 @@ fn init_logging(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().try_init();
-}
-
-/// Turns a list of host name arguments into validated names, all before anything runs.
-///
-/// # Errors
-/// The first invalid name.
-pub fn host_names(names: &[String]) -> Result<Vec<crate::host_name::HostName>> {
-    let mut seen = std::collections::BTreeSet::new();
-    let mut out = Vec::new();
-    for n in names {
-        let h = crate::host_name::HostName::parse(n)?;
-        if !seen.insert(h.clone()) {
-            return Err(Error::Usage(format!("host `{h}` is named twice; name each host once")));
-        }
-        out.push(h);
-    }
-    Ok(out)
 }

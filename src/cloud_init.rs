@@ -198,3 +198,12 @@ mod tests {
         assert_eq!(q("a\"b\nc: d #e"), r#""a\"b\nc: d #e""#);
     }
 }
+
+/// What a seed needs besides the host's key, read and validated from the options and the
+/// configuration before anything is written.
+pub struct SeedInputs {
+    pub user: String,
+    pub authorized_keys: Vec<String>,
+    pub sudo: Option<String>,
+    pub network: Option<Network>,
+}

@@ -20,7 +20,7 @@ use crate::fleet::Fleet;
 use crate::host_name::HostName;
 use crate::provision::{self, DEPLOY_KEYS_FIELD, Identities};
 use crate::record::{self, HostRecord};
-use crate::sopsfile::Value;
+use crate::sops::file::Value;
 use crate::ssh_keys::{self, Keypair};
 
 /// The map of new, not yet registered deploy keys in the host's SOPS file.
@@ -193,7 +193,7 @@ pub fn activate(fleet: &Fleet, host: &HostName, repo: &str, expected: Option<&st
             message: format!("the pending `{repo}` key in its file is not the one its record names: restore both from version control"),
         });
     }
-    if doc.get(PENDING_FIELD).and_then(Value::as_map).is_some_and(crate::sopsfile::Map::is_empty) {
+    if doc.get(PENDING_FIELD).and_then(Value::as_map).is_some_and(crate::sops::file::Map::is_empty) {
         doc.remove_path(&[PENDING_FIELD]);
     }
     doc.set_path(&[DEPLOY_KEYS_FIELD, repo], Value::Str(private.to_string()))

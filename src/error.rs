@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::yaml::YamlError;
+use crate::sops::yaml::YamlError;
 
 /// Exit status for invalid input or usage.
 pub const EXIT_USAGE: i32 = 2;

@@ -1,4 +1,5 @@
-//! Fetching the host key a machine presents, with OpenSSH's own `ssh-keyscan`.
+//! Fetching the host key a machine presents, with OpenSSH's own `ssh-keyscan`, and checking
+//! it against the host's record (what `verify`, `sync`, `connect` and `deploy-image` rely on).
 
 use std::time::Duration;
 
@@ -7,6 +8,8 @@ use ssh_key::PublicKey;
 use crate::address::Address;
 use crate::error::{Error, Result};
 use crate::process::Program;
+use crate::record::HostRecord;
+use crate::ssh_keys;
 
 /// The ed25519 host keys `addr` presents. Empty when it answers without one.
 ///
@@ -34,4 +37,25 @@ pub fn ed25519_keys(addr: &Address, timeout: Duration) -> Result<Vec<PublicKey>>
         });
     }
     Ok(keys)
+}
+
+/// Scans `addr` and compares with the record; returns the matching fingerprint.
+///
+/// # Errors
+/// [`Error::Mismatch`] naming both fingerprints and the likely cause.
+pub fn verify(record: &HostRecord, addr: &Address, timeout: Duration) -> Result<String> {
+    let keys = ed25519_keys(addr, timeout)?;
+    let expected = &record.fingerprint;
+    if let Some(k) = keys.iter().find(|k| &ssh_keys::fingerprint(k) == expected) {
+        return Ok(ssh_keys::fingerprint(k));
+    }
+    let found: Vec<String> = keys.iter().map(ssh_keys::fingerprint).collect();
+    Err(Error::Mismatch {
+        host: format!("{} at {addr}", record.name),
+        expected: expected.clone(),
+        found: format!(
+            "{} (likely cause: the machine generated or kept its own key — the seed was not applied, or the template's keys were not removed)",
+            found.join(", ")
+        ),
+    })
 }

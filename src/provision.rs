@@ -23,8 +23,9 @@ use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
 use crate::record::{self, HostRecord, RetiredKey};
-use crate::sops_config::{EditPolicy, HostKey, SopsConfig};
-use crate::sopsfile::{self, EncryptedFile, EncryptionOptions, Map, Value};
+use crate::sops;
+use crate::sops::file::{EncryptedFile, EncryptionOptions, Map, Value};
+use crate::sops::rules::{EditPolicy, HostKey, SopsConfig};
 use crate::ssh_keys::{self, Keypair};
 
 /// The key under which the host's private key is stored in its SOPS file.
@@ -104,7 +105,7 @@ struct Planned {
 
 enum HostDocument {
     New(Map),
-    Existing { decrypted: Box<sopsfile::Decrypted>, rotate_data_key: bool },
+    Existing { decrypted: Box<sops::file::Decrypted>, rotate_data_key: bool },
 }
 
 /// Gives each requested host an identity (see the module docs for the order of writes).
@@ -181,10 +182,10 @@ pub fn run_with_progress(fleet: &Fleet, requests: Vec<Request>, opts: Options, b
                 });
             }
             let abs = fleet.root.join(&rel);
-            let err = |e: sopsfile::SopsFileError| Error::SopsFile { path: abs.clone(), message: e.to_string() };
+            let err = |e: sops::file::SopsFileError| Error::SopsFile { path: abs.clone(), message: e.to_string() };
             bar.inc(1);
             p.host_file_text = Some(match doc {
-                HostDocument::New(map) => sopsfile::encrypt_new(&map, &groups, &EncryptionOptions::default()).map_err(err)?,
+                HostDocument::New(map) => sops::file::encrypt_new(&map, &groups, &EncryptionOptions::default()).map_err(err)?,
                 HostDocument::Existing { mut decrypted, rotate_data_key } => {
                     decrypted.set_age_recipients(groups).map_err(err)?;
                     if rotate_data_key {
@@ -274,9 +275,9 @@ impl Identities {
 ///
 /// # Errors
 /// Read, parse, or decryption errors naming the file.
-pub fn decrypt_file(path: &std::path::Path, identities: &mut Identities) -> Result<sopsfile::Decrypted> {
+pub fn decrypt_file(path: &std::path::Path, identities: &mut Identities) -> Result<sops::file::Decrypted> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
-    let err = |e: sopsfile::SopsFileError| Error::SopsFile { path: path.to_path_buf(), message: e.to_string() };
+    let err = |e: sops::file::SopsFileError| Error::SopsFile { path: path.to_path_buf(), message: e.to_string() };
     let file = EncryptedFile::parse(&text).map_err(err)?;
     file.decrypt(identities.get()?).map_err(err)
 }
@@ -476,7 +477,7 @@ fn plan_shared(fleet: &Fleet, config: &SopsConfig, rotate: bool, ids: &mut Ident
         }
         let Some(groups) = config.recipients_for(rel) else { continue };
         let text = std::fs::read_to_string(&abs).map_err(|source| Error::Read { path: abs.clone(), source })?;
-        let err = |e: sopsfile::SopsFileError| Error::SopsFile { path: abs.clone(), message: e.to_string() };
+        let err = |e: sops::file::SopsFileError| Error::SopsFile { path: abs.clone(), message: e.to_string() };
         let file = EncryptedFile::parse(&text).map_err(err)?;
         if !rotate && same_groups(&file.age_recipients(), &groups) {
             continue;

@@ -30,8 +30,9 @@ use crate::atomic;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, SOPS_CONFIG};
 use crate::process::Program;
-use crate::sops_config::SopsConfig;
-use crate::sopsfile::{self, EncryptedFile};
+use crate::sops;
+use crate::sops::file::EncryptedFile;
+use crate::sops::rules::SopsConfig;
 
 /// How long one `sops` call may take before it is stopped.
 const SOPS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -80,7 +81,7 @@ pub enum FilePlan {
 /// # Errors
 /// The file is not SOPS, no admin identity opens it, or the new recipients are invalid.
 pub fn plan(path: &Path, text: &str, target: &Target, ids: &[Identity], rotate_data_key: bool) -> Result<FilePlan> {
-    let err = |e: sopsfile::SopsFileError| Error::SopsFile { path: path.to_path_buf(), message: e.to_string() };
+    let err = |e: sops::file::SopsFileError| Error::SopsFile { path: path.to_path_buf(), message: e.to_string() };
     let file = EncryptedFile::parse(text).map_err(err)?;
     let (added, removed) = diff(&file.age_recipients(), &target.groups);
     let same = same_groups(&file.age_recipients(), &target.groups);

@@ -6,9 +6,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::atomic;
-use crate::cloud_init::Seed;
+use crate::cloud_init::{self, Seed, SeedInputs, SeedParams};
 use crate::error::{Error, Result};
+use crate::fleet::Fleet;
+use crate::host_name::HostName;
 use crate::process::Program;
+use crate::provision::{self, Identities};
 use crate::ssh_keys::Keypair;
 
 /// Writes `user-data`, `meta-data` and (when present) `network-config` into `dir`.
@@ -89,4 +92,33 @@ pub fn check_persist(persist: &str) -> Result<()> {
     } else {
         Err(Error::Usage(format!("persist prefix `{persist}` must be an absolute path like /persist, without `..`")))
     }
+}
+
+/// Renders and writes a host's seed into `out` (and `iso`).
+///
+/// # Errors
+/// An unknown host or one without a private key, a bad seed, or a failed write.
+pub fn emit(
+    fleet: &Fleet,
+    host: &HostName,
+    out: &Path,
+    iso: Option<&Path>,
+    inputs: &SeedInputs,
+    ids: &mut Identities,
+) -> Result<Vec<PathBuf>> {
+    let (_, key) = provision::host_keypair(fleet, host, ids)?;
+    let seed = cloud_init::render(&SeedParams {
+        host,
+        key: &key,
+        user: &inputs.user,
+        authorized_keys: &inputs.authorized_keys,
+        sudo: inputs.sudo.as_deref(),
+        network: inputs.network.clone(),
+    })?;
+    let mut written = write_seed_dir(out, &seed)?;
+    if let Some(iso) = iso {
+        write_iso(iso, out)?;
+        written.push(iso.to_path_buf());
+    }
+    Ok(written)
 }

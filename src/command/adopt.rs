@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use crate::cli::{Context, host_names};
+use crate::command::{Context, host_names};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::provision::{self, KeySource, Options, Request};

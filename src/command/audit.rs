@@ -1,6 +1,6 @@
 //! `hostsmith audit [--host H] [--failed] [--json]`: read the sync audit log.
 
-use crate::cli::{Context, host_names};
+use crate::command::{Context, host_names};
 use crate::error::Result;
 use crate::sync::audit::{self, Outcome};
 

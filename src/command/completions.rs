@@ -3,9 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::CommandFactory;
-
-use crate::cli::{Cli, Context};
+use crate::command::Context;
 use crate::error::{Error, Result};
 
 #[derive(Debug, clap::Args)]
@@ -23,18 +21,19 @@ pub struct ManArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Prints the completion script for `cmd`, the whole command line (`cli` passes its own, so
+/// this layer never reaches up to it).
+///
 /// # Errors
 /// Never, in practice: writing to stdout.
-pub fn completions(args: CompletionsArgs, _ctx: &Context) -> Result<()> {
-    let mut cmd = Cli::command();
+pub fn completions(args: CompletionsArgs, mut cmd: clap::Command, _ctx: &Context) -> Result<()> {
     clap_complete::generate(args.shell, &mut cmd, "hostsmith", &mut std::io::stdout());
     Ok(())
 }
 
 /// # Errors
 /// When a page cannot be written.
-pub fn man(args: ManArgs, ctx: &Context) -> Result<()> {
-    let cmd = Cli::command();
+pub fn man(args: ManArgs, cmd: clap::Command, ctx: &Context) -> Result<()> {
     match args.out {
         None => {
             clap_mangen::Man::new(cmd).render(&mut std::io::stdout()).map_err(|source| Error::Write { path: "<stdout>".into(), source })

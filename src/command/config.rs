@@ -5,7 +5,7 @@
 
 use toml_edit::{Array, DocumentMut, Item, Table, Value};
 
-use crate::cli::Context;
+use crate::command::Context;
 use crate::config::{Config, FILE_NAME};
 use crate::error::{Error, Result};
 

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::cli::{Context, host_names};
+use crate::command::{Context, host_names};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::process::shell_quote;
@@ -131,7 +131,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     }
 
     if !verified && ask {
-        match crate::command::verify::verify(&record, &address, timeout) {
+        match crate::keyscan::verify(&record, &address, timeout) {
             Ok(_) => {}
             Err(e @ Error::Mismatch { .. }) => return Err(e),
             Err(e) => progress.line(&format!("Note: could not check the host key beforehand ({e}); ssh checks it against the record")),

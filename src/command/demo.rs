@@ -7,13 +7,15 @@ use std::path::PathBuf;
 use age::secrecy::ExposeSecret;
 
 use crate::atomic;
-use crate::cli::Context;
-use crate::command::cloud_init::{SeedOptions, emit};
+use crate::command::Context;
+use crate::command::args::SeedOptions;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
 use crate::provision::{self, Identities, KeySource, Options, Request};
-use crate::sopsfile::{self, EncryptionOptions, Map, Value};
+use crate::seed::emit;
+use crate::sops;
+use crate::sops::file::{EncryptionOptions, Map, Value};
 
 /// The hosts the demo provisions.
 pub const DEMO_HOSTS: [&str; 3] = ["web01", "db01", "mqtt-01"];
@@ -69,7 +71,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     shared
         .set_path(&["wifi_psk"], Value::Str("demo-only-not-a-secret".into()))
         .map_err(|e| Error::SopsFile { path: dir.join("sops/shared.yaml"), message: e.to_string() })?;
-    let shared_text = sopsfile::encrypt_new(&shared, &[vec![admin.to_public().to_string()]], &EncryptionOptions::default())
+    let shared_text = sops::file::encrypt_new(&shared, &[vec![admin.to_public().to_string()]], &EncryptionOptions::default())
         .map_err(|e| Error::SopsFile { path: dir.join("sops/shared.yaml"), message: e.to_string() })?;
     atomic::create_dir(&dir.join("sops"), 0o755)?;
     atomic::write(&dir.join("sops/shared.yaml"), shared_text.as_bytes(), 0o644)?;

@@ -6,9 +6,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{Context, host_names};
-use crate::command::cloud_init::SeedOptions;
+use crate::command::args::SeedOptions;
 use crate::command::vm_fresh::print_report;
+use crate::command::{Context, host_names};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::provision::{self, KeySource, Options, Request};

@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 
-use crate::cli::{Context, host_names};
+use crate::command::{Context, host_names};
 use crate::deploy_keys::{self, Activation};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;

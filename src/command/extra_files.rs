@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::cli::{Context, host_names};
+use crate::command::{Context, host_names};
 use crate::error::Result;
 use crate::fleet::Fleet;
 use crate::provision::{self, Identities};

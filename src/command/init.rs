@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::atomic;
-use crate::cli::Context;
+use crate::command::Context;
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
 use crate::identity;
-use crate::sops_config::SopsConfig;
+use crate::sops::rules::SopsConfig;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

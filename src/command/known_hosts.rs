@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::atomic;
-use crate::cli::Context;
+use crate::command::Context;
 use crate::error::Result;
 use crate::fleet::Fleet;
 use crate::known_hosts;

@@ -1,11 +1,11 @@
 //! `hostsmith sops check`: is the fleet's `.sops.yaml` consistent with its hosts?
 
-use crate::cli::Context;
+use crate::command::Context;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
 use crate::provision;
-use crate::sops_config::SopsConfig;
+use crate::sops::rules::SopsConfig;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SopsCommand {

@@ -9,11 +9,11 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::cli::Context;
+use crate::command::Context;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::rekey::{self, FileOutcome, Status};
-use crate::sops_config::SopsConfig;
+use crate::sops::rules::SopsConfig;
 
 #[derive(Debug, clap::Args)]
 pub struct RekeyArgs {

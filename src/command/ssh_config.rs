@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::cli::{Context, host_names};
+use crate::command::{Context, host_names};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 

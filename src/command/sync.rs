@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::cli::{Context, host_names};
+use crate::command::{Context, host_names};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::sync::plan::{self, Known, Options};

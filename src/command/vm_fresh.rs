@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::cli::{Context, host_names};
-use crate::command::cloud_init::{SeedInputs, SeedOptions, emit};
+use crate::cloud_init::SeedInputs;
+use crate::command::args::SeedOptions;
+use crate::command::{Context, host_names};
 use crate::error::Result;
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
@@ -11,6 +12,7 @@ use crate::output::Tone;
 use crate::provision::Identities;
 use crate::provision::{self, Action, KeySource, Options, Report, Request};
 use crate::seed;
+use crate::seed::emit;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use crate::address::Address;
+use crate::cloud_init::SeedInputs;
 use crate::cloud_init::{self, Network, SeedParams};
-use crate::command::cloud_init::SeedInputs;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host_name::HostName;

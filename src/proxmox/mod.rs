@@ -1,7 +1,6 @@
 //! Proxmox VE: the node hostsmith drives over ssh (`qm`, `pvesm`, uploads), the values that
 //! go on its command lines, and the `deploy-image` flow built on them.
 
-pub mod config;
 pub mod deploy;
 pub mod guest;
 pub mod names;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::address::Address;
-use crate::command::verify::verify;
 use crate::error::{Error, Result};
+use crate::keyscan::verify;
 use crate::record::HostRecord;
 
 use super::guest;

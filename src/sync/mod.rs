@@ -19,8 +19,6 @@ pub mod ssh;
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::Error;
 
 use audit::{Entry, Outcome};
@@ -29,33 +27,7 @@ use progress::Progress;
 use remote::{KeyState, Mode, Reply};
 use ssh::{SshTarget, Trouble};
 
-/// How keys reach the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Method {
-    /// guest-agent when the host has a recorded VM id and node (then ssh if that fails),
-    /// else ssh.
-    #[default]
-    Auto,
-    /// OpenSSH, pinned to the recorded host key.
-    Ssh,
-    /// `qm guest exec` on the Proxmox node.
-    GuestAgent,
-    /// Do not sync.
-    Skip,
-}
-
-impl Method {
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Auto => "auto",
-            Method::Ssh => "ssh",
-            Method::GuestAgent => "guest-agent",
-            Method::Skip => "skip",
-        }
-    }
-}
+pub use crate::config::SyncMethod as Method;
 
 /// A sync that reached the host.
 #[derive(Debug, Clone)]
@@ -140,7 +112,7 @@ fn try_ssh(plan: &Plan) -> Result<Reached, Failure> {
         },
         Err((Trouble::HostKey, e)) => {
             // Ask the host for its key to say precisely which one it serves.
-            let error = match crate::command::verify::verify(&plan.record, &plan.address, plan.timeout) {
+            let error = match crate::keyscan::verify(&plan.record, &plan.address, plan.timeout) {
                 Err(mismatch @ Error::Mismatch { .. }) => mismatch,
                 _ => e,
             };

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::address::Address;
+use crate::config::MAX_TIMEOUT;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
@@ -56,9 +57,6 @@ pub struct Known {
     pub address: Option<String>,
     pub user: Option<String>,
 }
-
-/// The longest timeout accepted, in seconds.
-pub const MAX_TIMEOUT: u64 = 3600;
 
 /// The address a host is reached at: `--address`, else the first recorded one, else its
 /// name.

@@ -213,7 +213,7 @@ fn only_the_cli_reaches_the_command_layer() {
         let from_layer = from.first().map(String::as_str).unwrap_or("crate");
         let to_layer = to.first().map(String::as_str).unwrap_or("crate");
         let allowed = match to_layer {
-            "command" => from_layer == "cli",
+            "command" => matches!(from_layer, "cli" | "command"),
             "cli" => false,
             _ => true,
         };

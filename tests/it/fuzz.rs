@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hostsmith::sops_config::{EditPolicy, HostKey, SopsConfig};
-use hostsmith::sopsfile::{self, EncryptedFile, Map, Value};
+use hostsmith::sops;
+use hostsmith::sops::file::{EncryptedFile, Map, Value};
+use hostsmith::sops::rules::{EditPolicy, HostKey, SopsConfig};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
@@ -587,7 +588,7 @@ fn flatten(docs: &[Map]) -> Vec<(String, String)> {
         let text = match v {
             Value::Map(m) => {
                 for item in m.items() {
-                    if let hostsmith::sopsfile::MapItem::Entry { key, value } = item {
+                    if let hostsmith::sops::file::MapItem::Entry { key, value } = item {
                         walk(value, &format!("{path}{key}:"), out);
                     }
                 }
@@ -595,7 +596,7 @@ fn flatten(docs: &[Map]) -> Vec<(String, String)> {
             }
             Value::Seq(items) => {
                 for item in items {
-                    if let hostsmith::sopsfile::SeqItem::Value(value) = item {
+                    if let hostsmith::sops::file::SeqItem::Value(value) = item {
                         walk(value, path, out);
                     }
                 }
@@ -635,7 +636,7 @@ fn sample() -> &'static Sample {
         doc.set_path(&["multi"], Value::Str("line one\nline-PLAINTEXT-tw0\n".into())).expect("set");
         doc.set_path(&["empty"], Value::Str(String::new())).expect("set");
         let text =
-            sopsfile::encrypt_new(&doc, &[vec![identity.to_public().to_string(), W.to_string()]], &Default::default()).expect("encrypt");
+            sops::file::encrypt_new(&doc, &[vec![identity.to_public().to_string(), W.to_string()]], &Default::default()).expect("encrypt");
         let plain = flatten(std::slice::from_ref(&doc));
         let mut secrets: Vec<String> = vec!["PLAINTEXT".into(), "424242".into(), identity_string(&identity)];
         secrets.extend(pem.lines().filter(|l| l.len() > 20 && !l.starts_with("-----")).map(str::to_string));

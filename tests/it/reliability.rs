@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hostsmith::sops_config::SopsConfig;
-use hostsmith::sopsfile::{EncryptedFile, Value};
+use hostsmith::sops::file::{EncryptedFile, Value};
+use hostsmith::sops::rules::SopsConfig;
 use hostsmith::ssh_keys::Keypair;
 use rand::{Rng, SeedableRng};
 
@@ -150,9 +150,9 @@ fn assert_consistent(f: &TestFleet, admin: &age::x25519::Identity, hosts: &[Stri
 
 /// Writes a shared file every host joins, encrypted for the admin by hostsmith's engine.
 fn add_shared_file(f: &TestFleet, admin: &age::x25519::Identity) {
-    let mut doc = hostsmith::sopsfile::Map::new();
+    let mut doc = hostsmith::sops::file::Map::new();
     doc.set_path(&["wifi"], Value::Str("hunter2".into())).expect("set");
-    let text = hostsmith::sopsfile::encrypt_new(&doc, &[vec![admin.to_public().to_string()]], &Default::default()).expect("encrypt");
+    let text = hostsmith::sops::file::encrypt_new(&doc, &[vec![admin.to_public().to_string()]], &Default::default()).expect("encrypt");
     std::fs::create_dir_all(f.dir.join("sops")).expect("mkdir");
     std::fs::write(f.dir.join("sops/shared.yaml"), text).expect("write");
 }

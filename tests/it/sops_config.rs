@@ -9,8 +9,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use hostsmith::sops_config::{EditPolicy, HostKey, ProblemKind, SopsConfig, SopsConfigError};
-use hostsmith::yaml::NodeKind;
+use hostsmith::sops::rules::{EditPolicy, HostKey, ProblemKind, SopsConfig, SopsConfigError};
+use hostsmith::sops::yaml::NodeKind;
 
 use crate::common::{peer, run, run_with_stdin};
 
@@ -245,7 +245,7 @@ fn sops_recipients(sops: &Path, dir: &Path, file: &str) -> Vec<String> {
     crate::common::write(&dir.join(file), "hello: world\n");
     let out = run(Command::new(sops).current_dir(dir).args(["--encrypt", file]).env_remove("SOPS_AGE_KEY_FILE"));
     let stdout = crate::common::ok(&out);
-    let parsed = hostsmith::yaml::parse(&stdout).expect("sops output is yaml");
+    let parsed = hostsmith::sops::yaml::parse(&stdout).expect("sops output is yaml");
     let age = parsed.documents[0].get("sops").and_then(|s| s.get("age")).expect("sops.age");
     let NodeKind::Sequence { items, .. } = &age.kind else { panic!("sops.age is a list") };
     let mut r: Vec<String> = items.iter().filter_map(|i| i.get("recipient")?.as_str().map(str::to_string)).collect();

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use age::secrecy::ExposeSecret as _;
-use hostsmith::sopsfile::{
+use hostsmith::sops::file::{
     Decrypted, EncryptedFile, EncryptionOptions, Map, MapItem, SeqItem, SopsFileError, Value, emit_plain, encrypt_new, parse_plain,
 };
 

@@ -162,10 +162,10 @@ fn a_corrupted_shared_file_stops_the_run_and_changes_nothing() {
     f.init_with(&["web01"]);
     // A shared file whose MAC no longer matches: written by hostsmith's engine, then tampered.
     let admin: age::x25519::Identity = admin_identity(&f).lines().find(|l| l.starts_with("AGE-")).expect("id").parse().expect("identity");
-    let mut doc = hostsmith::sopsfile::Map::new();
-    doc.set_path(&["a"], hostsmith::sopsfile::Value::Str("one".into())).expect("set");
-    doc.set_path(&["b"], hostsmith::sopsfile::Value::Str("two".into())).expect("set");
-    let text = hostsmith::sopsfile::encrypt_new(&doc, &[vec![admin.to_public().to_string()]], &Default::default()).expect("encrypt");
+    let mut doc = hostsmith::sops::file::Map::new();
+    doc.set_path(&["a"], hostsmith::sops::file::Value::Str("one".into())).expect("set");
+    doc.set_path(&["b"], hostsmith::sops::file::Value::Str("two".into())).expect("set");
+    let text = hostsmith::sops::file::encrypt_new(&doc, &[vec![admin.to_public().to_string()]], &Default::default()).expect("encrypt");
     // Swap the two ciphertexts: each still decrypts only under its own path, so tamper the MAC instead.
     let tampered = text.replacen("mac: ENC[AES256_GCM,data:", "mac: ENC[AES256_GCM,data:A", 1);
     std::fs::write(f.dir.join("sops/shared.yaml"), tampered).expect("write");

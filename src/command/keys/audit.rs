@@ -11,9 +11,9 @@ use crate::fleet::Fleet;
 use crate::host_name::HostName;
 use crate::record::HostRecord;
 use crate::rekey::Target;
-use crate::sops_config::SopsConfig;
-use crate::sopsfile::EncryptedFile;
-use crate::yaml::NodeKind;
+use crate::sops::file::EncryptedFile;
+use crate::sops::rules::SopsConfig;
+use crate::sops::yaml::NodeKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -139,7 +139,7 @@ fn recipient_names(config: &SopsConfig, records: &[HostRecord]) -> BTreeMap<Stri
 /// host) pairs. The anchor tells a host's file from another file in the same directory.
 #[must_use]
 pub fn rule_hosts(fleet: &Fleet, config: &SopsConfig) -> Vec<(usize, String)> {
-    let Ok(parsed) = crate::yaml::parse(config.text()) else { return Vec::new() };
+    let Ok(parsed) = crate::sops::yaml::parse(config.text()) else { return Vec::new() };
     let Some(rules) = parsed.documents.first().and_then(|d| d.get("creation_rules")) else { return Vec::new() };
     let NodeKind::Sequence { items, .. } = &rules.kind else { return Vec::new() };
     let shared = &fleet.config.sops.shared;

@@ -18,14 +18,14 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::one_host;
-use crate::cli::Context;
+use crate::command::Context;
 use crate::deploy_keys;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::provision::{self, Identities};
 use crate::rekey::{self, FilePlan, Target};
-use crate::sops_config::SopsConfig;
-use crate::sopsfile::{EncryptedFile, Map, Value};
+use crate::sops::file::{EncryptedFile, Map, Value};
+use crate::sops::rules::SopsConfig;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

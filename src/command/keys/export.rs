@@ -13,12 +13,12 @@ use serde::Serialize;
 
 use super::one_host;
 use crate::atomic;
-use crate::cli::Context;
+use crate::command::Context;
 use crate::deploy_keys;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::provision::{self, DEPLOY_KEYS_FIELD, Identities};
-use crate::sopsfile::Value;
+use crate::sops::file::Value;
 use crate::ssh_keys::Keypair;
 
 #[derive(Debug, clap::Args)]

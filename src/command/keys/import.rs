@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use super::one_host;
 use super::rotate::{after_host_rotation, print_next};
-use crate::cli::Context;
+use crate::command::Context;
 use crate::command::vm_fresh::print_report;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;

@@ -4,13 +4,13 @@ use serde::Serialize;
 
 use super::audit::{self, Problem};
 use super::one_host;
-use crate::cli::Context;
+use crate::command::Context;
 use crate::deploy_keys;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::record::HostRecord;
 use crate::rekey;
-use crate::sops_config::SopsConfig;
+use crate::sops::rules::SopsConfig;
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {

@@ -17,16 +17,16 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::atomic;
-use crate::cli::Context;
+use crate::command::Context;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
 use crate::provision::{self, DEPLOY_KEYS_FIELD, HOST_KEY_FIELD, Identities};
 use crate::record::{self, HostRecord};
-use crate::sops_config::SopsConfig;
-use crate::sopsfile::{Map, Value};
+use crate::sops::file::{Map, Value};
+use crate::sops::rules::SopsConfig;
+use crate::sops::yaml::{Node, NodeKind};
 use crate::ssh_keys::{self, Keypair};
-use crate::yaml::{Node, NodeKind};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -346,7 +346,7 @@ fn key_anchors(text: &str) -> Vec<KeyAnchor> {
         }
     }
     let mut out = Vec::new();
-    if let Ok(parsed) = crate::yaml::parse(text)
+    if let Ok(parsed) = crate::sops::yaml::parse(text)
         && let Some(keys) = parsed.documents.first().and_then(|d| d.get("keys"))
     {
         walk(keys, None, &mut out);

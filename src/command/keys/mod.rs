@@ -15,7 +15,7 @@ mod list;
 mod migrate;
 mod rotate;
 
-use crate::cli::{Context, host_names};
+use crate::command::{Context, host_names};
 use crate::error::Result;
 use crate::host_name::HostName;
 

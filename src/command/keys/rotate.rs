@@ -12,7 +12,7 @@
 use serde::Serialize;
 
 use super::one_host;
-use crate::cli::Context;
+use crate::command::Context;
 use crate::command::sops_rekey::outcome_line;
 use crate::command::vm_fresh::print_report;
 use crate::deploy_keys;
@@ -22,7 +22,7 @@ use crate::host_name::HostName;
 use crate::provision::{self, Identities, KeySource, Options, Request};
 use crate::record::HostRecord;
 use crate::rekey::{self, FileOutcome, Status};
-use crate::sops_config::SopsConfig;
+use crate::sops::rules::SopsConfig;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -57,7 +57,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<()> {
     }
     let request = Request { host: host.clone(), source: KeySource::Generate };
     let report = provision::run(&fleet, vec![request], Options { rotate: true, dry_run: args.dry_run })?;
-    let quiet = crate::cli::Context { fleet_dir: ctx.fleet_dir.clone(), out: crate::output::Output { json: false, ..ctx.out } };
+    let quiet = crate::command::Context { fleet_dir: ctx.fleet_dir.clone(), out: crate::output::Output { json: false, ..ctx.out } };
     let human = if ctx.out.json { None } else { Some(&quiet) };
     if let Some(c) = human {
         print_report(&report, c);

@@ -72,9 +72,9 @@ fn keys_list_reports_what_records_rules_and_files_disagree_on() {
     append_rule(&f, "sops/orphan.yaml", &["admin", "orphan"]);
     // A shared file only the admin can open, although its rule names both hosts.
     let admin = admin_recipient(&f);
-    let mut doc = hostsmith::sopsfile::Map::new();
-    doc.set_path(&["wifi"], hostsmith::sopsfile::Value::Str("hunter2".into())).expect("set");
-    let text = hostsmith::sopsfile::encrypt_new(&doc, &[vec![admin]], &Default::default()).expect("encrypt");
+    let mut doc = hostsmith::sops::file::Map::new();
+    doc.set_path(&["wifi"], hostsmith::sops::file::Value::Str("hunter2".into())).expect("set");
+    let text = hostsmith::sops::file::encrypt_new(&doc, &[vec![admin]], &Default::default()).expect("encrypt");
     std::fs::write(f.dir.join("sops/shared.yaml"), text).expect("write");
 
     let before = f.snapshot();

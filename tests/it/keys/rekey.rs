@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use hostsmith::sopsfile::{EncryptedFile, Map, Value, encrypt_new};
+use hostsmith::sops::file::{EncryptedFile, Map, Value, encrypt_new};
 
 use super::{decrypt, fast_sops};
 use crate::common::{TestFleet, ok, run, stderr, stdout, write};

@@ -1,11 +1,11 @@
 //! Appending to flow collections (`[a, b]`, `{k: v}`) in their own layout.
 
 use super::SopsConfigError;
+use super::item::Item;
 use super::model::Model;
-use super::render::Item;
 use super::style::sp;
 use super::text::Splice;
-use crate::yaml::Node;
+use crate::sops::yaml::Node;
 
 fn unsupported(m: &Model<'_>, at: usize, what: String, todo: &str) -> SopsConfigError {
     SopsConfigError::unsupported(m.lines.line_no(at), what, todo)

@@ -5,11 +5,11 @@
 //! `age`, flow or block age lists, the quoting of `path_regex`, blank lines between rules.
 //! Defaults (2 spaces) apply only when the file has no example to follow.
 
+use super::item::Item;
 use super::model::Model;
-use super::render::Item;
 use super::text;
 use super::value::V;
-use crate::yaml::{Node, NodeKind, ScalarStyle};
+use crate::sops::yaml::{Node, NodeKind, ScalarStyle};
 
 #[derive(Clone, Copy)]
 enum AgeStyle {

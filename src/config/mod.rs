@@ -7,6 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod proxmox;
+mod sync;
+
+pub use proxmox::ProxmoxSection;
+pub use sync::{MAX_TIMEOUT, SyncMethod, SyncSection};
+
 pub const FILE_NAME: &str = "hostsmith.toml";
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -18,7 +24,7 @@ pub struct Config {
     /// How `sync` and `connect` bring the admin keys to a host.
     pub sync: SyncSection,
     /// Defaults for `deploy-image`.
-    pub proxmox: crate::proxmox::config::ProxmoxSection,
+    pub proxmox: ProxmoxSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -81,27 +87,6 @@ impl Default for CloudInitSection {
     }
 }
 
-/// `[sync]`: how `sync` and `connect` bring the admin keys to a host.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SyncSection {
-    /// Whether `connect` syncs the keys before connecting.
-    pub auto: bool,
-    /// `auto`, `ssh`, `guest-agent` or `skip`.
-    pub method: crate::sync::Method,
-    /// Seconds each sync attempt may take, 1 to 3600.
-    pub timeout: u64,
-    /// A command (argument vector, run without a shell) printing the public keys to sync,
-    /// e.g. a vault CLI; empty to use `cloud_init.authorized_keys`.
-    pub key_command: Vec<String>,
-}
-
-impl Default for SyncSection {
-    fn default() -> Self {
-        Self { auto: true, method: crate::sync::Method::Auto, timeout: 30, key_command: Vec::new() }
-    }
-}
-
 impl Config {
     /// Reads `hostsmith.toml` from `fleet`; a missing file is the default configuration.
     ///
@@ -145,8 +130,8 @@ impl Config {
         if self.cloud_init.sudo.contains(['\n', '\r']) {
             return Err("cloud_init.sudo must be a single sudoers rule on one line".into());
         }
-        if !(1..=crate::sync::plan::MAX_TIMEOUT).contains(&self.sync.timeout) {
-            return Err(format!("sync.timeout {} is out of range: use 1 to {} seconds", self.sync.timeout, crate::sync::plan::MAX_TIMEOUT));
+        if !(1..=MAX_TIMEOUT).contains(&self.sync.timeout) {
+            return Err(format!("sync.timeout {} is out of range: use 1 to {} seconds", self.sync.timeout, MAX_TIMEOUT));
         }
         if self.sync.key_command.first().is_some_and(|p| p.trim().is_empty()) {
             return Err("sync.key_command must start with a program name, e.g. [\"vault\", \"read\", \"-field=key\", \"ssh/admin\"]".into());

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use super::model::{Model, Rule, describe};
 use super::refs::admin_refs;
 use super::{EditPolicy, SopsConfig, SopsConfigError};
-use crate::yaml::{Node, NodeKind};
+use crate::sops::yaml::{Node, NodeKind};
 
 /// One thing `sops check` reports.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

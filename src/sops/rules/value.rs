@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use super::model::{MAX_DEPTH, Model};
-use crate::yaml::{Node, NodeKind};
+use crate::sops::yaml::{Node, NodeKind};
 
 /// A YAML value with aliases expanded. Scalars are compared as written (sops reads every
 /// recipient and regex as a string).

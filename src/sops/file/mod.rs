@@ -13,8 +13,8 @@ mod cipher;
 mod emit;
 mod error;
 mod metadata;
-mod rules;
 mod scalar;
+mod select;
 mod tree;
 mod value;
 mod walk;
@@ -30,7 +30,7 @@ pub use value::{Map, MapItem, SeqItem, Value};
 
 use cipher::{DataKey, Stash};
 use metadata::{AgeKey, KeyGroup, Metadata};
-use rules::Rules;
+use select::Rules;
 use tree::BuildOptions;
 
 /// Which values a new file encrypts (a creation rule's options). At most one of the six
@@ -61,7 +61,7 @@ impl EncryptedFile {
     /// # Errors
     /// Invalid YAML, no `sops` section, invalid metadata, or a document sops cannot handle.
     pub fn parse(text: &str) -> Result<Self, SopsFileError> {
-        let parsed = crate::yaml::parse(text)?;
+        let parsed = crate::sops::yaml::parse(text)?;
         // sops refuses a mapping with a key twice (and would not read back a file written
         // with one): so does this reader.
         let mut documents = tree::build(text, &parsed, BuildOptions { reject_duplicates: true })?;
@@ -356,7 +356,7 @@ pub fn encrypt_new_documents(docs: &[Map], age_groups: &[Vec<String>], options: 
 /// # Errors
 /// Invalid YAML, a document that is not a mapping, a non-string key, a duplicate key.
 pub fn parse_plain(text: &str) -> Result<Vec<Map>, SopsFileError> {
-    let parsed = crate::yaml::parse(text)?;
+    let parsed = crate::sops::yaml::parse(text)?;
     tree::build(text, &parsed, BuildOptions { reject_duplicates: true })
 }
 

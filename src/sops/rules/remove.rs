@@ -1,13 +1,14 @@
 //! Revocation (`remove_host`) and rotation (`replace_host_recipient`): in-place removal of
 //! exactly the host's lines or list items, and in-place replacement of one scalar.
 
+use super::builder::Expect;
 use super::model::{Model, describe};
 use super::refs::{editable, host_file, validate_host, validate_recipient};
 use super::text::Splice;
 use super::value::{Op, Ops, V};
-use super::verify::{self, Expect};
+use super::verify;
 use super::{Change, Edit, EditPolicy, SopsConfig, SopsConfigError};
-use crate::yaml::{Node, NodeKind, ScalarStyle};
+use crate::sops::yaml::{Node, NodeKind, ScalarStyle};
 
 /// The sequence holding `target` as an item, and its index.
 fn parent<'a>(m: &Model<'a>, target: &Node) -> Option<(&'a Node, usize)> {

@@ -1,33 +1,14 @@
 //! Planning `add_hosts`: what goes where, decided on the original parse, rendered in one
 //! pass (one splice per place, however many hosts), then verified.
 
+use super::builder::{Builder, Expect};
+use super::item::{Item, Target};
 use super::model::{Model, describe};
 use super::refs::{AgeRef, admin_refs, defined_before, editable, host_file, looks_like_recipient, validate_host, validate_recipient};
-use super::render::{Item, Target};
 use super::style::Style;
 use super::targets::{age_target, copy_refs, keys_target, rules_append, rules_seq};
-use super::verify::{self, Expect};
+use super::verify;
 use super::{Change, Edit, EditPolicy, HostKey, SopsConfig, SopsConfigError};
-
-/// Collects items per target, in planning order.
-pub(crate) struct Builder<'a> {
-    pub targets: Vec<(Target<'a>, Vec<Item>)>,
-    pub changes: Vec<Change>,
-    pub expect: Vec<Expect>,
-}
-
-impl<'a> Builder<'a> {
-    pub fn new() -> Self {
-        Builder { targets: Vec::new(), changes: Vec::new(), expect: Vec::new() }
-    }
-
-    pub fn add(&mut self, target: Target<'a>, item: Item) {
-        match self.targets.iter_mut().find(|(t, _)| t.same(&target)) {
-            Some((_, items)) => items.push(item),
-            None => self.targets.push((target, vec![item])),
-        }
-    }
-}
 
 /// Plans and verifies [`SopsConfig::add_hosts`]: per host, its anchor (unless present with
 /// the same value), its rule (a new one before the first rule that already matches its

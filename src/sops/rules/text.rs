@@ -6,7 +6,7 @@
 
 use std::ops::Range;
 
-use crate::yaml::{Comment, Node, ScalarStyle};
+use crate::sops::yaml::{Comment, Node, ScalarStyle};
 
 /// One replacement of the original text: `at` (empty for a pure insertion) becomes `text`.
 #[derive(Debug, Clone, PartialEq, Eq)]

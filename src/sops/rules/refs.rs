@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use super::model::{Model, describe};
 use super::{EditPolicy, SopsConfigError};
-use crate::yaml::{Node, NodeKind};
+use crate::sops::yaml::{Node, NodeKind};
 
 /// A recipient as it will be written in a list: an alias or the literal.
 #[derive(Clone)]
@@ -102,7 +102,7 @@ pub(crate) fn list_ref(m: &Model<'_>, item: &Node) -> Option<AgeRef> {
     };
     Some(match name {
         Some(name) => AgeRef { text: format!("*{name}"), recipient: value, def: Some((name, resolved.span.start)) },
-        None => AgeRef { text: super::text::scalar(&value, crate::yaml::ScalarStyle::Plain), recipient: value, def: None },
+        None => AgeRef { text: super::text::scalar(&value, crate::sops::yaml::ScalarStyle::Plain), recipient: value, def: None },
     })
 }
 

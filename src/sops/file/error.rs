@@ -8,7 +8,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum SopsFileError {
     #[error("the file is not valid YAML: {0}")]
-    Yaml(#[from] crate::yaml::YamlError),
+    Yaml(#[from] crate::sops::yaml::YamlError),
 
     #[error("the file has no `sops` metadata section, so it is not a SOPS-encrypted file; encrypt it first")]
     NotSops,

@@ -18,7 +18,7 @@ use regex::Regex;
 
 use super::SopsConfigError;
 use super::text::Lines;
-use crate::yaml::{Node, NodeKind, Parsed};
+use crate::sops::yaml::{Node, NodeKind, Parsed};
 
 /// Aliases of aliases and merge chains deeper than this are refused (they are cycles or
 /// abuse, not configuration).
@@ -406,7 +406,7 @@ pub(crate) fn normalize(path: &str) -> &str {
 
 /// The root of a text with no document at all (empty, or only comments).
 static EMPTY: Node = Node {
-    kind: NodeKind::Scalar { value: String::new(), style: crate::yaml::ScalarStyle::Plain },
+    kind: NodeKind::Scalar { value: String::new(), style: crate::sops::yaml::ScalarStyle::Plain },
     span: 0..0,
     line: 0,
     col: 0,

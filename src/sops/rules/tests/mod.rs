@@ -3,11 +3,13 @@
 
 use super::*;
 
-pub(super) fn rec() -> String {
+mod lifecycle;
+
+pub(crate) fn rec() -> String {
     age::x25519::Identity::generate().to_public().to_string()
 }
 
-pub(super) fn policy(admins: &[&str], shared: &[&str]) -> EditPolicy {
+pub(crate) fn policy(admins: &[&str], shared: &[&str]) -> EditPolicy {
     EditPolicy {
         host_dir: "sops".into(),
         admins: admins.iter().map(ToString::to_string).collect(),
@@ -17,15 +19,15 @@ pub(super) fn policy(admins: &[&str], shared: &[&str]) -> EditPolicy {
     }
 }
 
-pub(super) fn host(name: &str) -> HostKey {
+pub(crate) fn host(name: &str) -> HostKey {
     HostKey { name: name.into(), recipient: rec() }
 }
 
-pub(super) fn cfg(text: &str) -> SopsConfig {
+pub(crate) fn cfg(text: &str) -> SopsConfig {
     SopsConfig::parse(text).expect("parses")
 }
 
-pub(super) fn add(text: &str, hosts: &[HostKey], p: &EditPolicy) -> Edit {
+pub(crate) fn add(text: &str, hosts: &[HostKey], p: &EditPolicy) -> Edit {
     cfg(text).add_hosts(hosts, p).unwrap_or_else(|e| panic!("{e}\n---\n{text}"))
 }
 

@@ -3,12 +3,12 @@
 //! an edit from granting more than it says).
 
 use super::SopsConfigError;
+use super::builder::Builder;
+use super::item::Target;
 use super::model::{Found, Model, Rule, describe};
-use super::plan::Builder;
 use super::refs::{AgeRef, list_ref};
-use super::render::Target;
 use super::{Change, EditPolicy};
-use crate::yaml::{Node, NodeKind};
+use crate::sops::yaml::{Node, NodeKind};
 
 pub(crate) fn rules_seq<'a>(m: &Model<'a>) -> Result<&'a Node, SopsConfigError> {
     match m.rules_entry {
@@ -190,7 +190,7 @@ pub(crate) fn copy_refs(m: &Model<'_>, rule: &Rule<'_>, file: &str) -> Result<Ve
         _ => Ok(m
             .recipients(age.raw)
             .into_iter()
-            .map(|r| AgeRef { text: super::text::scalar(&r, crate::yaml::ScalarStyle::Plain), recipient: r, def: None })
+            .map(|r| AgeRef { text: super::text::scalar(&r, crate::sops::yaml::ScalarStyle::Plain), recipient: r, def: None })
             .collect()),
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Users write `.sops.yaml` by hand and care about every byte of it, so hostsmith never
 //! re-serialises it. An edit parses the text with the positioned YAML layer
-//! ([`crate::yaml`]), decides where lines go and writes them in the file's own indentation
+//! ([`crate::sops::yaml`]), decides where lines go and writes them in the file's own indentation
 //! and style, splices them in, then parses the result again and verifies it: the new
 //! document must mean exactly the old one plus the planned additions (aliases expanded),
 //! and sops' rule lookup must give each host file admins + host. Anything it cannot edit
@@ -32,9 +32,11 @@
 //!   reports each such rule as [`Change::AlsoGranted`].
 //! - **Line endings**: inserted lines use the file's own (CRLF files stay CRLF).
 
+mod builder;
 mod check;
 mod error;
 mod flow;
+mod item;
 mod model;
 mod plan;
 mod refs;
@@ -51,7 +53,7 @@ use std::fmt;
 pub use check::{Problem, ProblemKind};
 pub use error::SopsConfigError;
 
-use crate::yaml::{NodeKind, Parsed};
+use crate::sops::yaml::{NodeKind, Parsed};
 use model::Model;
 
 /// A parsed `.sops.yaml`: the text and its positioned parse.
@@ -235,7 +237,8 @@ impl SopsConfig {
     /// a mapping, or `creation_rules` that is not a list. Duplicate anchors are accepted here
     /// (they are reported by [`SopsConfig::check`]) but refused by every edit.
     pub fn parse(text: &str) -> Result<Self, SopsConfigError> {
-        let parsed = crate::yaml::parse(text).map_err(|e| SopsConfigError::NotYaml { line: e.line, col: e.col, message: e.message })?;
+        let parsed =
+            crate::sops::yaml::parse(text).map_err(|e| SopsConfigError::NotYaml { line: e.line, col: e.col, message: e.message })?;
         let regexes = Model::new(text, &parsed, &model::RegexCache::new())?
             .rules
             .into_iter()
@@ -353,5 +356,3 @@ impl SopsConfig {
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_more;

@@ -10,7 +10,7 @@ use std::io::{Read as _, Write as _};
 
 use zeroize::Zeroizing;
 
-use super::rules::{Pattern, Rules};
+use super::select::{Pattern, Rules};
 use super::{Map, SeqItem, SopsFileError, Value};
 
 /// The version written, that of the sops release whose format this engine follows.

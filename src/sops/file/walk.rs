@@ -13,7 +13,7 @@ use sha2::{Digest, Sha512};
 use zeroize::Zeroizing;
 
 use super::cipher::{self, CipherError, DataKey, Plain, Stash};
-use super::rules::{Rules, aad};
+use super::select::{Rules, aad};
 use super::{Map, MapItem, SeqItem, SopsFileError, Value};
 
 /// sops' `MACOnlyEncryptedInitialization` (sha256 of "sops").

@@ -23,7 +23,7 @@ pub(crate) enum ScalarError {
 /// Resolves a scalar as go-yaml v3 decodes it into an `interface{}`.
 ///
 /// `quoted` covers every non-plain style (single, double, literal, folded). `tag` is the tag
-/// as `crate::yaml` reports it (`tag:yaml.org,2002:str`, `!foo`, `!`).
+/// as `crate::sops::yaml` reports it (`tag:yaml.org,2002:str`, `!foo`, `!`).
 pub(crate) fn resolve(value: &str, quoted: bool, tag: Option<&str>) -> Result<Value, ScalarError> {
     let short = tag.map(short_tag);
     match short.as_deref() {

@@ -1,4 +1,4 @@
-//! From `crate::yaml`'s positioned nodes to [`Map`] trees with comments as items.
+//! From `crate::sops::yaml`'s positioned nodes to [`Map`] trees with comments as items.
 //!
 //! sops encrypts each comment with the path of the mapping that holds it, so a comment must
 //! land in the same mapping sops (go-yaml) puts it in, or it will not decrypt. The rules, for
@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use crate::yaml::{Comment, Node, NodeKind, Parsed, ScalarStyle};
+use crate::sops::yaml::{Comment, Node, NodeKind, Parsed, ScalarStyle};
 
 use super::scalar::{self, ScalarError};
 use super::{Map, MapItem, SeqItem, SopsFileError, Value};
@@ -78,7 +78,7 @@ pub(crate) fn build(text: &str, parsed: &Parsed, opts: BuildOptions) -> Result<V
     Ok(out)
 }
 
-/// Comments after a quoted scalar on its line, which `crate::yaml` misses: its spans of
+/// Comments after a quoted scalar on its line, which `crate::sops::yaml` misses: its spans of
 /// single- and double-quoted scalars run past the closing quote to the next token, over the
 /// comment. Harmless once that is fixed (comments already found are not repeated).
 fn missed_comments(text: &str, parsed: &Parsed) -> Vec<Comment> {

@@ -7,24 +7,13 @@
 //! aliases resolve to the intended recipients); and sops' rule lookup gives each host file and
 //! shared file the recipients the plan promised.
 
+use super::builder::{Builder, Expect};
 use super::model::Model;
-use super::plan::Builder;
 use super::render;
 use super::style::Style;
 use super::text::{self, Splice};
 use super::value::{self, Ops, V};
 use super::{Change, Edit, SopsConfig, SopsConfigError};
-
-/// What sops' lookup must give after the edit.
-#[derive(Debug, Clone)]
-pub(crate) enum Expect {
-    /// Exactly these key groups (in order).
-    Exactly { path: String, groups: Vec<Vec<String>> },
-    /// Some group holds the recipient.
-    Includes { path: String, recipient: String },
-    /// No group holds the recipient (or no rule matches).
-    Excludes { path: String, recipient: String },
-}
 
 /// Renders the planned targets and verifies the result.
 pub(crate) fn finish(

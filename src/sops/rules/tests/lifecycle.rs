@@ -1,7 +1,7 @@
 //! Unit tests: removal, rotation, the read side, `check`, and placement details.
 
-use super::tests::{add, cfg, host, policy, rec};
 use super::*;
+use super::{add, cfg, host, policy, rec};
 
 #[test]
 fn refusals() {
