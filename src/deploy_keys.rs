@@ -14,11 +14,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::admin_identity::Identities;
 use crate::atomic;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
+use crate::host_file::DEPLOY_KEYS_FIELD;
 use crate::host_name::HostName;
-use crate::provision::{self, DEPLOY_KEYS_FIELD, Identities};
 use crate::record::{self, HostRecord};
 use crate::sops::file::Value;
 use crate::ssh_keys::{self, Keypair};
@@ -109,7 +110,7 @@ pub fn rotate(fleet: &Fleet, host: &HostName, repos: &[String], dry_run: bool) -
         require_repo(&record, repo)?;
     }
     let path = fleet.host_file(host);
-    let mut decrypted = provision::decrypt_file(&path, &mut Identities::for_fleet(fleet))?;
+    let mut decrypted = Identities::for_fleet(fleet).decrypt_file(&path)?;
     let mut pend = pending(&record);
     let mut out = Vec::new();
     for repo in repos {
@@ -172,7 +173,7 @@ pub fn activate(fleet: &Fleet, host: &HostName, repo: &str, expected: Option<&st
         ))
     })?;
     let path = fleet.host_file(host);
-    let mut decrypted = provision::decrypt_file(&path, &mut Identities::for_fleet(fleet))?;
+    let mut decrypted = Identities::for_fleet(fleet).decrypt_file(&path)?;
     let doc = decrypted.document_mut();
     let private = match doc.remove_path(&[PENDING_FIELD, repo]) {
         Some(Value::Str(s)) => zeroize::Zeroizing::new(s),

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod address;
+pub mod admin_identity;
 pub mod age_convert;
 pub mod atomic;
 pub mod cli;
@@ -9,15 +10,15 @@ pub mod cloud_init;
 pub mod command;
 pub mod config;
 pub mod deploy_keys;
+pub mod enroll;
 pub mod error;
 pub mod fleet;
+pub mod host_file;
 pub mod host_name;
-pub mod identity;
 pub mod keyscan;
 pub mod known_hosts;
 pub mod output;
 pub mod process;
-pub mod provision;
 pub mod proxmox;
 pub mod record;
 pub mod rekey;

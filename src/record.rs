@@ -18,9 +18,9 @@ pub struct HostRecord {
     pub deploy_keys: BTreeMap<String, String>,
     pub created_at: String,
     pub rotated_at: Option<String>,
-    /// How the key came to be: `generated`, `adopted` (public key only), `imported`.
-    #[serde(default = "generated")]
-    pub origin: String,
+    /// Where the key in use came from.
+    #[serde(default)]
+    pub origin: Origin,
     /// Earlier host keys, newest last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<RetiredKey>,
@@ -38,8 +38,34 @@ pub struct HostRecord {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
-fn generated() -> String {
-    "generated".into()
+/// Where a host's key came from; written as `generated`, `adopted` or `imported`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// hostsmith generated it (the default for records older than the field).
+    #[default]
+    Generated,
+    /// An existing machine's key: only its public half is known.
+    Adopted,
+    /// A private key the admin brought.
+    Imported,
+}
+
+impl Origin {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Generated => "generated",
+            Origin::Adopted => "adopted",
+            Origin::Imported => "imported",
+        }
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

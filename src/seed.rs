@@ -5,13 +5,13 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::admin_identity::Identities;
 use crate::atomic;
 use crate::cloud_init::{self, Seed, SeedInputs, SeedParams};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
 use crate::process::Program;
-use crate::provision::{self, Identities};
 use crate::ssh_keys::Keypair;
 
 /// Writes `user-data`, `meta-data` and (when present) `network-config` into `dir`.
@@ -106,7 +106,7 @@ pub fn emit(
     inputs: &SeedInputs,
     ids: &mut Identities,
 ) -> Result<Vec<PathBuf>> {
-    let (_, key) = provision::host_keypair(fleet, host, ids)?;
+    let (_, key) = crate::host_file::host_keypair(fleet, host, ids)?;
     let seed = cloud_init::render(&SeedParams {
         host,
         key: &key,

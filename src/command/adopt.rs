@@ -6,9 +6,9 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use crate::command::{Context, host_names};
+use crate::enroll::{self, KeySource, Options, Request};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
-use crate::provision::{self, KeySource, Options, Request};
 use crate::ssh_keys;
 
 #[derive(Debug, clap::Args)]
@@ -57,16 +57,13 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
                     ),
                 });
             }
-            let report = provision::run(
-                &fleet,
-                vec![Request { host, source: KeySource::Generate }],
-                Options { rotate: false, dry_run: args.dry_run },
-            )?;
+            let report =
+                enroll::run(&fleet, vec![Request { host, source: KeySource::Generate }], Options { rotate: false, dry_run: args.dry_run })?;
             super::vm_fresh::print_report(&report, ctx);
             return Ok(());
         }
     }
-    let report = provision::run(
+    let report = enroll::run(
         &fleet,
         vec![Request { host, source: KeySource::Public(public) }],
         Options { rotate: args.rotate, dry_run: args.dry_run },

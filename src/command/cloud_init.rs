@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use super::args::SeedOptions;
+use crate::admin_identity::Identities;
 use crate::command::{Context, host_names};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
-use crate::provision::Identities;
 use crate::seed;
 
 #[derive(Debug, clap::Args)]

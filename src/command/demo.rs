@@ -6,13 +6,14 @@ use std::path::PathBuf;
 
 use age::secrecy::ExposeSecret;
 
+use crate::admin_identity::Identities;
 use crate::atomic;
 use crate::command::Context;
 use crate::command::args::SeedOptions;
+use crate::enroll::{self, KeySource, Options, Request};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
-use crate::provision::{self, Identities, KeySource, Options, Request};
 use crate::seed::emit;
 use crate::sops;
 use crate::sops::file::{EncryptionOptions, Map, Value};
@@ -32,7 +33,7 @@ pub struct Args {
 struct DemoReport {
     fleet: PathBuf,
     admin_key_file: PathBuf,
-    hosts: Vec<provision::HostOutcome>,
+    hosts: Vec<enroll::HostOutcome>,
     files: Vec<String>,
 }
 
@@ -80,7 +81,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     fleet.admin_identities = Some(vec![admin]);
     let requests =
         DEMO_HOSTS.iter().map(|h| Ok(Request { host: HostName::parse(h)?, source: KeySource::Generate })).collect::<Result<Vec<_>>>()?;
-    let report = provision::run(&fleet, requests, Options::default())?;
+    let report = enroll::run(&fleet, requests, Options::default())?;
 
     // Each host's NoCloud seed, with a throwaway admin SSH key authorized in it.
     let ssh_admin = crate::ssh_keys::Keypair::generate("demo-admin")?;

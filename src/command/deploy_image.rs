@@ -9,9 +9,9 @@ use std::time::Duration;
 use crate::command::args::SeedOptions;
 use crate::command::vm_fresh::print_report;
 use crate::command::{Context, host_names};
+use crate::enroll::{self, KeySource, Options, Request};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
-use crate::provision::{self, KeySource, Options, Request};
 use crate::proxmox::deploy::{self, Deployed};
 use crate::proxmox::plan::{Deployment, IpConfig, Seeding};
 use crate::proxmox::{Node, Ssh, StorageName, Target, VmId};
@@ -183,11 +183,8 @@ fn dry_run(fleet: &Fleet, d: &Deployment, node: &Node, ctx: &Context) -> Result<
             (false, None)
         }
     };
-    let identity = provision::run(
-        fleet,
-        vec![Request { host: d.host.clone(), source: KeySource::Generate }],
-        Options { rotate: false, dry_run: true },
-    )?;
+    let identity =
+        enroll::run(fleet, vec![Request { host: d.host.clone(), source: KeySource::Generate }], Options { rotate: false, dry_run: true })?;
     let seed_path = checked.as_ref().map(|c| c.seed_path.clone()).or_else(|| d.known_seed_path());
     let steps = d.steps(seed_path.as_ref());
     let node_name = checked.as_ref().map(|c| c.node_name.clone());

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
+use crate::admin_identity::Identities;
 use crate::command::{Context, host_names};
 use crate::error::Result;
 use crate::fleet::Fleet;
-use crate::provision::{self, Identities};
 use crate::seed;
 
 #[derive(Debug, clap::Args)]
@@ -27,7 +27,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let persist = args.persist.unwrap_or_else(|| fleet.config.host.persist.clone());
     seed::check_persist(&persist)?;
-    let (_, key) = provision::host_keypair(&fleet, &host, &mut Identities::for_fleet(&fleet))?;
+    let (_, key) = crate::host_file::host_keypair(&fleet, &host, &mut Identities::for_fleet(&fleet))?;
     let written = seed::write_extra_files(&args.out, &persist, &key)?;
     ctx.out.json(&serde_json::json!({ "host": host.as_str(), "files": written }));
     for p in &written {

@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::admin_identity;
 use crate::atomic;
 use crate::command::Context;
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
-use crate::identity;
 use crate::sops::rules::SopsConfig;
 
 #[derive(Debug, clap::Args)]
@@ -31,16 +31,16 @@ pub struct InitReport {
 /// # Errors
 /// When a file cannot be written or an existing one is invalid.
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
-    let ids = identity::load_all()?;
+    let ids = admin_identity::load_all()?;
     let (recipient, identity_created) = match ids.first() {
         Some(id) => (id.to_public().to_string(), None),
         None => {
             let path = std::env::var_os("SOPS_AGE_KEY_FILE")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
-                .or_else(identity::default_key_file)
+                .or_else(admin_identity::default_key_file)
                 .ok_or_else(|| Error::Usage("cannot tell where to create the admin identity: set HOME or SOPS_AGE_KEY_FILE".into()))?;
-            if args.dry_run { (String::from("(new identity)"), Some(path)) } else { (identity::create(&path)?, Some(path)) }
+            if args.dry_run { (String::from("(new identity)"), Some(path)) } else { (admin_identity::create(&path)?, Some(path)) }
         }
     };
     let mut report = init_fleet(&ctx.fleet_dir, &recipient, args.dry_run)?;

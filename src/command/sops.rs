@@ -1,10 +1,10 @@
 //! `hostsmith sops check`: is the fleet's `.sops.yaml` consistent with its hosts?
 
 use crate::command::Context;
+use crate::enroll;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
-use crate::provision;
 use crate::sops::rules::SopsConfig;
 
 #[derive(Debug, clap::Subcommand)]
@@ -36,7 +36,7 @@ fn check(ctx: &Context) -> Result<()> {
     let text = fleet.read_sops_config()?;
     let config = SopsConfig::parse(&text).map_err(|e| Error::SopsConfig { path: path.clone(), message: e.to_string() })?;
     let admins = fleet.config.admins(&fleet.root)?.to_vec();
-    let policy = provision::policy(&fleet, admins);
+    let policy = enroll::policy(&fleet, admins);
     let records = fleet.records()?;
     let mut host_files = Vec::new();
     let mut problems = Vec::new();

@@ -55,7 +55,7 @@ pub fn run(args: &RekeyArgs, ctx: &Context) -> Result<()> {
     let config = SopsConfig::parse(&text).map_err(|e| Error::SopsConfig { path: fleet.sops_config_path(), message: e.to_string() })?;
     let ids = match &fleet.admin_identities {
         Some(ids) => ids.clone(),
-        None => crate::identity::load_all()?,
+        None => crate::admin_identity::load_all()?,
     };
     let jobs = args.jobs.unwrap_or_else(rekey::default_jobs).min(files.len().max(1));
     let opts =

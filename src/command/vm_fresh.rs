@@ -2,15 +2,15 @@
 
 use std::path::PathBuf;
 
+use crate::admin_identity::Identities;
 use crate::cloud_init::SeedInputs;
 use crate::command::args::SeedOptions;
 use crate::command::{Context, host_names};
+use crate::enroll::{self, Action, KeySource, Options, Report, Request};
 use crate::error::Result;
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
 use crate::output::Tone;
-use crate::provision::Identities;
-use crate::provision::{self, Action, KeySource, Options, Report, Request};
 use crate::seed;
 use crate::seed::emit;
 
@@ -45,7 +45,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let seed_inputs = args.cloud_init.as_ref().map(|_| args.seed.resolve(&fleet)).transpose()?;
     let requests = hosts.iter().map(|host| Request { host: host.clone(), source: KeySource::Generate }).collect();
     let bar = ctx.out.progress_bar(2 * hosts.len() as u64, "keys and files");
-    let report = provision::run_with_progress(&fleet, requests, Options { rotate: args.rotate, dry_run: args.dry_run }, &bar)?;
+    let report = enroll::run_with_progress(&fleet, requests, Options { rotate: args.rotate, dry_run: args.dry_run }, &bar)?;
     bar.finish();
     print_report(&report, ctx);
     if args.dry_run {
@@ -73,7 +73,7 @@ fn emit_first_boot(
         }
     }
     if let Some(dir) = &args.extra_files {
-        let (_, key) = provision::host_keypair(fleet, host, ids)?;
+        let (_, key) = crate::host_file::host_keypair(fleet, host, ids)?;
         for p in seed::write_extra_files(&dir.join(host.as_str()), &fleet.config.host.persist, &key)? {
             ctx.out.line(format!("wrote {}", p.display()));
         }

@@ -9,14 +9,15 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use crate::address::Address;
+use crate::admin_identity::Identities;
 use crate::cloud_init::SeedInputs;
 use crate::cloud_init::{self, Network, SeedParams};
+use crate::enroll::{self, KeySource, Options, Report, Request};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
 use crate::output::Output;
 use crate::process::Finished;
-use crate::provision::{self, Identities, KeySource, Options, Report, Request};
 use crate::ssh_keys::Keypair;
 use crate::{atomic, seed};
 
@@ -109,12 +110,12 @@ pub fn check(node: &Node, d: &Deployment, node_name: &str) -> Result<Checked> {
 pub fn deploy(fleet: &Fleet, d: &Deployment, node: &Node, inputs: &SeedInputs, out: &Output) -> Result<Deployed> {
     let node_name = node.probe(QUICK)?;
     let checked = check(node, d, &node_name)?;
-    let identity = provision::run(fleet, vec![Request { host: d.host.clone(), source: KeySource::Generate }], Options::default())?;
+    let identity = enroll::run(fleet, vec![Request { host: d.host.clone(), source: KeySource::Generate }], Options::default())?;
     for h in &identity.hosts {
         let action = serde_json::to_value(h.action).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         out.line(format!("identity: {} {action}, {}", h.name, h.fingerprint));
     }
-    let (record, key) = provision::host_keypair(fleet, &d.host, &mut Identities::for_fleet(fleet))?;
+    let (record, key) = crate::host_file::host_keypair(fleet, &d.host, &mut Identities::for_fleet(fleet))?;
     let seed = seed_bytes(d, &key, inputs)?;
     drop(key);
 

@@ -18,11 +18,12 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::one_host;
+use crate::admin_identity::Identities;
 use crate::command::Context;
 use crate::deploy_keys;
+use crate::enroll;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
-use crate::provision::{self, Identities};
 use crate::rekey::{self, FilePlan, Target};
 use crate::sops::file::{EncryptedFile, Map, Value};
 use crate::sops::rules::SopsConfig;
@@ -91,7 +92,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<()> {
         .map(|r| r.age_recipient.clone())
         .or_else(|| config.host_recipient(host.as_str()))
         .ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;
-    let policy = provision::policy(&fleet, fleet.config.admins(&fleet.root)?.to_vec());
+    let policy = enroll::policy(&fleet, fleet.config.admins(&fleet.root)?.to_vec());
     let edit =
         config.remove_host(host.as_str(), &policy).map_err(|e| Error::SopsConfig { path: config_path.clone(), message: e.to_string() })?;
     let new_config = parse(&edit.text)?;

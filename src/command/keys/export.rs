@@ -12,12 +12,13 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::one_host;
+use crate::admin_identity::Identities;
 use crate::atomic;
 use crate::command::Context;
 use crate::deploy_keys;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
-use crate::provision::{self, DEPLOY_KEYS_FIELD, Identities};
+use crate::host_file::DEPLOY_KEYS_FIELD;
 use crate::sops::file::Value;
 use crate::ssh_keys::Keypair;
 
@@ -64,7 +65,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<()> {
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let mut ids = Identities::for_fleet(&fleet);
     let (what, key) = match &args.deploy {
-        None => ("host key".to_string(), provision::host_keypair(&fleet, &host, &mut ids)?.1),
+        None => ("host key".to_string(), crate::host_file::host_keypair(&fleet, &host, &mut ids)?.1),
         Some(repo) => (format!("deploy key `{repo}`"), deploy_keypair(&fleet, &host, repo, &mut ids)?),
     };
     let report = Exported { host: host.to_string(), key: what, fingerprint: key.fingerprint(), output: args.output.clone() };
@@ -102,7 +103,7 @@ fn deploy_keypair(fleet: &Fleet, host: &crate::host_name::HostName, repo: &str, 
     let record = fleet.record(host)?.ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;
     deploy_keys::require_repo(&record, repo)?;
     let path = fleet.host_file(host);
-    let decrypted = provision::decrypt_file(&path, ids)?;
+    let decrypted = ids.decrypt_file(&path)?;
     let Some(Value::Str(private)) = decrypted.document().get_path(&[DEPLOY_KEYS_FIELD, repo]) else {
         return Err(Error::Inconsistent {
             host: host.to_string(),

@@ -1,6 +1,6 @@
 //! `keys import HOST --key-file FILE [--passphrase-file F]`: adopt an existing ed25519
 //! private key. For a new host it is everything `vm-fresh` does, with this key; for a known
-//! host it is a rotation to this key (`provision::run` with [`KeySource::Private`]).
+//! host it is a rotation to this key (`enroll::run` with [`KeySource::Private`]).
 //!
 //! The key and the passphrase are read from files (or stdin), never from the command line,
 //! held in wiped memory, and checked completely before the fleet is touched: an RSA, ECDSA
@@ -15,9 +15,9 @@ use super::one_host;
 use super::rotate::{after_host_rotation, print_next};
 use crate::command::Context;
 use crate::command::vm_fresh::print_report;
+use crate::enroll::{self, Action, KeySource, Options, Request};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
-use crate::provision::{self, Action, KeySource, Options, Request};
 use crate::ssh_keys::Keypair;
 
 #[derive(Debug, clap::Args)]
@@ -55,7 +55,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<()> {
         return Ok(());
     }
     let request = Request { host, source: KeySource::Private(Box::new(key)) };
-    let report = provision::run(&fleet, vec![request], Options { rotate: old.is_some(), dry_run: args.dry_run })?;
+    let report = enroll::run(&fleet, vec![request], Options { rotate: old.is_some(), dry_run: args.dry_run })?;
     print_report(&report, ctx);
     if let (Some(old), Some(outcome)) = (&old, report.hosts.first())
         && outcome.action == Action::Rotated

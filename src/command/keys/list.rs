@@ -8,7 +8,7 @@ use crate::command::Context;
 use crate::deploy_keys;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
-use crate::record::HostRecord;
+use crate::record::{HostRecord, Origin};
 use crate::rekey;
 use crate::sops::rules::SopsConfig;
 
@@ -37,7 +37,7 @@ struct Row<'a> {
     age_recipient: &'a str,
     deploy_keys: Vec<&'a str>,
     pending_deploy_keys: Vec<String>,
-    origin: &'a str,
+    origin: Origin,
     created_at: &'a str,
     rotated_at: Option<&'a str>,
 }
@@ -69,7 +69,7 @@ pub fn list(ctx: &Context) -> Result<()> {
             age_recipient: &r.age_recipient,
             deploy_keys: r.deploy_keys.keys().map(String::as_str).collect(),
             pending_deploy_keys: deploy_keys::pending(r).into_keys().collect(),
-            origin: &r.origin,
+            origin: r.origin,
             created_at: &r.created_at,
             rotated_at: r.rotated_at.as_deref(),
         })
@@ -179,7 +179,7 @@ pub fn show(args: &ShowArgs, ctx: &Context) -> Result<()> {
     field("public key", &record.ssh_host_ed25519_public);
     field("fingerprint", &record.fingerprint);
     field("age recipient", &record.age_recipient);
-    field("origin", &record.origin);
+    field("origin", record.origin.as_str());
     field("created", &record.created_at);
     field("rotated", record.rotated_at.as_deref().unwrap_or("never"));
     field("host file", &report.host_file);

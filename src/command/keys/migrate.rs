@@ -16,13 +16,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::admin_identity::Identities;
 use crate::atomic;
 use crate::command::Context;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
+use crate::host_file::{DEPLOY_KEYS_FIELD, HOST_KEY_FIELD};
 use crate::host_name::HostName;
-use crate::provision::{self, DEPLOY_KEYS_FIELD, HOST_KEY_FIELD, Identities};
-use crate::record::{self, HostRecord};
+use crate::record::{self, HostRecord, Origin};
 use crate::sops::file::{Map, Value};
 use crate::sops::rules::SopsConfig;
 use crate::sops::yaml::{Node, NodeKind};
@@ -44,7 +45,7 @@ struct Recorded {
     host: String,
     fingerprint: String,
     age_recipient: String,
-    origin: String,
+    origin: Origin,
     source: String,
 }
 
@@ -70,7 +71,7 @@ struct KeyAnchor {
 struct Found {
     public: ssh_key::PublicKey,
     source: String,
-    origin: &'static str,
+    origin: Origin,
     deploy_keys: BTreeMap<String, String>,
 }
 
@@ -128,7 +129,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<()> {
             pubkeys.get(&a.recipient).map(|(path, public): &(PathBuf, ssh_key::PublicKey)| Found {
                 public: public.clone(),
                 source: path.display().to_string(),
-                origin: "adopted",
+                origin: Origin::Adopted,
                 deploy_keys: BTreeMap::new(),
             })
         });
@@ -148,7 +149,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<()> {
             host: host.to_string(),
             fingerprint: rec.fingerprint.clone(),
             age_recipient: rec.age_recipient.clone(),
-            origin: rec.origin.clone(),
+            origin: rec.origin,
             source: found.source,
         });
         records.push((host, rec));
@@ -206,14 +207,14 @@ fn from_host_file(fleet: &Fleet, host: &HostName, anchor: &str, ids: &mut Identi
         return Ok(None);
     }
     let rel = fleet.host_file_rel(host);
-    let decrypted = provision::decrypt_file(&path, ids).map_err(|e| format!("cannot read `{rel}` ({e})"))?;
+    let decrypted = ids.decrypt_file(&path).map_err(|e| format!("cannot read `{rel}` ({e})"))?;
     let doc = decrypted.document();
     let text_at = |p: &[&str]| match doc.get_path(p) {
         Some(Value::Str(s)) => Some(s.clone()),
         _ => None,
     };
     let mut found = None;
-    for (field, origin) in [(&[HOST_KEY_FIELD][..], "imported"), (&["keys", HOST_KEY_FIELD][..], "adopted")] {
+    for (field, origin) in [(&[HOST_KEY_FIELD][..], Origin::Imported), (&["keys", HOST_KEY_FIELD][..], Origin::Adopted)] {
         if let Some(private) = text_at(field).map(zeroize::Zeroizing::new) {
             let key =
                 Keypair::from_openssh(&private, None).map_err(|e| format!("`{rel}`: `{}` is not a usable key: {e}", field.join(".")))?;
@@ -225,7 +226,7 @@ fn from_host_file(fleet: &Fleet, host: &HostName, anchor: &str, ids: &mut Identi
         for field in [&["ssh_host_ed25519_key_pub"][..], &["keys", "ssh_host_ed25519_key_pub"][..]] {
             if let Some(line) = text_at(field) {
                 let key = ssh_keys::parse_public(&line).map_err(|e| format!("`{rel}`: `{}`: {e}", field.join(".")))?;
-                found = Some((key, format!("{rel} ({})", field.join(".")), "adopted"));
+                found = Some((key, format!("{rel} ({})", field.join(".")), Origin::Adopted));
                 break;
             }
         }
@@ -263,7 +264,7 @@ fn new_record(
     host: &HostName,
     recipient: &str,
     public: ssh_key::PublicKey,
-    origin: &str,
+    origin: Origin,
     deploy_keys: BTreeMap<String, String>,
     source: &str,
 ) -> HostRecord {
@@ -278,7 +279,7 @@ fn new_record(
         deploy_keys,
         created_at: record::now(),
         rotated_at: None,
-        origin: origin.to_string(),
+        origin,
         history: Vec::new(),
         addresses: Vec::new(),
         vm_id: None,

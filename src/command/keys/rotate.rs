@@ -1,6 +1,6 @@
 //! `keys rotate HOST [--deploy REPO]...`: a new host key, or new deploy keys.
 //!
-//! A host key rotation is `provision::run` with `rotate: true`: a new key in the host file,
+//! A host key rotation is `enroll::run` with `rotate: true`: a new key in the host file,
 //! the `.sops.yaml` anchor value replaced in place, the host file and the configured shared
 //! files re-keyed with a fresh data key, the record updated with the old key in its history.
 //! Files outside `sops.shared` that the old key could open (hand-written rules that alias the
@@ -12,14 +12,15 @@
 use serde::Serialize;
 
 use super::one_host;
+use crate::admin_identity::Identities;
 use crate::command::Context;
 use crate::command::sops_rekey::outcome_line;
 use crate::command::vm_fresh::print_report;
 use crate::deploy_keys;
+use crate::enroll::{self, KeySource, Options, Request};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
-use crate::provision::{self, Identities, KeySource, Options, Request};
 use crate::record::HostRecord;
 use crate::rekey::{self, FileOutcome, Status};
 use crate::sops::rules::SopsConfig;
@@ -40,7 +41,7 @@ pub struct Args {
 #[derive(Debug, Serialize)]
 struct HostRotation<'a> {
     #[serde(flatten)]
-    report: &'a provision::Report,
+    report: &'a enroll::Report,
     /// Other files the old key could open, re-keyed after the run.
     also_rekeyed: &'a [FileOutcome],
     next: Vec<String>,
@@ -56,7 +57,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<()> {
         return rotate_deploy(&fleet, &host, args, ctx);
     }
     let request = Request { host: host.clone(), source: KeySource::Generate };
-    let report = provision::run(&fleet, vec![request], Options { rotate: true, dry_run: args.dry_run })?;
+    let report = enroll::run(&fleet, vec![request], Options { rotate: true, dry_run: args.dry_run })?;
     let quiet = crate::command::Context { fleet_dir: ctx.fleet_dir.clone(), out: crate::output::Output { json: false, ..ctx.out } };
     let human = if ctx.out.json { None } else { Some(&quiet) };
     if let Some(c) = human {

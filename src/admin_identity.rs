@@ -1,4 +1,5 @@
-//! The admin's age identities, found exactly where sops finds them, so that hostsmith and
+//! The admin's age identities (not the hosts': those live in each host's SOPS file), found
+//! exactly where sops finds them, so that hostsmith and
 //! `sops` on the same machine always agree on who the admin is.
 //!
 //! Sources, all read when present: `SOPS_AGE_KEY` (the identities themselves),
@@ -13,6 +14,8 @@ use zeroize::Zeroizing;
 
 use crate::atomic;
 use crate::error::{Error, Result};
+use crate::fleet::Fleet;
+use crate::sops::file::{Decrypted, EncryptedFile, SopsFileError};
 
 /// Where sops looks for the default key file.
 #[must_use]
@@ -113,5 +116,37 @@ mod tests {
         let err = err.to_string();
         assert!(err.contains("line 1"), "{err}");
         assert!(!err.contains("NOTAKEY"), "the error must not quote the line: {err}");
+    }
+}
+
+/// Admin identities, loaded the first time a file must be decrypted.
+#[derive(Default)]
+pub struct Identities(Option<Vec<Identity>>);
+
+impl Identities {
+    /// # Errors
+    /// [`Error::NoIdentity`] when none is configured.
+    pub fn get(&mut self) -> Result<&[Identity]> {
+        if self.0.is_none() {
+            self.0 = Some(require()?);
+        }
+        Ok(self.0.as_deref().unwrap_or_default())
+    }
+
+    /// The identities a fleet uses: its override, or sops' usual places on first use.
+    #[must_use]
+    pub fn for_fleet(fleet: &Fleet) -> Self {
+        Self(fleet.admin_identities.clone())
+    }
+
+    /// Reads and decrypts a SOPS file with the admin identities.
+    ///
+    /// # Errors
+    /// Read, parse, or decryption errors naming the file.
+    pub fn decrypt_file(&mut self, path: &std::path::Path) -> Result<Decrypted> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+        let err = |e: SopsFileError| Error::SopsFile { path: path.to_path_buf(), message: e.to_string() };
+        let file = EncryptedFile::parse(&text).map_err(err)?;
+        file.decrypt(self.get()?).map_err(err)
     }
 }

@@ -1,0 +1,360 @@
+//! Planning an enrolment in memory: each host's key, document and record; the one edit of
+//! `.sops.yaml` for the whole run; the encrypted host files and re-keyed shared files.
+//! Nothing here writes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use super::{Action, HostOutcome, KeySource, Options, Request, outcome};
+use crate::admin_identity::Identities;
+use crate::error::{Error, Result};
+use crate::fleet::Fleet;
+use crate::host_file::{DEPLOY_KEYS_FIELD, HOST_KEY_FIELD, set_secret, stored_deploy_key, stored_host_key};
+use crate::host_name::HostName;
+use crate::record::{self, HostRecord, Origin, RetiredKey};
+use crate::sops::file::{Decrypted, EncryptedFile, EncryptionOptions, Map, SopsFileError};
+use crate::sops::rules::{EditPolicy, HostKey, SopsConfig, SopsConfigError};
+use crate::ssh_keys::{self, Keypair};
+
+/// Key groups as `.sops.yaml` gives them: groups of recipients.
+type Groups = Vec<Vec<String>>;
+
+/// One host's planned state.
+pub(super) struct Planned {
+    pub outcome: HostOutcome,
+    pub record: HostRecord,
+    /// The host file's new text, when it changes.
+    pub host_file_text: Option<String>,
+    /// The decrypted document, to be encrypted once the recipients are known.
+    document: Option<HostDocument>,
+}
+
+enum HostDocument {
+    New(Map),
+    Existing { decrypted: Box<Decrypted>, rotate_data_key: bool },
+}
+
+impl HostDocument {
+    fn map_mut(&mut self) -> &mut Map {
+        match self {
+            HostDocument::New(m) => m,
+            HostDocument::Existing { decrypted, .. } => decrypted.document_mut(),
+        }
+    }
+}
+
+/// The key a host ends up with, and why.
+struct Chosen {
+    /// The private key, unless only the public half is known (an adopted machine).
+    keypair: Option<Keypair>,
+    public: ssh_key::PublicKey,
+    action: Action,
+}
+
+/// Plans one host: a complete host only gets what is missing; any other gets its key
+/// (generated, recovered from its host file, or the one given), its deploy keys and a new
+/// record.
+pub(super) fn host(fleet: &Fleet, config: &SopsConfig, req: Request, opts: Options, ids: &mut Identities) -> Result<Planned> {
+    let host = req.host;
+    let rel = fleet.host_file_rel(&host);
+    let abs = fleet.root.join(&rel);
+    let record = fleet.record(&host)?;
+    let explicit_key = !matches!(req.source, KeySource::Generate);
+    if let (Some(rec), false, false) = (&record, opts.rotate, explicit_key) {
+        return complete_host(fleet, config, &host, rec, rel, &abs, ids);
+    }
+    // A host file without a record (an interrupted run, or a fleet from elsewhere): reuse its
+    // key unless a new one was asked for.
+    let existing = if abs.is_file() { Some(ids.decrypt_file(&abs)?) } else { None };
+    let chosen = choose_key(req.source, existing.as_ref(), record.is_some(), opts.rotate, &host, &abs)?;
+    let mut document = match existing {
+        Some(d) => HostDocument::Existing { decrypted: Box::new(d), rotate_data_key: chosen.action == Action::Rotated },
+        None => HostDocument::New(Map::new()),
+    };
+    let doc = document.map_mut();
+    match &chosen.keypair {
+        Some(k) => set_secret(doc, &[HOST_KEY_FIELD], &k.openssh_private()?, &abs)?,
+        None => {
+            doc.remove_path(&[HOST_KEY_FIELD]);
+        }
+    }
+    let (deploy_keys, added) = fill_deploy_keys(doc, &host, record.as_ref(), &fleet.config.host.deploy_keys, &abs)?;
+    let new_record = new_record(&host, record.as_ref(), &chosen, explicit_key, deploy_keys)?;
+    Ok(Planned {
+        outcome: outcome(&host, chosen.action, &new_record, rel, added),
+        record: new_record,
+        host_file_text: None,
+        document: Some(document),
+    })
+}
+
+/// A host with a record and its host file: add what is missing (deploy keys, `.sops.yaml`
+/// entries), no more.
+fn complete_host(
+    fleet: &Fleet,
+    config: &SopsConfig,
+    host: &HostName,
+    rec: &HostRecord,
+    rel: String,
+    abs: &Path,
+    ids: &mut Identities,
+) -> Result<Planned> {
+    if !abs.is_file() {
+        return Err(Error::Inconsistent {
+            host: host.to_string(),
+            message: format!(
+                "the record exists but `{rel}` is missing: restore it from version control, or run `hostsmith vm-fresh --rotate {host}` to give the host a new key"
+            ),
+        });
+    }
+    if let Some(anchor) = config.host_recipient(host.as_str())
+        && anchor != rec.age_recipient
+    {
+        return Err(Error::Inconsistent {
+            host: host.to_string(),
+            message: format!(
+                "`.sops.yaml` has recipient {anchor} for it but the record says {}: restore one of them, or run `hostsmith vm-fresh --rotate {host}`",
+                rec.age_recipient
+            ),
+        });
+    }
+    let missing: Vec<&String> = fleet.config.host.deploy_keys.iter().filter(|r| !rec.deploy_keys.contains_key(*r)).collect();
+    let mut record = rec.clone();
+    let mut document = None;
+    let mut added = Vec::new();
+    if !missing.is_empty() {
+        let mut decrypted = ids.decrypt_file(abs)?;
+        for repo in missing {
+            let key = new_deploy_key(decrypted.document_mut(), host, repo, abs)?;
+            record.deploy_keys.insert(repo.clone(), key.public_line());
+            added.push(repo.clone());
+        }
+        document = Some(HostDocument::Existing { decrypted: Box::new(decrypted), rotate_data_key: false });
+    }
+    let action = if added.is_empty() && config.host_recipient(host.as_str()).is_some() { Action::Unchanged } else { Action::Updated };
+    Ok(Planned { outcome: outcome(host, action, &record, rel, added), record, host_file_text: None, document })
+}
+
+/// The key for a host that is not simply complete: the one given, the one its host file
+/// holds (a recovery), or a new one.
+fn choose_key(
+    source: KeySource,
+    existing: Option<&Decrypted>,
+    has_record: bool,
+    rotate: bool,
+    host: &HostName,
+    abs: &Path,
+) -> Result<Chosen> {
+    // With a record, any new key is a rotation.
+    let replacing = |fresh: Action| if has_record { Action::Rotated } else { fresh };
+    Ok(match source {
+        KeySource::Private(k) => Chosen { public: k.public().clone(), keypair: Some(*k), action: replacing(Action::Imported) },
+        KeySource::Public(public) => Chosen { keypair: None, public, action: replacing(Action::Adopted) },
+        KeySource::Generate => {
+            let stored = match (existing, rotate) {
+                (Some(d), false) => stored_host_key(d.document(), abs)?,
+                _ => None,
+            };
+            match stored {
+                Some(k) => Chosen { public: k.public().clone(), keypair: Some(k), action: Action::Recovered },
+                None => {
+                    let k = Keypair::generate(&format!("root@{host}"))?;
+                    Chosen { public: k.public().clone(), keypair: Some(k), action: replacing(Action::Created) }
+                }
+            }
+        }
+    })
+}
+
+/// Every wanted deploy key: the stored one, or a new one written into `doc`. Returns the
+/// public lines by repository and the repositories that got a new key.
+fn fill_deploy_keys(
+    doc: &mut Map,
+    host: &HostName,
+    record: Option<&HostRecord>,
+    wanted: &[String],
+    abs: &Path,
+) -> Result<(BTreeMap<String, String>, Vec<String>)> {
+    let mut keys = record.map(|r| r.deploy_keys.clone()).unwrap_or_default();
+    let mut added = Vec::new();
+    for repo in wanted {
+        let key = match stored_deploy_key(doc, repo, abs)? {
+            Some(k) => k,
+            None => {
+                added.push(repo.clone());
+                new_deploy_key(doc, host, repo, abs)?
+            }
+        };
+        keys.insert(repo.clone(), key.public_line());
+    }
+    Ok((keys, added))
+}
+
+fn new_deploy_key(doc: &mut Map, host: &HostName, repo: &str, abs: &Path) -> Result<Keypair> {
+    let key = Keypair::generate(&format!("{host}-{repo}-deploy"))?;
+    set_secret(doc, &[DEPLOY_KEYS_FIELD, repo], &key.openssh_private()?, abs)?;
+    Ok(key)
+}
+
+/// The host's new record: the chosen key, the old record's history and placement kept.
+fn new_record(
+    host: &HostName,
+    old: Option<&HostRecord>,
+    chosen: &Chosen,
+    explicit_key: bool,
+    deploy_keys: BTreeMap<String, String>,
+) -> Result<HostRecord> {
+    let now = record::now();
+    let fingerprint = ssh_keys::fingerprint(&chosen.public);
+    let mut history = old.map(|r| r.history.clone()).unwrap_or_default();
+    if let Some(old) = old
+        && old.fingerprint != fingerprint
+    {
+        history.push(RetiredKey {
+            fingerprint: old.fingerprint.clone(),
+            age_recipient: old.age_recipient.clone(),
+            retired_at: now.clone(),
+        });
+    }
+    let rotated = chosen.action == Action::Rotated;
+    Ok(HostRecord {
+        schema: record::SCHEMA,
+        name: host.to_string(),
+        ssh_host_ed25519_public: ssh_keys::public_line(&chosen.public),
+        fingerprint,
+        age_recipient: ssh_keys::recipient_of(&chosen.public)?,
+        deploy_keys,
+        created_at: old.map_or_else(|| now.clone(), |r| r.created_at.clone()),
+        rotated_at: if rotated { Some(now.clone()) } else { old.and_then(|r| r.rotated_at.clone()) },
+        origin: origin(chosen.action, explicit_key, chosen.keypair.is_some(), old),
+        history,
+        addresses: old.map(|r| r.addresses.clone()).unwrap_or_default(),
+        vm_id: old.and_then(|r| r.vm_id),
+        proxmox_node: old.and_then(|r| r.proxmox_node.clone()),
+        extra: old.map(|r| r.extra.clone()).unwrap_or_default(),
+    })
+}
+
+/// Where the key now in use came from: a rotation changes it, a recovery does not.
+fn origin(action: Action, explicit_key: bool, has_private: bool, old: Option<&HostRecord>) -> Origin {
+    match (action, explicit_key, has_private) {
+        (Action::Adopted, ..) | (Action::Rotated, true, false) => Origin::Adopted,
+        (Action::Imported, ..) | (Action::Rotated, true, true) => Origin::Imported,
+        (Action::Rotated | Action::Created, false, _) => Origin::Generated,
+        _ => old.map_or(Origin::Generated, |r| r.origin),
+    }
+}
+
+/// One edit of `.sops.yaml` for every host of the run: rotated hosts' anchors replaced,
+/// then every host added. Returns the new text and the changes in words.
+pub(super) fn edit_sops_config(
+    fleet: &Fleet,
+    config: &SopsConfig,
+    text: &str,
+    planned: &[Planned],
+    policy: &EditPolicy,
+) -> Result<(String, Vec<String>)> {
+    let err = |e: SopsConfigError| Error::SopsConfig { path: fleet.sops_config_path(), message: e.to_string() };
+    let mut edited = text.to_owned();
+    let mut changes = Vec::new();
+    for p in planned.iter().filter(|p| p.outcome.action == Action::Rotated) {
+        let edit = super::parse_config(fleet, &edited)?.replace_host_recipient(&p.outcome.name, &p.outcome.age_recipient).map_err(err)?;
+        edited = edit.text;
+        changes.extend(edit.changes.iter().map(ToString::to_string));
+    }
+    let keys: Vec<HostKey> =
+        planned.iter().map(|p| HostKey { name: p.outcome.name.clone(), recipient: p.outcome.age_recipient.clone() }).collect();
+    let reparsed;
+    let base = if edited == text {
+        config
+    } else {
+        reparsed = super::parse_config(fleet, &edited)?;
+        &reparsed
+    };
+    let edit = base.add_hosts(&keys, policy).map_err(err)?;
+    changes.extend(edit.changes.iter().map(ToString::to_string));
+    Ok((edit.text, changes))
+}
+
+/// Encrypts each planned host document for the recipients of its rule in the edited
+/// `config`, advancing `bar` once per file.
+pub(super) fn encrypt_host_files(fleet: &Fleet, config: &SopsConfig, planned: &mut [Planned], bar: &indicatif::ProgressBar) -> Result<()> {
+    let recipients = {
+        let host_files: Vec<&str> = planned.iter().map(|p| p.outcome.host_file.as_str()).collect();
+        config.recipients_for_each(&host_files)
+    };
+    for (p, groups) in planned.iter_mut().zip(recipients) {
+        let Some(doc) = p.document.take() else { continue };
+        let groups = checked_groups(fleet, &p.outcome, groups)?;
+        bar.inc(1);
+        p.host_file_text = Some(encrypt(fleet, &p.outcome.host_file, doc, groups)?);
+    }
+    Ok(())
+}
+
+/// The groups sops will use for a host's file, which must include the host itself.
+fn checked_groups(fleet: &Fleet, outcome: &HostOutcome, groups: Option<Groups>) -> Result<Groups> {
+    let rel = &outcome.host_file;
+    let bad = |message: String| Error::SopsConfig { path: fleet.sops_config_path(), message };
+    let groups =
+        groups.ok_or_else(|| bad(format!("no creation rule matches `{rel}` after the edit; check `sops.host_dir` in hostsmith.toml")))?;
+    if !groups.iter().flatten().any(|r| r == &outcome.age_recipient) {
+        return Err(bad(format!(
+            "the rule sops uses for `{rel}` does not include host `{}`: an earlier rule matches it; run `hostsmith sops check`",
+            outcome.name
+        )));
+    }
+    Ok(groups)
+}
+
+fn encrypt(fleet: &Fleet, rel: &str, doc: HostDocument, groups: Groups) -> Result<String> {
+    let err = |e: SopsFileError| Error::SopsFile { path: fleet.root.join(rel), message: e.to_string() };
+    match doc {
+        HostDocument::New(map) => crate::sops::file::encrypt_new(&map, &groups, &EncryptionOptions::default()).map_err(err),
+        HostDocument::Existing { mut decrypted, rotate_data_key } => {
+            decrypted.set_age_recipients(groups).map_err(err)?;
+            if rotate_data_key {
+                decrypted.rotate_data_key();
+            }
+            decrypted.encrypt().map_err(err)
+        }
+    }
+}
+
+/// Re-keys the shared files that exist and whose recipients the edit changed (all of them,
+/// with a fresh data key, when a host was rotated). Returns `(relative path, new text)`.
+pub(super) fn shared_files(fleet: &Fleet, config: &SopsConfig, rotate: bool, ids: &mut Identities) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for rel in &fleet.config.sops.shared {
+        let abs = fleet.root.join(rel);
+        if !abs.is_file() {
+            continue;
+        }
+        let Some(groups) = config.recipients_for(rel) else { continue };
+        let text = std::fs::read_to_string(&abs).map_err(|source| Error::Read { path: abs.clone(), source })?;
+        let err = |e: SopsFileError| Error::SopsFile { path: abs.clone(), message: e.to_string() };
+        let file = EncryptedFile::parse(&text).map_err(err)?;
+        if !rotate && same_groups(&file.age_recipients(), &groups) {
+            continue;
+        }
+        if file.needs_external_sops() {
+            return Err(Error::SopsFile {
+                path: abs.clone(),
+                message: "its key groups use PGP, a cloud KMS or several groups, which hostsmith does not re-key natively: run `sops updatekeys -y` on it".into(),
+            });
+        }
+        let mut decrypted = file.decrypt(ids.get()?).map_err(err)?;
+        decrypted.set_age_recipients(groups).map_err(err)?;
+        if rotate {
+            decrypted.rotate_data_key();
+        }
+        out.push((rel.clone(), decrypted.encrypt().map_err(err)?));
+    }
+    Ok(out)
+}
+
+/// Whether two sets of key groups hold the same recipients, in any order within a group.
+fn same_groups(a: &[Vec<String>], b: &[Vec<String>]) -> bool {
+    let norm = |g: &[Vec<String>]| -> Vec<BTreeSet<String>> { g.iter().map(|v| v.iter().cloned().collect()).collect() };
+    norm(a) == norm(b)
+}

@@ -1,0 +1,69 @@
+//! Writing a planned enrolment, in the order that makes a crash recoverable (see the
+//! module docs of [`super`]): host files, shared files, `.sops.yaml`, records last.
+
+use super::plan::Planned;
+use crate::atomic;
+use crate::error::Result;
+use crate::fleet::{Fleet, FleetLock, SOPS_CONFIG};
+use crate::host_name::HostName;
+
+/// Writes every changed file (or, with `dry_run`, only lists them). Returns the files,
+/// relative to the fleet, in the order written.
+pub(super) fn all(
+    fleet: &Fleet,
+    lock: &mut FleetLock,
+    planned: &[Planned],
+    shared: &[(String, String)],
+    sops_config: Option<&str>,
+    dry_run: bool,
+) -> Result<Vec<String>> {
+    let mut files = Vec::new();
+    for p in planned {
+        if let Some(text) = &p.host_file_text {
+            files.push(p.outcome.host_file.clone());
+            if !dry_run {
+                host_file(fleet, &p.outcome.host_file, text)?;
+            }
+        }
+    }
+    for (rel, text) in shared {
+        files.push(rel.clone());
+        if !dry_run {
+            atomic::write(&fleet.root.join(rel), text.as_bytes(), 0o644)?;
+        }
+    }
+    if let Some(text) = sops_config {
+        files.push(SOPS_CONFIG.to_string());
+        if !dry_run {
+            lock.replace_sops_config(fleet, text.as_bytes())?;
+        }
+    }
+    for p in planned {
+        if let Some(rel) = record(fleet, p, dry_run)? {
+            files.push(rel);
+        }
+    }
+    Ok(files)
+}
+
+fn host_file(fleet: &Fleet, rel: &str, text: &str) -> Result<()> {
+    let path = fleet.root.join(rel);
+    if let Some(dir) = path.parent() {
+        atomic::create_dir(dir, 0o755)?;
+    }
+    atomic::write(&path, text.as_bytes(), 0o644)
+}
+
+/// Writes the host's record when it changed; returns its relative path then.
+fn record(fleet: &Fleet, p: &Planned, dry_run: bool) -> Result<Option<String>> {
+    let json = p.record.to_json();
+    let path = fleet.record_path(&HostName::parse(&p.record.name)?);
+    if std::fs::read_to_string(&path).ok().as_deref() == Some(json.as_str()) {
+        return Ok(None);
+    }
+    if !dry_run {
+        atomic::create_dir(&fleet.records_dir(), 0o755)?;
+        atomic::write(&path, json.as_bytes(), 0o644)?;
+    }
+    Ok(Some(format!("hosts/{}.json", p.record.name)))
+}
