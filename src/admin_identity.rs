@@ -102,23 +102,6 @@ pub fn create(path: &std::path::Path) -> Result<String> {
     Ok(recipient)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_age_keygen_files_and_refuses_others_without_echoing_them() {
-        let id = Identity::generate();
-        let text = format!("# created: x\n# public key: {}\n{}\n", id.to_public(), id.to_string().expose_secret());
-        let ids = parse(&text, "test").expect("parse");
-        assert_eq!(ids[0].to_public().to_string(), id.to_public().to_string());
-        let Err(err) = parse("AGE-SECRET-KEY-1NOTAKEY\n", "test") else { panic!("accepted a bad identity") };
-        let err = err.to_string();
-        assert!(err.contains("line 1"), "{err}");
-        assert!(!err.contains("NOTAKEY"), "the error must not quote the line: {err}");
-    }
-}
-
 /// Admin identities, loaded the first time a file must be decrypted.
 #[derive(Default)]
 pub struct Identities(Option<Vec<Identity>>);
@@ -148,5 +131,22 @@ impl Identities {
         let err = |e: SopsFileError| Error::SopsFile { path: path.to_path_buf(), message: e.to_string() };
         let file = EncryptedFile::parse(&text).map_err(err)?;
         file.decrypt(self.get()?).map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_age_keygen_files_and_refuses_others_without_echoing_them() {
+        let id = Identity::generate();
+        let text = format!("# created: x\n# public key: {}\n{}\n", id.to_public(), id.to_string().expose_secret());
+        let ids = parse(&text, "test").expect("parse");
+        assert_eq!(ids[0].to_public().to_string(), id.to_public().to_string());
+        let Err(err) = parse("AGE-SECRET-KEY-1NOTAKEY\n", "test") else { panic!("accepted a bad identity") };
+        let err = err.to_string();
+        assert!(err.contains("line 1"), "{err}");
+        assert!(!err.contains("NOTAKEY"), "the error must not quote the line: {err}");
     }
 }

@@ -173,6 +173,15 @@ fn expand_home(p: &str) -> std::path::PathBuf {
     }
 }
 
+/// What a seed needs besides the host's key, read and validated from the options and the
+/// configuration before anything is written.
+pub struct SeedInputs {
+    pub user: String,
+    pub authorized_keys: Vec<String>,
+    pub sudo: Option<String>,
+    pub network: Option<Network>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,13 +206,4 @@ mod tests {
     fn hostile_strings_stay_inside_their_scalar() {
         assert_eq!(q("a\"b\nc: d #e"), r#""a\"b\nc: d #e""#);
     }
-}
-
-/// What a seed needs besides the host's key, read and validated from the options and the
-/// configuration before anything is written.
-pub struct SeedInputs {
-    pub user: String,
-    pub authorized_keys: Vec<String>,
-    pub sudo: Option<String>,
-    pub network: Option<Network>,
 }

@@ -17,6 +17,7 @@ pub mod host_file;
 pub mod host_name;
 pub mod keyscan;
 pub mod known_hosts;
+pub mod openssh;
 pub mod output;
 pub mod process;
 pub mod proxmox;

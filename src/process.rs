@@ -70,6 +70,21 @@ impl Program {
         self.argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
     }
 
+    /// Replaces this process with the program (for `connect`: the session owns the terminal
+    /// and its exit status is ours). Returns only when it could not be started.
+    #[must_use]
+    pub fn exec(&self) -> Error {
+        use std::os::unix::process::CommandExt;
+        tracing::debug!("exec {}", self.display());
+        let mut cmd = Command::new(&self.argv[0]);
+        cmd.args(&self.argv[1..]);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let err = cmd.exec();
+        Error::Program { program: self.argv[0].clone(), message: format!("cannot start `{}`: {err}", self.display()) }
+    }
+
     /// Runs the program to completion or until the timeout (then it is killed).
     ///
     /// # Errors
@@ -87,7 +102,7 @@ impl Program {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().map_err(|e| Error::Program {
-            program: name.clone(),
+            program: self.display(),
             message: if e.kind() == std::io::ErrorKind::NotFound {
                 format!("`{name}` is not installed or not on PATH")
             } else {
@@ -124,10 +139,13 @@ impl Program {
                 Ok(None) if Instant::now() >= deadline => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(Error::Program { program: name, message: format!("timed out after {}s", self.timeout.as_secs()) });
+                    return Err(Error::Program {
+                        program: self.display(),
+                        message: format!("timed out after {}s", self.timeout.as_secs()),
+                    });
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                Err(e) => return Err(Error::Program { program: name, message: e.to_string() }),
+                Err(e) => return Err(Error::Program { program: self.display(), message: e.to_string() }),
             }
         };
         let _ = writer.join();
@@ -139,22 +157,52 @@ impl Program {
     /// Runs the program and requires exit status 0.
     ///
     /// # Errors
-    /// [`Error::Program`] with the program's stderr summarised.
+    /// [`Error::Program`] with the full command line, the exit status and the program's
+    /// stderr (see [`exit_error`]).
     pub fn run_ok(&self) -> Result<Finished> {
         let done = self.run()?;
         if done.status == Some(0) {
-            Ok(done)
-        } else {
-            let stderr = String::from_utf8_lossy(&done.stderr);
-            let summary = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no error output").trim().to_string();
-            // The error carries the last line; `-v` shows everything the program said.
-            tracing::info!("`{}` failed; its output:\n{}", self.display(), stderr.trim_end());
-            Err(Error::Program {
-                program: self.argv[0].clone(),
-                message: format!("exit status {}: {summary}", done.status.map_or_else(|| "killed".into(), |c| c.to_string())),
-            })
+            return Ok(done);
+        }
+        tracing::info!("`{}` failed; its output:\n{}", self.display(), String::from_utf8_lossy(&done.stderr).trim_end());
+        Err(exit_error(self.display(), None, done.status, &done.stderr))
+    }
+}
+
+/// At most this many lines of a failed program's stderr go into its error (the last ones,
+/// where programs put the reason); `-v` logs all of it.
+const STDERR_LINES: usize = 20;
+
+/// The error for a program that exited non-zero: `command` (the command line as typed), the
+/// exit status (and the machine it ran `on`, when not this one), and the last lines of its stderr, indented under it. Control characters are
+/// removed, so a program (or a remote host) cannot drive the user's terminal.
+#[must_use]
+pub fn exit_error(command: String, on: Option<&str>, status: Option<i32>, stderr: &[u8]) -> Error {
+    let mut status = status.map_or_else(|| "killed by a signal".to_string(), |c| format!("exit status {c}"));
+    if let Some(on) = on {
+        status.push_str(&format!(" on {on}"));
+    }
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| l.chars().filter(|c| !c.is_control() || *c == '\t').collect::<String>())
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let mut message = status;
+    if lines.is_empty() {
+        message.push_str(", no error output");
+    } else {
+        message.push(':');
+        let skip = lines.len().saturating_sub(STDERR_LINES);
+        if skip > 0 {
+            message.push_str(&format!("\n  ({skip} earlier lines left out; -v shows them)"));
+        }
+        for l in &lines[skip..] {
+            message.push_str("\n  ");
+            message.push_str(l.trim_end());
         }
     }
+    Error::Program { program: command, message }
 }
 
 /// Quotes `s` for display as a POSIX shell word.
@@ -176,7 +224,13 @@ mod tests {
         let out = Program::new("cat").stdin(b"hello".to_vec()).run_ok().expect("cat");
         assert_eq!(out.stdout, b"hello");
         let err = Program::new("sh").args(["-c", "echo boom >&2; exit 3"]).run_ok().expect_err("fails").to_string();
-        assert_eq!(err, "`sh` failed: exit status 3: boom");
+        assert_eq!(err, "`sh -c 'echo boom >&2; exit 3'` failed: exit status 3:\n  boom");
+        let noisy = "i=0; while [ $i -lt 30 ]; do echo line$i >&2; i=$((i+1)); done; printf 'a\\033[2Jb\\n' >&2; exit 1";
+        let err = Program::new("sh").args(["-c", noisy]).run_ok().expect_err("fails").to_string();
+        assert!(err.contains("exit status 1:\n  (11 earlier lines left out; -v shows them)\n  line11\n"), "{err}");
+        assert!(err.ends_with("\n  line29\n  a[2Jb"), "control characters are removed: {err:?}");
+        let err = Program::new("false").run_ok().expect_err("fails").to_string();
+        assert_eq!(err, "`false` failed: exit status 1, no error output");
         let err = Program::new("no-such-program-xyz").run().expect_err("missing").to_string();
         assert!(err.contains("not installed"), "{err}");
     }

@@ -13,7 +13,7 @@ use std::time::Instant;
 use crate::command::{Context, host_names};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
-use crate::process::shell_quote;
+use crate::openssh::SshCommand;
 use crate::sync::plan::{self, Options};
 use crate::sync::progress::{Progress, Stream};
 use crate::sync::ssh::{self, SshTarget, Trouble};
@@ -141,30 +141,18 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let known_hosts = ssh::known_hosts_file(&record)?;
     let target =
         SshTarget { alias: host.clone(), address: address.clone(), user: user.clone(), identity: args.identity.clone(), known_hosts };
-    let mut argv = vec!["ssh".to_string()];
-    argv.extend(ssh::pin_options(&host, &target.known_hosts));
-    argv.extend(ssh::login_options(&target));
-    argv.push(address.host.clone());
-    argv.extend(args.ssh_args.iter().cloned());
+    let session = ssh::pinned_login(&target, SshCommand::new()).program(&address.host, args.ssh_args.iter().cloned());
     if args.dry_run {
-        ctx.out.json(&serde_json::json!({ "host": host.as_str(), "argv": argv }));
-        ctx.out.line(format!("Would run: {}", argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")));
+        ctx.out.json(&serde_json::json!({ "host": host.as_str(), "argv": session.argv() }));
+        ctx.out.line(format!("Would run: {}", session.display()));
         return Ok(());
     }
     progress.line(&format!("Connecting to {host} as {user}@{address} (host key pinned to {})...", record.fingerprint));
-    exec(&argv)
+    Err(session.exec())
 }
 
 fn warn_unlogged(ctx: &Context, r: Result<()>) {
     if let Err(e) = r {
         ctx.out.note(format!("warning: the audit log was not written: {e}"));
     }
-}
-
-/// Replaces this process with ssh so the session owns the terminal and its exit status is
-/// ours.
-fn exec(argv: &[String]) -> Result<()> {
-    use std::os::unix::process::CommandExt;
-    let err = std::process::Command::new(&argv[0]).args(&argv[1..]).exec();
-    Err(Error::Program { program: "ssh".into(), message: format!("cannot start ssh: {err}") })
 }

@@ -74,7 +74,7 @@ pub fn check(node: &Node, d: &Deployment, node_name: &str) -> Result<Checked> {
         )));
     }
     if !last_line(&status.stderr).contains("does not exist") {
-        return Err(failed(&d.status_argv(), &status));
+        return Err(failed(node, &d.status_argv(), &status));
     }
     let config = qm(node, &d.config_argv(), QUICK)?;
     if config.status != Some(0) {
@@ -84,7 +84,7 @@ pub fn check(node: &Node, d: &Deployment, node_name: &str) -> Result<Checked> {
                 d.template
             )));
         }
-        return Err(failed(&d.config_argv(), &config));
+        return Err(failed(node, &d.config_argv(), &config));
     }
     plan::check_template(d, &String::from_utf8_lossy(&config.stdout))?;
     let seed_path = match d.known_seed_path() {
@@ -292,14 +292,6 @@ fn last_line(bytes: &[u8]) -> String {
     text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no error output").trim().to_string()
 }
 
-fn failed(argv: &[String], done: &Finished) -> Error {
-    Error::Program {
-        program: argv[0].clone(),
-        message: format!(
-            "`{}` on the node exited with status {}: {}",
-            remote_command(argv),
-            done.status.map_or_else(|| "killed".into(), |c| c.to_string()),
-            last_line(&done.stderr)
-        ),
-    }
+fn failed(node: &Node, argv: &[String], done: &Finished) -> Error {
+    crate::process::exit_error(remote_command(argv), Some(&node.describe()), done.status, &done.stderr)
 }

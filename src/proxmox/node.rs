@@ -12,6 +12,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::openssh::SshCommand;
 use crate::process::{Finished, Program, shell_quote};
 
 use super::names::RemotePath;
@@ -112,19 +113,17 @@ impl Ssh {
     /// The local `ssh` invocation that runs `argv` on the node.
     #[must_use]
     pub fn program(&self, argv: &[String]) -> Program {
-        let mut p = Program::new("ssh")
-            .args(["-o", "BatchMode=yes", "-o"])
-            .arg(format!("ConnectTimeout={}", self.connect_timeout.as_secs().max(1)));
+        let mut cmd = SshCommand::new().batch().connect_timeout(self.connect_timeout);
         if let Some(config) = &self.config {
-            p = p.arg("-F").arg(config.display().to_string());
+            cmd = cmd.config_file(config);
         }
         if let Some(port) = self.target.port {
-            p = p.arg("-p").arg(port.to_string());
+            cmd = cmd.port(port);
         }
         if let Some(user) = &self.target.user {
-            p = p.arg("-l").arg(user.clone());
+            cmd = cmd.user(user);
         }
-        p.arg("--").arg(self.target.host.clone()).arg(remote_command(argv))
+        cmd.program(&self.target.host, [remote_command(argv)])
     }
 }
 
@@ -211,7 +210,7 @@ impl Node {
     pub fn qm_ok(&self, args: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> Result<Finished> {
         let argv = qm_argv(args)?;
         let done = self.exec(&argv, stdin, timeout)?;
-        require_success(&argv, &done)?;
+        require_success(&argv, &self.describe(), &done)?;
         Ok(done)
     }
 
@@ -249,7 +248,7 @@ impl Node {
     /// [`Error::Program`] with the command and its stderr.
     pub fn run_ok(&self, argv: &[String], timeout: Duration) -> Result<()> {
         let done = self.exec(argv, None, timeout)?;
-        require_success(argv, &done)
+        require_success(argv, &self.describe(), &done)
     }
 
     /// `pvesm path STORAGE:VOLUME`: where a volume of a storage lives on the node's disk.
@@ -259,7 +258,7 @@ impl Node {
     pub fn pvesm_path(&self, volume: &str, timeout: Duration) -> Result<RemotePath> {
         let argv = vec!["pvesm".to_string(), "path".into(), volume.to_string()];
         let done = self.exec(&argv, None, timeout)?;
-        require_success(&argv, &done)?;
+        require_success(&argv, &self.describe(), &done)?;
         let text = String::from_utf8_lossy(&done.stdout);
         RemotePath::parse(text.trim())
             .map_err(|e| Error::Program { program: "pvesm".into(), message: format!("`pvesm path {volume}` printed no usable path: {e}") })
@@ -274,7 +273,7 @@ impl Node {
     pub fn install_secret_file(&self, path: &RemotePath, content: &[u8], timeout: Duration) -> Result<()> {
         let argv = install_argv(path);
         let done = self.exec(&argv, Some(content), timeout)?;
-        require_success(&argv, &done)
+        require_success(&argv, &self.describe(), &done)
     }
 
     fn exec(&self, argv: &[String], stdin: Option<&[u8]>, timeout: Duration) -> Result<Finished> {
@@ -328,20 +327,11 @@ pub fn qm_argv(args: &[&str]) -> Result<Vec<String>> {
     Ok(std::iter::once("qm").chain(args.iter().copied()).map(str::to_string).collect())
 }
 
-fn require_success(argv: &[String], done: &Finished) -> Result<()> {
+fn require_success(argv: &[String], on: &str, done: &Finished) -> Result<()> {
     if done.status == Some(0) {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&done.stderr);
-    let summary = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no error output").trim().to_string();
-    Err(Error::Program {
-        program: argv[0].clone(),
-        message: format!(
-            "`{}` on the node exited with status {}: {summary}",
-            remote_command(argv),
-            done.status.map_or_else(|| "killed".into(), |c| c.to_string())
-        ),
-    })
+    Err(crate::process::exit_error(remote_command(argv), Some(on), done.status, &done.stderr))
 }
 
 #[cfg(test)]

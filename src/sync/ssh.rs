@@ -1,13 +1,9 @@
 //! OpenSSH pinned to a host's recorded key: the `ssh` sync method and `connect` share it.
 //!
-//! The user's own ssh config is respected (identities, ProxyJump, agents all keep working),
-//! but the options that decide whom we trust are forced on the command line, where OpenSSH
-//! takes the first value given: a known_hosts file holding only the fleet's record of the
-//! host, `HostKeyAlias=HOST` so the record applies whatever address the host is reached
-//! at, `StrictHostKeyChecking=yes` so the first connection is verified rather than trusted,
-//! and no global known_hosts, IP check or host key updates.
+//! The options themselves come from [`crate::openssh::SshCommand`]; this module knows the
+//! targets, the known_hosts file made from the record, and what ssh's failures mean.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -15,6 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::address::Address;
 use crate::error::{Error, Result};
 use crate::host_name::HostName;
+use crate::openssh::SshCommand;
 use crate::process::Program;
 use crate::record::HostRecord;
 
@@ -54,66 +51,27 @@ pub fn known_hosts_file(record: &HostRecord) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The `-o` options that pin the host key; see the module documentation.
+/// The ssh options for a target: pinned to its record, then who logs in (`-i`, `-p`, `-l`).
 #[must_use]
-pub fn pin_options(alias: &HostName, known_hosts: &Path) -> Vec<String> {
-    let opts = [
-        "StrictHostKeyChecking=yes".to_string(),
-        format!("UserKnownHostsFile={}", ssh_path(known_hosts)),
-        "GlobalKnownHostsFile=/dev/null".into(),
-        format!("HostKeyAlias={alias}"),
-        "HostKeyAlgorithms=ssh-ed25519".into(),
-        "CheckHostIP=no".into(),
-        "UpdateHostKeys=no".into(),
-    ];
-    opts.into_iter().flat_map(|o| ["-o".to_string(), o]).collect()
+pub fn pinned_login(t: &SshTarget, base: SshCommand) -> SshCommand {
+    let cmd = base.pinned(&t.alias, &t.known_hosts);
+    login(t, cmd)
 }
 
-/// A path as an ssh option value: `%` doubled (ssh expands `%` tokens there) and quoted
-/// when it holds blanks.
-fn ssh_path(p: &Path) -> String {
-    let s = p.display().to_string().replace('%', "%%");
-    if s.contains([' ', '\t']) { format!("\"{s}\"") } else { s }
+fn login(t: &SshTarget, cmd: SshCommand) -> SshCommand {
+    let cmd = match &t.identity {
+        Some(id) => cmd.identity(id),
+        None => cmd,
+    };
+    cmd.port(t.address.port).user(t.user.as_str())
 }
 
-/// `-i FILE -o IdentitiesOnly=yes`, `-p PORT -l USER`: the rest of a pinned invocation
-/// before the destination.
-#[must_use]
-pub fn login_options(t: &SshTarget) -> Vec<String> {
-    let mut v = Vec::new();
-    if let Some(id) = &t.identity {
-        v.extend(["-i".to_string(), id.display().to_string(), "-o".into(), "IdentitiesOnly=yes".into()]);
-    }
-    v.extend(["-p".to_string(), t.address.port.to_string(), "-l".into(), t.user.to_string()]);
-    v
-}
-
-/// The invocation that runs the sync script: batch mode, no tty, no forwarding, no
-/// connection sharing (a lingering master would hold our pipes), bounded by `timeout`.
+/// The invocation that runs the sync script: batch mode, no tty, a connection of its own
+/// that forwards nothing, bounded by `timeout`.
 #[must_use]
 pub fn sync_program(t: &SshTarget, timeout: Duration, stdin: Vec<u8>) -> Program {
-    let secs = timeout.as_secs().max(1);
-    Program::new("ssh")
-        .args(["-T", "-o", "BatchMode=yes"])
-        .args(pin_options(&t.alias, &t.known_hosts))
-        .args(
-            [
-                format!("ConnectTimeout={secs}"),
-                "ControlMaster=no".into(),
-                "ControlPath=none".into(),
-                "ClearAllForwardings=yes".into(),
-                "ForwardAgent=no".into(),
-                "ForwardX11=no".into(),
-                "PermitLocalCommand=no".into(),
-                "LogLevel=ERROR".into(),
-            ]
-            .into_iter()
-            .flat_map(|o| ["-o".to_string(), o]),
-        )
-        .args(login_options(t))
-        .args(["--".to_string(), t.address.host.clone(), REMOTE_COMMAND.to_string()])
-        .stdin(stdin)
-        .timeout(timeout)
+    let cmd = SshCommand::new().flag("-T").batch().pinned(&t.alias, &t.known_hosts).connect_timeout(timeout).isolated();
+    login(t, cmd).program(&t.address.host, [REMOTE_COMMAND.to_string()]).stdin(stdin).timeout(timeout)
 }
 
 /// Why an ssh attempt failed, as far as ssh's exit and stderr tell.
@@ -206,10 +164,5 @@ mod tests {
         }
         assert_eq!(argv.last().map(String::as_str), Some(REMOTE_COMMAND));
         assert!(!joined.contains("keys"));
-    }
-
-    #[test]
-    fn option_values_survive_ssh_parsing() {
-        assert_eq!(ssh_path(Path::new("/a b/100%/kh")), "\"/a b/100%%/kh\"");
     }
 }

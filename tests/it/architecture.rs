@@ -53,7 +53,7 @@ fn crate_paths(at: &[String], text: &str) -> Vec<Vec<String>> {
     let parent = &at[..at.len().saturating_sub(1)];
     let mut out = Vec::new();
     let mut rest = code.as_str();
-    while let Some(i) = rest.find(|c: char| c == 'c' || c == 's') {
+    while let Some(i) = rest.find(['c', 's']) {
         let root = if rest[i..].starts_with("crate::") {
             Vec::new()
         } else if rest[i..].starts_with("super::") {
