@@ -19,7 +19,7 @@ use crate::sops::file::{Decrypted, EncryptedFile, SopsFileError};
 
 /// Where sops looks for the default key file.
 #[must_use]
-pub fn default_key_file() -> Option<PathBuf> {
+pub(crate) fn default_key_file() -> Option<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(x).join("sops/age/keys.txt"));
     }
@@ -30,7 +30,7 @@ pub fn default_key_file() -> Option<PathBuf> {
 ///
 /// # Errors
 /// When a source exists but holds something that is not an age identity.
-pub fn load_all() -> Result<Vec<Identity>> {
+pub(crate) fn load_all() -> Result<Vec<Identity>> {
     let mut out = Vec::new();
     if let Ok(text) = std::env::var("SOPS_AGE_KEY") {
         let text = Zeroizing::new(text);
@@ -55,7 +55,7 @@ pub fn load_all() -> Result<Vec<Identity>> {
 ///
 /// # Errors
 /// [`Error::NoIdentity`].
-pub fn require() -> Result<Vec<Identity>> {
+pub(crate) fn require() -> Result<Vec<Identity>> {
     let ids = load_all()?;
     if ids.is_empty() {
         return Err(Error::NoIdentity { looked: looked() });
@@ -90,7 +90,7 @@ fn parse(text: &str, source_name: &str) -> Result<Vec<Identity>> {
 ///
 /// # Errors
 /// [`Error::Write`]; the file must not exist.
-pub fn create(path: &std::path::Path) -> Result<String> {
+pub(crate) fn create(path: &std::path::Path) -> Result<String> {
     let id = Identity::generate();
     let recipient = id.to_public().to_string();
     if let Some(dir) = path.parent() {
@@ -104,12 +104,12 @@ pub fn create(path: &std::path::Path) -> Result<String> {
 
 /// Admin identities, loaded the first time a file must be decrypted.
 #[derive(Default)]
-pub struct Identities(Option<Vec<Identity>>);
+pub(crate) struct Identities(Option<Vec<Identity>>);
 
 impl Identities {
     /// # Errors
     /// [`Error::NoIdentity`] when none is configured.
-    pub fn get(&mut self) -> Result<&[Identity]> {
+    pub(crate) fn get(&mut self) -> Result<&[Identity]> {
         if self.0.is_none() {
             self.0 = Some(require()?);
         }
@@ -118,7 +118,7 @@ impl Identities {
 
     /// The identities a fleet uses: its override, or sops' usual places on first use.
     #[must_use]
-    pub fn for_fleet(fleet: &Fleet) -> Self {
+    pub(crate) fn for_fleet(fleet: &Fleet) -> Self {
         Self(fleet.admin_identities.clone())
     }
 
@@ -126,9 +126,9 @@ impl Identities {
     ///
     /// # Errors
     /// Read, parse, or decryption errors naming the file.
-    pub fn decrypt_file(&mut self, path: &std::path::Path) -> Result<Decrypted> {
+    pub(crate) fn decrypt_file(&mut self, path: &std::path::Path) -> Result<Decrypted> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
-        let err = |e: SopsFileError| Error::SopsFile { path: path.to_path_buf(), message: e.to_string() };
+        let err = |e: SopsFileError| Error::SopsEngine { path: path.to_path_buf(), source: e };
         let file = EncryptedFile::parse(&text).map_err(err)?;
         file.decrypt(self.get()?).map_err(err)
     }

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 ///
 /// # Errors
 /// When the 32 bytes are not a point on the curve.
-pub fn recipient_from_ed25519(public: &[u8; 32]) -> Result<String> {
+pub(crate) fn recipient_from_ed25519(public: &[u8; 32]) -> Result<String> {
     let point = CompressedEdwardsY(*public)
         .decompress()
         .ok_or_else(|| Error::Key("the ed25519 public key is not a valid curve point; the key is corrupt".into()))?;
@@ -30,7 +30,7 @@ pub fn recipient_from_ed25519(public: &[u8; 32]) -> Result<String> {
 ///
 /// # Errors
 /// Only if Bech32 encoding fails, which it cannot for 32 bytes.
-pub fn identity_from_ed25519_seed(seed: &[u8; 32]) -> Result<Zeroizing<String>> {
+pub(crate) fn identity_from_ed25519_seed(seed: &[u8; 32]) -> Result<Zeroizing<String>> {
     let mut digest = Zeroizing::new([0u8; 64]);
     Sha512::new().chain_update(seed).finalize_into((&mut digest[..]).into());
     let lower = Zeroizing::new(encode("age-secret-key-", &digest[..32])?);
@@ -40,12 +40,6 @@ pub fn identity_from_ed25519_seed(seed: &[u8; 32]) -> Result<Zeroizing<String>> 
 fn encode(hrp: &str, data: &[u8]) -> Result<String> {
     let hrp = Hrp::parse(hrp).map_err(|e| Error::Key(format!("bech32 prefix: {e}")))?;
     bech32::encode::<Bech32>(hrp, data).map_err(|e| Error::Key(format!("bech32 encoding failed: {e}")))
-}
-
-/// Whether `s` is a syntactically valid age X25519 recipient.
-#[must_use]
-pub fn is_age_recipient(s: &str) -> bool {
-    s.parse::<age::x25519::Recipient>().is_ok()
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::output::Output;
 
 #[derive(Debug, Parser)]
 #[command(name = "hostsmith", version, about = "Forge a machine's SSH and age identity before the machine exists", long_about = None)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The fleet directory (the one holding .sops.yaml).
     #[arg(long, global = true, env = "HOSTSMITH_FLEET", value_name = "DIR")]
     pub fleet: Option<PathBuf>,
@@ -41,7 +41,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Create hostsmith.toml, .sops.yaml and an admin age identity where missing.
     Init(command::init::Args),
     /// Give hosts an identity: host key, deploy keys, age recipient, .sops.yaml entries,
@@ -85,6 +85,12 @@ pub enum Command {
     Completions(command::completions::CompletionsArgs),
     /// Print the man page, or write one per command with --out.
     Man(command::completions::ManArgs),
+}
+
+/// The whole command line as clap sees it, for documentation checks.
+#[must_use]
+pub fn clap_command() -> clap::Command {
+    Cli::command()
 }
 
 /// Parses the command line, runs the command, prints the error and maps it to an exit code.

@@ -16,7 +16,7 @@ use crate::host_name::HostName;
 use crate::ssh_keys::Keypair;
 
 /// The files of a NoCloud seed. `user_data` holds the private host key.
-pub struct Seed {
+pub(crate) struct Seed {
     pub user_data: Zeroizing<String>,
     pub meta_data: String,
     pub network_config: Option<String>,
@@ -24,14 +24,14 @@ pub struct Seed {
 
 /// How the machine's network is configured, when the seed says so.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Network {
+pub(crate) enum Network {
     /// A user-written network-config, passed through after a YAML check.
     File(String),
     /// One interface with static addresses.
     Static { addresses: Vec<String>, gateway: Option<IpAddr>, dns: Vec<IpAddr> },
 }
 
-pub struct SeedParams<'a> {
+pub(crate) struct SeedParams<'a> {
     pub host: &'a HostName,
     pub key: &'a Keypair,
     /// The admin user to create.
@@ -47,7 +47,7 @@ pub struct SeedParams<'a> {
 ///
 /// # Errors
 /// When the key cannot be encoded.
-pub fn render(p: &SeedParams<'_>) -> Result<Seed> {
+pub(crate) fn render(p: &SeedParams<'_>) -> Result<Seed> {
     let private = p.key.openssh_private()?;
     let mut u = String::with_capacity(private.len() + 1024);
     u.push_str("#cloud-config\n");
@@ -89,7 +89,7 @@ pub fn render(p: &SeedParams<'_>) -> Result<Seed> {
 /// new after a rotation, so cloud-init runs its per-instance modules again exactly when the
 /// key changes.
 #[must_use]
-pub fn instance_id(host: &HostName, fingerprint: &str) -> String {
+pub(crate) fn instance_id(host: &HostName, fingerprint: &str) -> String {
     let digest = Sha256::digest(format!("{host}\n{fingerprint}"));
     let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     format!("hostsmith-{host}-{hex}")
@@ -125,7 +125,7 @@ fn q(s: &str) -> String {
 ///
 /// # Errors
 /// [`Error::Usage`] naming the value.
-pub fn parse_cidr(s: &str) -> Result<String> {
+pub(crate) fn parse_cidr(s: &str) -> Result<String> {
     let bad = || Error::Usage(format!("`{s}` is not an address with a prefix length, e.g. 192.0.2.10/24 or 2001:db8::10/64"));
     let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
     let addr: IpAddr = addr.parse().map_err(|_| bad())?;
@@ -142,7 +142,7 @@ pub fn parse_cidr(s: &str) -> Result<String> {
 ///
 /// # Errors
 /// A missing file or a line that is not a public key, named.
-pub fn authorized_keys(entries: &[String]) -> Result<Vec<String>> {
+pub(crate) fn authorized_keys(entries: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for entry in entries {
         let looks_like_key = entry.starts_with("ssh-") || entry.starts_with("ecdsa-") || entry.starts_with("sk-");
@@ -175,7 +175,7 @@ fn expand_home(p: &str) -> std::path::PathBuf {
 
 /// What a seed needs besides the host's key, read and validated from the options and the
 /// configuration before anything is written.
-pub struct SeedInputs {
+pub(crate) struct SeedInputs {
     pub user: String,
     pub authorized_keys: Vec<String>,
     pub sudo: Option<String>,

@@ -118,7 +118,7 @@ pub fn rotate(fleet: &Fleet, host: &HostName, repos: &[String], dry_run: bool) -
         decrypted
             .document_mut()
             .set_path(&[PENDING_FIELD, repo], Value::Str(key.openssh_private()?.to_string()))
-            .map_err(|e| Error::SopsFile { path: path.clone(), message: e.to_string() })?;
+            .map_err(|e| Error::SopsEngine { path: path.clone(), source: e })?;
         let replaced_pending = pend.insert(repo.clone(), key.public_line()).is_some();
         out.push(Rotation {
             repo: repo.clone(),
@@ -129,7 +129,7 @@ pub fn rotate(fleet: &Fleet, host: &HostName, repos: &[String], dry_run: bool) -
         });
     }
     set_pending(&mut record, &pend);
-    let text = decrypted.encrypt().map_err(|e| Error::SopsFile { path: path.clone(), message: e.to_string() })?;
+    let text = decrypted.encrypt().map_err(|e| Error::SopsEngine { path: path.clone(), source: e })?;
     if !dry_run {
         crate::rekey::write_keeping_mode(&path, &text)?;
         atomic::write(&fleet.record_path(host), record.to_json().as_bytes(), 0o644)?;
@@ -153,6 +153,7 @@ pub struct Activation {
 ///
 /// # Errors
 /// No pending key, a host file that disagrees with the record, or a failed write.
+#[allow(clippy::too_many_lines, reason = "the activation reads the pending key, re-encrypts and records in one locked pass")]
 pub fn activate(fleet: &Fleet, host: &HostName, repo: &str, expected: Option<&str>, dry_run: bool) -> Result<Activation> {
     let _lock = fleet.lock()?;
     let mut record = fleet.record(host)?.ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;
@@ -198,8 +199,8 @@ pub fn activate(fleet: &Fleet, host: &HostName, repo: &str, expected: Option<&st
         doc.remove_path(&[PENDING_FIELD]);
     }
     doc.set_path(&[DEPLOY_KEYS_FIELD, repo], Value::Str(private.to_string()))
-        .map_err(|e| Error::SopsFile { path: path.clone(), message: e.to_string() })?;
-    let text = decrypted.encrypt().map_err(|e| Error::SopsFile { path: path.clone(), message: e.to_string() })?;
+        .map_err(|e| Error::SopsEngine { path: path.clone(), source: e })?;
+    let text = decrypted.encrypt().map_err(|e| Error::SopsEngine { path: path.clone(), source: e })?;
     let retired = record.deploy_keys.insert(repo.to_string(), new_public).map(|old| RetiredDeployKey {
         repo: repo.to_string(),
         fingerprint: fingerprint_of(&old),

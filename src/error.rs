@@ -5,17 +5,18 @@
 
 use std::path::PathBuf;
 
+use crate::sops::file::SopsFileError;
+use crate::sops::rules::SopsConfigError;
 use crate::sops::yaml::YamlError;
 
 /// Exit status for invalid input or usage.
-pub const EXIT_USAGE: i32 = 2;
+pub(crate) const EXIT_USAGE: i32 = 2;
 /// Exit status for other failures.
-pub const EXIT_FAILURE: i32 = 1;
+pub(crate) const EXIT_FAILURE: i32 = 1;
 /// Exit status when a host presents a key other than the recorded one.
-pub const EXIT_MISMATCH: i32 = 3;
+pub(crate) const EXIT_MISMATCH: i32 = 3;
 
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum Error {
     #[error("host name `{name}` is invalid: {why}; use letters, digits and '-' (at most 63, not starting or ending with '-')")]
     HostName { name: String, why: &'static str },
@@ -32,11 +33,29 @@ pub enum Error {
     #[error("`{path}` is not valid YAML ({source}); fix the file and run again")]
     Yaml { path: PathBuf, source: YamlError },
 
-    /// A `.sops.yaml` the editor refuses; `message` is the editor's own error.
+    /// A `.sops.yaml` the rules layer cannot read or refuses to edit.
+    #[error("`{path}`: {source}")]
+    SopsRules {
+        path: PathBuf,
+        #[source]
+        source: SopsConfigError,
+    },
+
+    /// A SOPS file the engine cannot read, decrypt or write.
+    #[error("`{path}`: {source}")]
+    SopsEngine {
+        path: PathBuf,
+        #[source]
+        source: SopsFileError,
+    },
+
+    /// A `.sops.yaml` whose rules, though valid, disagree with what the fleet needs (a host
+    /// file no rule matches, a rule that leaves the host out).
     #[error("`{path}`: {message}")]
     SopsConfig { path: PathBuf, message: String },
 
-    /// A SOPS file the engine cannot read or write; `message` is the engine's own error.
+    /// A SOPS file hostsmith will not change itself (for example key groups it does not
+    /// re-key natively); `message` says what to run instead.
     #[error("`{path}`: {message}")]
     SopsFile { path: PathBuf, message: String },
 
@@ -83,6 +102,7 @@ impl Error {
     /// The process exit status for this error.
     #[must_use]
     pub fn code(&self) -> i32 {
+        // Every variant is listed: a new one must choose its exit status.
         match self {
             Error::HostName { .. }
             | Error::Usage(_)
@@ -90,12 +110,23 @@ impl Error {
             | Error::Config { .. }
             | Error::Key(_)
             | Error::UnknownHost { .. }
+            | Error::SopsRules { .. }
             | Error::SopsConfig { .. } => EXIT_USAGE,
             Error::Mismatch { .. } => EXIT_MISMATCH,
             Error::LeftOnNode { error, .. } => error.code(),
-            _ => EXIT_FAILURE,
+            Error::Read { .. }
+            | Error::Write { .. }
+            | Error::SopsEngine { .. }
+            | Error::SopsFile { .. }
+            | Error::NoSopsConfig { .. }
+            | Error::NoIdentity { .. }
+            | Error::BadIdentity { .. }
+            | Error::Inconsistent { .. }
+            | Error::Locked { .. }
+            | Error::Program { .. }
+            | Error::Problems { .. } => EXIT_FAILURE,
         }
     }
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;

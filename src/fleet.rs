@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::host_name::HostName;
 use crate::record::HostRecord;
 
-pub const SOPS_CONFIG: &str = ".sops.yaml";
+pub(crate) const SOPS_CONFIG: &str = ".sops.yaml";
 
 /// A fleet: its root directory and configuration.
 pub struct Fleet {

@@ -12,23 +12,23 @@ use crate::sops::file::{Map, Value};
 use crate::ssh_keys::Keypair;
 
 /// The key under which the host's private key is stored in its SOPS file.
-pub const HOST_KEY_FIELD: &str = "ssh_host_ed25519_key";
+pub(crate) const HOST_KEY_FIELD: &str = "ssh_host_ed25519_key";
 /// The map of deploy keys in the host's SOPS file.
-pub const DEPLOY_KEYS_FIELD: &str = "deploy-keys";
+pub(crate) const DEPLOY_KEYS_FIELD: &str = "deploy-keys";
 
 /// Stores `secret` at `path` in a decrypted host document.
 ///
 /// # Errors
 /// A path that crosses a value that is not a map.
-pub fn set_secret(doc: &mut Map, path: &[&str], secret: &Zeroizing<String>, file: &std::path::Path) -> Result<()> {
-    doc.set_path(path, Value::Str(secret.to_string())).map_err(|e| Error::SopsFile { path: file.to_path_buf(), message: e.to_string() })
+pub(crate) fn set_secret(doc: &mut Map, path: &[&str], secret: &Zeroizing<String>, file: &std::path::Path) -> Result<()> {
+    doc.set_path(path, Value::Str(secret.to_string())).map_err(|e| Error::SopsEngine { path: file.to_path_buf(), source: e })
 }
 
 /// The host key stored in a decrypted host file, if any.
 ///
 /// # Errors
 /// A value there that is not a usable key.
-pub fn stored_host_key(doc: &Map, file: &std::path::Path) -> Result<Option<Keypair>> {
+pub(crate) fn stored_host_key(doc: &Map, file: &std::path::Path) -> Result<Option<Keypair>> {
     stored_key(doc, &[HOST_KEY_FIELD], file)
 }
 
@@ -36,7 +36,7 @@ pub fn stored_host_key(doc: &Map, file: &std::path::Path) -> Result<Option<Keypa
 ///
 /// # Errors
 /// A value there that is not a usable key.
-pub fn stored_deploy_key(doc: &Map, repo: &str, file: &std::path::Path) -> Result<Option<Keypair>> {
+pub(crate) fn stored_deploy_key(doc: &Map, repo: &str, file: &std::path::Path) -> Result<Option<Keypair>> {
     stored_key(doc, &[DEPLOY_KEYS_FIELD, repo], file)
 }
 
@@ -56,7 +56,7 @@ fn stored_key(doc: &Map, path: &[&str], file: &std::path::Path) -> Result<Option
 /// # Errors
 /// Unknown host, a host without a private key (adopted), or a key that differs from the
 /// record.
-pub fn host_keypair(fleet: &Fleet, host: &HostName, ids: &mut Identities) -> Result<(HostRecord, Keypair)> {
+pub(crate) fn host_keypair(fleet: &Fleet, host: &HostName, ids: &mut Identities) -> Result<(HostRecord, Keypair)> {
     let record = fleet.record(host)?.ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;
     let path = fleet.host_file(host);
     let decrypted = ids.decrypt_file(&path)?;

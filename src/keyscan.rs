@@ -15,7 +15,7 @@ use crate::ssh_keys;
 ///
 /// # Errors
 /// [`Error::Program`] when `ssh-keyscan` is missing or gets no answer in time.
-pub fn ed25519_keys(addr: &Address, timeout: Duration) -> Result<Vec<PublicKey>> {
+pub(crate) fn ed25519_keys(addr: &Address, timeout: Duration) -> Result<Vec<PublicKey>> {
     let secs = timeout.as_secs().max(1);
     let done = Program::new("ssh-keyscan")
         .args(["-T", &secs.to_string(), "-t", "ed25519", "-p", &addr.port.to_string(), "--", &addr.host])
@@ -43,7 +43,7 @@ pub fn ed25519_keys(addr: &Address, timeout: Duration) -> Result<Vec<PublicKey>>
 ///
 /// # Errors
 /// [`Error::Mismatch`] naming both fingerprints and the likely cause.
-pub fn verify(record: &HostRecord, addr: &Address, timeout: Duration) -> Result<String> {
+pub(crate) fn verify(record: &HostRecord, addr: &Address, timeout: Duration) -> Result<String> {
     let keys = ed25519_keys(addr, timeout)?;
     let expected = &record.fingerprint;
     if let Some(k) = keys.iter().find(|k| &ssh_keys::fingerprint(k) == expected) {

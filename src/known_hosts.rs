@@ -6,7 +6,7 @@ use crate::record::HostRecord;
 
 /// One line per record: `name[,address…] ssh-ed25519 AAAA…`.
 #[must_use]
-pub fn lines(records: &[HostRecord]) -> String {
+pub(crate) fn lines(records: &[HostRecord]) -> String {
     let mut out = String::new();
     for r in records {
         let mut names = vec![r.name.clone()];

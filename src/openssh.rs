@@ -129,6 +129,17 @@ impl SshCommand {
         let argv = self.to(host, remote);
         Program::new(argv[0].clone()).args(argv[1..].iter().cloned())
     }
+
+    /// An interactive session as `connect` prints and runs it: the destination right after
+    /// the options, then the user's words. The address was validated (it cannot start with
+    /// `-`), and the words after it are the remote command whatever they look like.
+    #[must_use]
+    pub fn session(self, host: &str, remote: impl IntoIterator<Item = String>) -> Program {
+        let mut argv = self.argv;
+        argv.push(host.to_string());
+        argv.extend(remote);
+        Program::new(argv[0].clone()).args(argv[1..].iter().cloned())
+    }
 }
 
 /// A path as an ssh option value: `%` doubled (ssh expands `%` tokens there) and quoted

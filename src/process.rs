@@ -90,6 +90,7 @@ impl Program {
     /// # Errors
     /// [`Error::Program`] when it cannot start or times out. A non-zero exit is not an error
     /// here; see [`Program::run_ok`].
+    #[allow(clippy::too_many_lines, reason = "spawn, feed, drain and reap are one lifecycle; apart they would share every handle")]
     pub fn run(&self) -> Result<Finished> {
         tracing::debug!("running {}", self.display());
         let name = self.argv[0].clone();
@@ -177,7 +178,7 @@ const STDERR_LINES: usize = 20;
 /// exit status (and the machine it ran `on`, when not this one), and the last lines of its stderr, indented under it. Control characters are
 /// removed, so a program (or a remote host) cannot drive the user's terminal.
 #[must_use]
-pub fn exit_error(command: String, on: Option<&str>, status: Option<i32>, stderr: &[u8]) -> Error {
+pub(crate) fn exit_error(command: String, on: Option<&str>, status: Option<i32>, stderr: &[u8]) -> Error {
     let mut status = status.map_or_else(|| "killed by a signal".to_string(), |c| format!("exit status {c}"));
     if let Some(on) = on {
         status.push_str(&format!(" on {on}"));
@@ -207,7 +208,7 @@ pub fn exit_error(command: String, on: Option<&str>, status: Option<i32>, stderr
 
 /// Quotes `s` for display as a POSIX shell word.
 #[must_use]
-pub fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
         s.to_string()
     } else {

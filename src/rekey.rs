@@ -42,7 +42,7 @@ const SKIPPED_DIRS: [&str; 4] = ["target", "result", "node_modules", "vendor"];
 
 /// The recipients a file should have, and whether only real sops can give it them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     /// The age recipients of each key group.
     pub groups: Vec<Vec<String>>,
     /// The rule holds PGP/KMS keys or several key groups.
@@ -52,7 +52,7 @@ pub struct Target {
 impl Target {
     /// What the creation rule sops uses for `rel` asks for; `None` when no rule matches.
     #[must_use]
-    pub fn from_rule(config: &SopsConfig, rel: &str) -> Option<Self> {
+    pub(crate) fn from_rule(config: &SopsConfig, rel: &str) -> Option<Self> {
         let rule = config.rule_for(rel)?;
         let external = rule.key_groups.len() > 1 || rule.key_groups.iter().any(|g| !g.pgp.is_empty() || !g.other.is_empty());
         Some(Self { groups: rule.key_groups.into_iter().map(|g| g.age).collect(), external })
@@ -61,7 +61,7 @@ impl Target {
 
 /// What re-keying one file takes.
 #[derive(Debug)]
-pub enum FilePlan {
+pub(crate) enum FilePlan {
     Unchanged,
     /// The new text, encrypted natively.
     Native {
@@ -80,8 +80,8 @@ pub enum FilePlan {
 ///
 /// # Errors
 /// The file is not SOPS, no admin identity opens it, or the new recipients are invalid.
-pub fn plan(path: &Path, text: &str, target: &Target, ids: &[Identity], rotate_data_key: bool) -> Result<FilePlan> {
-    let err = |e: sops::file::SopsFileError| Error::SopsFile { path: path.to_path_buf(), message: e.to_string() };
+pub(crate) fn plan(path: &Path, text: &str, target: &Target, ids: &[Identity], rotate_data_key: bool) -> Result<FilePlan> {
+    let err = |e: sops::file::SopsFileError| Error::SopsEngine { path: path.to_path_buf(), source: e };
     let file = EncryptedFile::parse(text).map_err(err)?;
     let (added, removed) = diff(&file.age_recipients(), &target.groups);
     let same = same_groups(&file.age_recipients(), &target.groups);
@@ -109,7 +109,7 @@ pub fn plan(path: &Path, text: &str, target: &Target, ids: &[Identity], rotate_d
 ///
 /// # Errors
 /// `sops` is missing, fails, or a path is not UTF-8.
-pub fn run_external(fleet: &Fleet, rel: &str, rotate_data_key: bool) -> Result<()> {
+pub(crate) fn run_external(fleet: &Fleet, rel: &str, rotate_data_key: bool) -> Result<()> {
     let root = std::path::absolute(&fleet.root).map_err(|source| Error::Read { path: fleet.root.clone(), source })?;
     let utf8 = |p: PathBuf| {
         p.to_str().map(str::to_string).ok_or_else(|| Error::Usage(format!("`{}` is not valid UTF-8; sops needs a UTF-8 path", p.display())))
@@ -129,7 +129,7 @@ pub fn run_external(fleet: &Fleet, rel: &str, rotate_data_key: bool) -> Result<(
 /// What happened to one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Status {
+pub(crate) enum Status {
     Rekeyed,
     /// A dry run found that the file would be re-keyed.
     WouldRekey,
@@ -138,7 +138,7 @@ pub enum Status {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct FileOutcome {
+pub(crate) struct FileOutcome {
     pub file: String,
     pub status: Status,
     /// `native` or `sops`.
@@ -153,7 +153,7 @@ pub struct FileOutcome {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct Options {
+pub(crate) struct Options {
     pub rotate_data_key: bool,
     /// Workers; at least 1.
     pub jobs: usize,
@@ -165,7 +165,7 @@ pub struct Options {
 /// Re-keys each file (relative to the fleet) to the rule `config` gives it, `opts.jobs` at a
 /// time. A file that fails is reported and the others go on. The caller holds the fleet lock.
 #[must_use]
-pub fn rekey_files(fleet: &Fleet, config: &SopsConfig, files: &[String], ids: &[Identity], opts: &Options) -> Vec<FileOutcome> {
+pub(crate) fn rekey_files(fleet: &Fleet, config: &SopsConfig, files: &[String], ids: &[Identity], opts: &Options) -> Vec<FileOutcome> {
     let bar = Progress::new(files.len(), opts.progress);
     let outcomes = parallel(files, opts.jobs, |rel| {
         let outcome = rekey_one(fleet, config, rel, ids, opts);
@@ -224,13 +224,13 @@ fn rekey_inner(fleet: &Fleet, config: &SopsConfig, rel: &str, ids: &[Identity], 
 ///
 /// # Errors
 /// [`Error::Write`].
-pub fn write_keeping_mode(path: &Path, text: &str) -> Result<()> {
-    let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o644);
+pub(crate) fn write_keeping_mode(path: &Path, text: &str) -> Result<()> {
+    let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o777);
     atomic::write(path, text.as_bytes(), mode)
 }
 
 /// Runs `f` over `items` on at most `jobs` threads; results in the order of `items`.
-pub fn parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub(crate) fn parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let next = AtomicUsize::new(0);
     let results: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
     let workers = jobs.clamp(1, items.len().max(1));
@@ -253,7 +253,7 @@ pub fn parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R 
 
 /// The default number of workers: the cores this process may use.
 #[must_use]
-pub fn default_jobs() -> usize {
+pub(crate) fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
@@ -296,7 +296,7 @@ impl Progress {
 ///
 /// # Errors
 /// A directory that cannot be read.
-pub fn discover(fleet: &Fleet) -> Result<Vec<String>> {
+pub(crate) fn discover(fleet: &Fleet) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut stack = vec![fleet.root.clone()];
     while let Some(dir) = stack.pop() {
@@ -334,7 +334,7 @@ fn is_sops_yaml(path: &Path) -> bool {
 ///
 /// # Errors
 /// [`Error::Usage`] for a path that does not exist or lies outside the fleet.
-pub fn resolve(fleet: &Fleet, files: &[PathBuf]) -> Result<Vec<String>> {
+pub(crate) fn resolve(fleet: &Fleet, files: &[PathBuf]) -> Result<Vec<String>> {
     let root = std::fs::canonicalize(&fleet.root).map_err(|source| Error::Read { path: fleet.root.clone(), source })?;
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
@@ -360,7 +360,7 @@ pub fn resolve(fleet: &Fleet, files: &[PathBuf]) -> Result<Vec<String>> {
 
 /// The fleet files whose key groups hold `recipient` (those it can open), relative paths.
 #[must_use]
-pub fn openable_by(fleet: &Fleet, files: &[String], recipient: &str) -> Vec<String> {
+pub(crate) fn openable_by(fleet: &Fleet, files: &[String], recipient: &str) -> Vec<String> {
     files
         .iter()
         .filter(|rel| {
@@ -375,7 +375,7 @@ pub fn openable_by(fleet: &Fleet, files: &[String], recipient: &str) -> Vec<Stri
 
 /// Whether two sets of key groups hold the same recipients (order does not matter).
 #[must_use]
-pub fn same_groups(a: &[Vec<String>], b: &[Vec<String>]) -> bool {
+pub(crate) fn same_groups(a: &[Vec<String>], b: &[Vec<String>]) -> bool {
     let norm =
         |g: &[Vec<String>]| -> Vec<BTreeSet<String>> { g.iter().map(|v| v.iter().map(|r| r.trim().to_string()).collect()).collect() };
     norm(a) == norm(b)

@@ -19,7 +19,7 @@ use crate::ssh_keys::Keypair;
 ///
 /// # Errors
 /// [`Error::Write`] with the path.
-pub fn write_seed_dir(dir: &Path, seed: &Seed) -> Result<Vec<PathBuf>> {
+pub(crate) fn write_seed_dir(dir: &Path, seed: &Seed) -> Result<Vec<PathBuf>> {
     atomic::secret_dir(dir)?;
     let mut files = vec![(dir.join("user-data"), seed.user_data.as_bytes()), (dir.join("meta-data"), seed.meta_data.as_bytes())];
     if let Some(n) = &seed.network_config {
@@ -39,7 +39,7 @@ pub fn write_seed_dir(dir: &Path, seed: &Seed) -> Result<Vec<PathBuf>> {
 ///
 /// # Errors
 /// [`Error::Program`] when xorriso is missing or fails, [`Error::Write`] otherwise.
-pub fn write_iso(iso: &Path, seed_dir: &Path) -> Result<()> {
+pub(crate) fn write_iso(iso: &Path, seed_dir: &Path) -> Result<()> {
     let parent = iso.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let err = |source| Error::Write { path: iso.to_path_buf(), source };
     // Absolute paths: xorriso's genisoimage mode has no `--`, so no argument may start with '-'.
@@ -70,7 +70,7 @@ pub fn write_iso(iso: &Path, seed_dir: &Path) -> Result<()> {
 ///
 /// # Errors
 /// [`Error::Write`] with the path.
-pub fn write_extra_files(out: &Path, persist: &str, key: &Keypair) -> Result<Vec<PathBuf>> {
+pub(crate) fn write_extra_files(out: &Path, persist: &str, key: &Keypair) -> Result<Vec<PathBuf>> {
     atomic::secret_dir(out)?;
     let prefix = persist.trim_matches('/');
     let ssh_dir = if prefix.is_empty() { out.join("etc/ssh") } else { out.join(prefix).join("etc/ssh") };
@@ -86,7 +86,7 @@ pub fn write_extra_files(out: &Path, persist: &str, key: &Keypair) -> Result<Vec
 ///
 /// # Errors
 /// [`Error::Usage`].
-pub fn check_persist(persist: &str) -> Result<()> {
+pub(crate) fn check_persist(persist: &str) -> Result<()> {
     if persist.is_empty() || (persist.starts_with('/') && !persist.split('/').any(|c| c == "..")) {
         Ok(())
     } else {
@@ -98,7 +98,7 @@ pub fn check_persist(persist: &str) -> Result<()> {
 ///
 /// # Errors
 /// An unknown host or one without a private key, a bad seed, or a failed write.
-pub fn emit(
+pub(crate) fn emit(
     fleet: &Fleet,
     host: &HostName,
     out: &Path,

@@ -12,7 +12,7 @@ use crate::fleet::Fleet;
 use crate::ssh_keys;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The host's name in the fleet.
     #[arg(value_name = "HOST")]
     pub host: String,
@@ -29,7 +29,7 @@ pub struct Args {
 
 /// # Errors
 /// An invalid name or key, or a provisioning failure.
-pub fn run(args: Args, ctx: &Context) -> Result<()> {
+pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     let host = host_names(std::slice::from_ref(&args.host))?.remove(0);
     let text = if args.pubkey.as_os_str() == "-" {
         let mut s = String::new();

@@ -9,7 +9,7 @@ use crate::fleet::Fleet;
 
 /// The options that shape a seed, shared by `cloud-init` and `vm-fresh --cloud-init`.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct SeedOptions {
+pub(crate) struct SeedOptions {
     /// Admin user to create (default: `cloud_init.user`).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
@@ -36,7 +36,7 @@ impl SeedOptions {
     ///
     /// # Errors
     /// A bad user name, an unreadable or malformed key, a bad address or network file.
-    pub fn resolve(&self, fleet: &Fleet) -> Result<SeedInputs> {
+    pub(crate) fn resolve(&self, fleet: &Fleet) -> Result<SeedInputs> {
         let cfg = &fleet.config.cloud_init;
         let user = self.user.clone().unwrap_or_else(|| cfg.user.clone());
         if user.is_empty() || !user.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || user.starts_with('-') {

@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::sync::audit::{self, Outcome};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Only operations on this host.
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
@@ -19,7 +19,7 @@ pub struct Args {
 
 /// # Errors
 /// An invalid host name, or a log that exists but cannot be read.
-pub fn run(args: Args, ctx: &Context) -> Result<()> {
+pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     let host = match &args.host {
         Some(h) => Some(host_names(std::slice::from_ref(h))?.remove(0)),
         None => None,

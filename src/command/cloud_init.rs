@@ -10,7 +10,7 @@ use crate::fleet::Fleet;
 use crate::seed;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[arg(value_name = "HOST")]
     pub host: String,
     /// Directory for user-data, meta-data and network-config (created 0700).
@@ -25,7 +25,7 @@ pub struct Args {
 
 /// # Errors
 /// Invalid input, an unknown host, or a failed write.
-pub fn run(args: Args, ctx: &Context) -> Result<()> {
+pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     let host = host_names(std::slice::from_ref(&args.host))?.remove(0);
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let mut ids = Identities::for_fleet(&fleet);

@@ -7,14 +7,14 @@ use crate::command::Context;
 use crate::error::{Error, Result};
 
 #[derive(Debug, clap::Args)]
-pub struct CompletionsArgs {
+pub(crate) struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ManArgs {
+pub(crate) struct ManArgs {
     /// Write one page per command into DIR (hostsmith.1, hostsmith-vm-fresh.1, …) instead of
     /// printing the main page.
     #[arg(long, value_name = "DIR")]
@@ -26,14 +26,14 @@ pub struct ManArgs {
 ///
 /// # Errors
 /// Never, in practice: writing to stdout.
-pub fn completions(args: CompletionsArgs, mut cmd: clap::Command, _ctx: &Context) -> Result<()> {
+pub(crate) fn completions(args: CompletionsArgs, mut cmd: clap::Command, _ctx: &Context) -> Result<()> {
     clap_complete::generate(args.shell, &mut cmd, "hostsmith", &mut std::io::stdout());
     Ok(())
 }
 
 /// # Errors
 /// When a page cannot be written.
-pub fn man(args: ManArgs, cmd: clap::Command, ctx: &Context) -> Result<()> {
+pub(crate) fn man(args: ManArgs, cmd: clap::Command, ctx: &Context) -> Result<()> {
     match args.out {
         None => {
             clap_mangen::Man::new(cmd).render(&mut std::io::stdout()).map_err(|source| Error::Write { path: "<stdout>".into(), source })

@@ -10,7 +10,7 @@ use crate::config::{Config, FILE_NAME};
 use crate::error::{Error, Result};
 
 #[derive(Debug, clap::Subcommand)]
-pub enum ConfigCommand {
+pub(crate) enum ConfigCommand {
     /// Print a setting's value (the default when the file does not set it).
     Get {
         #[arg(value_name = "KEY")]
@@ -63,7 +63,7 @@ fn lookup(key: &str) -> Result<(&'static str, &'static str, Kind)> {
 
 /// # Errors
 /// An unknown key or bad value (exit 2, nothing written); an unreadable or unwritable file.
-pub fn run(cmd: ConfigCommand, ctx: &Context) -> Result<()> {
+pub(crate) fn run(cmd: ConfigCommand, ctx: &Context) -> Result<()> {
     match cmd {
         ConfigCommand::Get { key } => get(&key, ctx),
         ConfigCommand::Set { key, values } => set(&key, &values, ctx),

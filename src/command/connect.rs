@@ -20,7 +20,7 @@ use crate::sync::ssh::{self, SshTarget, Trouble};
 use crate::sync::{self, Method, audit};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[arg(value_name = "HOST")]
     pub host: String,
     /// Where to reach it (default: its first recorded address, else its name).
@@ -58,7 +58,8 @@ pub struct Args {
 /// # Errors
 /// Bad input (exit 2); a host serving another key (exit 3); ssh that cannot be started.
 /// On success this function does not return: ssh replaces the process.
-pub fn run(args: Args, ctx: &Context) -> Result<()> {
+#[allow(clippy::too_many_lines, reason = "one sequence (sync, check the key, exec) told in order; the steps are shared helpers already")]
+pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     let started = Instant::now();
     let host = host_names(std::slice::from_ref(&args.host))?.remove(0);
     let fleet = Fleet::open(&ctx.fleet_dir)?;
@@ -141,7 +142,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let known_hosts = ssh::known_hosts_file(&record)?;
     let target =
         SshTarget { alias: host.clone(), address: address.clone(), user: user.clone(), identity: args.identity.clone(), known_hosts };
-    let session = ssh::pinned_login(&target, SshCommand::new()).program(&address.host, args.ssh_args.iter().cloned());
+    let session = ssh::pinned_login(&target, SshCommand::new()).session(&address.host, args.ssh_args.iter().cloned());
     if args.dry_run {
         ctx.out.json(&serde_json::json!({ "host": host.as_str(), "argv": session.argv() }));
         ctx.out.line(format!("Would run: {}", session.display()));

@@ -19,10 +19,10 @@ use crate::sops;
 use crate::sops::file::{EncryptionOptions, Map, Value};
 
 /// The hosts the demo provisions.
-pub const DEMO_HOSTS: [&str; 3] = ["web01", "db01", "mqtt-01"];
+pub(crate) const DEMO_HOSTS: [&str; 3] = ["web01", "db01", "mqtt-01"];
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Where to build the demo fleet (must not exist or be empty); default: a new
     /// directory under the system's temp directory.
     #[arg(value_name = "DIR")]
@@ -39,7 +39,8 @@ struct DemoReport {
 
 /// # Errors
 /// When DIR is not empty or a step fails.
-pub fn run(args: Args, ctx: &Context) -> Result<()> {
+#[allow(clippy::too_many_lines, reason = "a walkthrough that prints as it goes; splitting it would scatter the story it tells")]
+pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     let dir = match args.dir {
         Some(d) => {
             if d.exists() && std::fs::read_dir(&d).map_err(|source| Error::Read { path: d.clone(), source })?.next().is_some() {
@@ -71,9 +72,9 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let mut shared = Map::new();
     shared
         .set_path(&["wifi_psk"], Value::Str("demo-only-not-a-secret".into()))
-        .map_err(|e| Error::SopsFile { path: dir.join("sops/shared.yaml"), message: e.to_string() })?;
+        .map_err(|e| Error::SopsEngine { path: dir.join("sops/shared.yaml"), source: e })?;
     let shared_text = sops::file::encrypt_new(&shared, &[vec![admin.to_public().to_string()]], &EncryptionOptions::default())
-        .map_err(|e| Error::SopsFile { path: dir.join("sops/shared.yaml"), message: e.to_string() })?;
+        .map_err(|e| Error::SopsEngine { path: dir.join("sops/shared.yaml"), source: e })?;
     atomic::create_dir(&dir.join("sops"), 0o755)?;
     atomic::write(&dir.join("sops/shared.yaml"), shared_text.as_bytes(), 0o644)?;
 

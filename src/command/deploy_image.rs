@@ -17,7 +17,7 @@ use crate::proxmox::plan::{Deployment, IpConfig, Seeding};
 use crate::proxmox::{Node, Ssh, StorageName, Target, VmId};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The new VM's id (100 to 999999999); it must be free.
     #[arg(long, value_name = "N")]
     pub vm_id: u64,
@@ -83,7 +83,7 @@ pub struct Args {
 /// # Errors
 /// Invalid input (exit 2) before anything changes; a failure on the node afterwards, with
 /// what it left there; a key mismatch (exit 3).
-pub fn run(args: Args, ctx: &Context) -> Result<()> {
+pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     let host = host_names(std::slice::from_ref(&args.name))?.remove(0);
     let vm_id = VmId::new(args.vm_id)?;
     let fleet = Fleet::open(&ctx.fleet_dir)?;
@@ -102,6 +102,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
 }
 
 /// Validates the options against `[proxmox]` defaults.
+#[allow(clippy::too_many_lines, reason = "maps every option onto the deployment in one place, so none is forgotten")]
 fn resolve(args: &Args, fleet: &Fleet, host: crate::host_name::HostName, vm_id: VmId) -> Result<(Deployment, Target)> {
     let cfg = &fleet.config.proxmox;
     let pve = args.pve.clone().or_else(|| cfg.pve.clone()).ok_or_else(|| {

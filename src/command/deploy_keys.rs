@@ -19,12 +19,12 @@ use crate::process::Program;
 use crate::record::HostRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Forge {
+pub(crate) enum Forge {
     Github,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[arg(value_name = "HOST")]
     pub host: String,
     /// Register the key on this forge through its CLI (`gh` for GitHub), read-only.
@@ -58,7 +58,7 @@ struct KeyView {
 /// # Errors
 /// Unknown host or deploy key, an invalid repository, `gh` missing, unauthenticated or
 /// failing, or a failed write.
-pub fn run(args: &Args, ctx: &Context) -> Result<()> {
+pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
     let host = host_names(std::slice::from_ref(&args.host))?.remove(0);
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let record = fleet.record(&host)?.ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;

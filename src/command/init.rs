@@ -12,14 +12,14 @@ use crate::error::{Error, Result};
 use crate::sops::rules::SopsConfig;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
-pub struct InitReport {
+pub(crate) struct InitReport {
     pub fleet: PathBuf,
     pub admin_recipient: String,
     /// The identity file created, when one was.
@@ -30,7 +30,7 @@ pub struct InitReport {
 
 /// # Errors
 /// When a file cannot be written or an existing one is invalid.
-pub fn run(args: Args, ctx: &Context) -> Result<()> {
+pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     let ids = admin_identity::load_all()?;
     let (recipient, identity_created) = match ids.first() {
         Some(id) => (id.to_public().to_string(), None),
@@ -67,7 +67,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
 ///
 /// # Errors
 /// When a file cannot be written or an existing one is invalid.
-pub fn init_fleet(dir: &Path, recipient: &str, dry_run: bool) -> Result<InitReport> {
+pub(crate) fn init_fleet(dir: &Path, recipient: &str, dry_run: bool) -> Result<InitReport> {
     let mut report = InitReport { fleet: dir.to_path_buf(), admin_recipient: recipient.to_string(), dry_run, ..Default::default() };
     if !dry_run {
         atomic::create_dir(dir, 0o755)?;
@@ -77,7 +77,7 @@ pub fn init_fleet(dir: &Path, recipient: &str, dry_run: bool) -> Result<InitRepo
     let sops_path = dir.join(crate::fleet::SOPS_CONFIG);
     let admin = if sops_path.exists() {
         let text = std::fs::read_to_string(&sops_path).map_err(|source| Error::Read { path: sops_path.clone(), source })?;
-        let cfg = SopsConfig::parse(&text).map_err(|e| Error::SopsConfig { path: sops_path.clone(), message: e.to_string() })?;
+        let cfg = SopsConfig::parse(&text).map_err(|e| Error::SopsRules { path: sops_path.clone(), source: e })?;
         cfg.anchors().into_iter().find(|a| a.value.as_deref() == Some(recipient)).map_or_else(|| recipient.to_string(), |a| a.name)
     } else {
         report.created.push(crate::fleet::SOPS_CONFIG.into());

@@ -9,7 +9,7 @@ use crate::fleet::Fleet;
 use crate::known_hosts;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Write to this file instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -17,7 +17,7 @@ pub struct Args {
 
 /// # Errors
 /// When a record cannot be read or the file cannot be written.
-pub fn run(args: Args, ctx: &Context) -> Result<()> {
+pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let records = fleet.records()?;
     let text = known_hosts::lines(&records);

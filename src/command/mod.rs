@@ -6,29 +6,29 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use crate::output::Output;
 
-pub mod adopt;
-pub mod args;
-pub mod audit;
-pub mod cloud_init;
-pub mod completions;
-pub mod config;
-pub mod connect;
-pub mod demo;
-pub mod deploy_image;
-pub mod deploy_keys;
-pub mod extra_files;
-pub mod init;
-pub mod keys;
-pub mod known_hosts;
-pub mod sops;
-pub mod sops_rekey;
-pub mod ssh_config;
-pub mod sync;
-pub mod verify;
-pub mod vm_fresh;
+pub(crate) mod adopt;
+pub(crate) mod args;
+pub(crate) mod audit;
+pub(crate) mod cloud_init;
+pub(crate) mod completions;
+pub(crate) mod config;
+pub(crate) mod connect;
+pub(crate) mod demo;
+pub(crate) mod deploy_image;
+pub(crate) mod deploy_keys;
+pub(crate) mod extra_files;
+pub(crate) mod init;
+pub(crate) mod keys;
+pub(crate) mod known_hosts;
+pub(crate) mod sops;
+pub(crate) mod sops_rekey;
+pub(crate) mod ssh_config;
+pub(crate) mod sync;
+pub(crate) mod verify;
+pub(crate) mod vm_fresh;
 
 /// Shared state every command gets.
-pub struct Context {
+pub(crate) struct Context {
     pub fleet_dir: PathBuf,
     pub out: Output,
 }
@@ -37,7 +37,7 @@ pub struct Context {
 ///
 /// # Errors
 /// The first invalid name.
-pub fn host_names(names: &[String]) -> Result<Vec<crate::host_name::HostName>> {
+pub(crate) fn host_names(names: &[String]) -> Result<Vec<crate::host_name::HostName>> {
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
     for n in names {

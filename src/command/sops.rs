@@ -8,7 +8,7 @@ use crate::host_name::HostName;
 use crate::sops::rules::SopsConfig;
 
 #[derive(Debug, clap::Subcommand)]
-pub enum SopsCommand {
+pub(crate) enum SopsCommand {
     /// Validate the creation rules against the host records and files.
     Check,
     /// Re-wrap data keys after .sops.yaml changed, in parallel (`sops updatekeys` for the fleet).
@@ -23,7 +23,7 @@ struct CheckReport {
 
 /// # Errors
 /// [`Error::Problems`] when the check finds any.
-pub fn run(cmd: SopsCommand, ctx: &Context) -> Result<()> {
+pub(crate) fn run(cmd: SopsCommand, ctx: &Context) -> Result<()> {
     match cmd {
         SopsCommand::Check => check(ctx),
         SopsCommand::Rekey(args) => super::sops_rekey::run(&args, ctx),
@@ -34,7 +34,7 @@ fn check(ctx: &Context) -> Result<()> {
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let path = fleet.sops_config_path();
     let text = fleet.read_sops_config()?;
-    let config = SopsConfig::parse(&text).map_err(|e| Error::SopsConfig { path: path.clone(), message: e.to_string() })?;
+    let config = SopsConfig::parse(&text).map_err(|e| Error::SopsRules { path: path.clone(), source: e })?;
     let admins = fleet.config.admins(&fleet.root)?.to_vec();
     let policy = enroll::policy(&fleet, admins);
     let records = fleet.records()?;
@@ -49,7 +49,7 @@ fn check(ctx: &Context) -> Result<()> {
         match config.host_recipient(&r.name) {
             None => problems.push(format!("host `{}`: no anchor `&{}` in .sops.yaml; run `hostsmith vm-fresh {}`", r.name, r.name, r.name)),
             Some(v) if v != r.age_recipient => {
-                problems.push(format!("host `{}`: .sops.yaml holds {v} but the record says {}", r.name, r.age_recipient))
+                problems.push(format!("host `{}`: .sops.yaml holds {v} but the record says {}", r.name, r.age_recipient));
             }
             Some(_) => {}
         }

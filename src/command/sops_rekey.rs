@@ -16,7 +16,7 @@ use crate::rekey::{self, FileOutcome, Status};
 use crate::sops::rules::SopsConfig;
 
 #[derive(Debug, clap::Args)]
-pub struct RekeyArgs {
+pub(crate) struct RekeyArgs {
     /// SOPS files to re-key (default: every SOPS YAML file of the fleet).
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
@@ -44,7 +44,7 @@ struct Report<'a> {
 
 /// # Errors
 /// Invalid arguments (before anything runs), or [`Error::Problems`] when any file failed.
-pub fn run(args: &RekeyArgs, ctx: &Context) -> Result<()> {
+pub(crate) fn run(args: &RekeyArgs, ctx: &Context) -> Result<()> {
     if args.jobs == Some(0) {
         return Err(Error::Usage("-j must be at least 1".into()));
     }
@@ -52,7 +52,7 @@ pub fn run(args: &RekeyArgs, ctx: &Context) -> Result<()> {
     let files = if args.files.is_empty() { rekey::discover(&fleet)? } else { rekey::resolve(&fleet, &args.files)? };
     let _lock = fleet.lock()?;
     let text = fleet.read_sops_config()?;
-    let config = SopsConfig::parse(&text).map_err(|e| Error::SopsConfig { path: fleet.sops_config_path(), message: e.to_string() })?;
+    let config = SopsConfig::parse(&text).map_err(|e| Error::SopsRules { path: fleet.sops_config_path(), source: e })?;
     let ids = match &fleet.admin_identities {
         Some(ids) => ids.clone(),
         None => crate::admin_identity::load_all()?,
@@ -87,7 +87,7 @@ pub fn run(args: &RekeyArgs, ctx: &Context) -> Result<()> {
 
 /// One line per file, as every command that re-keys prints it.
 #[must_use]
-pub fn outcome_line(o: &FileOutcome) -> String {
+pub(crate) fn outcome_line(o: &FileOutcome) -> String {
     let mut detail: Vec<String> = o.added.iter().map(|r| format!("+{r}")).chain(o.removed.iter().map(|r| format!("-{r}"))).collect();
     if o.data_key_rotated {
         detail.push("new data key".into());

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[arg(value_name = "HOST")]
     pub host: String,
     /// Where the deploy keys are on the host.
@@ -28,7 +28,7 @@ struct Block {
 
 /// # Errors
 /// Unknown host, or a key directory that cannot be written into ssh_config safely.
-pub fn run(args: &Args, ctx: &Context) -> Result<()> {
+pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
     let host = host_names(std::slice::from_ref(&args.host))?.remove(0);
     let dir = args.key_dir.trim_end_matches('/');
     if !dir.starts_with('/') && !dir.starts_with("~/") || dir.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '#') {

@@ -12,7 +12,7 @@ use crate::sync::progress::{Progress, Stream};
 use crate::sync::{self, Method, audit};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[arg(value_name = "HOST")]
     pub host: String,
     /// Where to reach it (default: its first recorded address, else its name).
@@ -45,7 +45,7 @@ pub struct Args {
 /// # Errors
 /// Bad input (exit 2) before any connection; [`Error::Mismatch`] (exit 3) when the host
 /// serves another key; other failures (exit 1). Every outcome is in the audit log.
-pub fn run(args: Args, ctx: &Context) -> Result<()> {
+pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     let started = Instant::now();
     let host = host_names(std::slice::from_ref(&args.host))?.remove(0);
     let opts = Options {

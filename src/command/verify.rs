@@ -9,7 +9,7 @@ use crate::fleet::Fleet;
 use crate::keyscan;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[arg(value_name = "HOST")]
     pub host: String,
     /// Where to reach it: HOST, HOST:PORT or [IPv6]:PORT.
@@ -22,7 +22,7 @@ pub struct Args {
 
 /// # Errors
 /// [`Error::Mismatch`] (exit 3) when the key differs; other errors when it cannot be asked.
-pub fn run(args: Args, ctx: &Context) -> Result<()> {
+pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     let host = host_names(std::slice::from_ref(&args.host))?.remove(0);
     let addr = Address::parse(&args.address)?;
     let fleet = Fleet::open(&ctx.fleet_dir)?;

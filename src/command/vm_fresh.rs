@@ -15,7 +15,7 @@ use crate::seed;
 use crate::seed::emit;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Hosts to give an identity (RFC 1123 names).
     #[arg(required = true, value_name = "HOST")]
     pub hosts: Vec<String>,
@@ -37,7 +37,7 @@ pub struct Args {
 
 /// # Errors
 /// Invalid names, a fleet that cannot be changed safely, or a failed write.
-pub fn run(args: Args, ctx: &Context) -> Result<()> {
+pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     let hosts = host_names(&args.hosts)?;
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     seed::check_persist(&fleet.config.host.persist)?;
@@ -82,7 +82,7 @@ fn emit_first_boot(
 }
 
 /// Prints a provisioning report the same way for every command that provisions.
-pub fn print_report(report: &Report, ctx: &Context) {
+pub(crate) fn print_report(report: &Report, ctx: &Context) {
     let out = &ctx.out;
     out.json(report);
     for h in &report.hosts {

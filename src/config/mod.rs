@@ -10,10 +10,10 @@ use crate::error::{Error, Result};
 mod proxmox;
 mod sync;
 
-pub use proxmox::ProxmoxSection;
-pub use sync::{MAX_TIMEOUT, SyncMethod, SyncSection};
+pub(crate) use proxmox::ProxmoxSection;
+pub(crate) use sync::{MAX_TIMEOUT, SyncMethod, SyncSection};
 
-pub const FILE_NAME: &str = "hostsmith.toml";
+pub(crate) const FILE_NAME: &str = "hostsmith.toml";
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]

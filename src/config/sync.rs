@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The longest timeout accepted, in seconds.
-pub const MAX_TIMEOUT: u64 = 3600;
+pub(crate) const MAX_TIMEOUT: u64 = 3600;
 
 /// How keys reach the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]

@@ -24,7 +24,7 @@ use crate::sops::rules::{EditPolicy, SopsConfig};
 use crate::ssh_keys::Keypair;
 
 /// Where a host's key comes from.
-pub enum KeySource {
+pub(crate) enum KeySource {
     /// Generate one (or reuse the one already stored for the host).
     Generate,
     /// An existing machine: only its public key is known.
@@ -33,13 +33,13 @@ pub enum KeySource {
     Private(Box<Keypair>),
 }
 
-pub struct Request {
+pub(crate) struct Request {
     pub host: HostName,
     pub source: KeySource,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
+pub(crate) struct Options {
     /// Replace existing keys.
     pub rotate: bool,
     /// Plan only; write nothing.
@@ -49,7 +49,7 @@ pub struct Options {
 /// What happened to one host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Action {
+pub(crate) enum Action {
     Created,
     Adopted,
     Imported,
@@ -62,7 +62,7 @@ pub enum Action {
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct HostOutcome {
+pub(crate) struct HostOutcome {
     pub name: String,
     pub action: Action,
     pub fingerprint: String,
@@ -74,7 +74,7 @@ pub struct HostOutcome {
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub hosts: Vec<HostOutcome>,
     /// `.sops.yaml` changes, in words.
     pub sops_config_changes: Vec<String>,
@@ -87,7 +87,7 @@ pub struct Report {
 ///
 /// # Errors
 /// Anything that stops the run; nothing has been written when planning fails.
-pub fn run(fleet: &Fleet, requests: Vec<Request>, opts: Options) -> Result<Report> {
+pub(crate) fn run(fleet: &Fleet, requests: Vec<Request>, opts: Options) -> Result<Report> {
     run_with_progress(fleet, requests, opts, &indicatif::ProgressBar::hidden())
 }
 
@@ -96,7 +96,7 @@ pub fn run(fleet: &Fleet, requests: Vec<Request>, opts: Options) -> Result<Repor
 ///
 /// # Errors
 /// See [`run`].
-pub fn run_with_progress(fleet: &Fleet, requests: Vec<Request>, opts: Options, bar: &indicatif::ProgressBar) -> Result<Report> {
+pub(crate) fn run_with_progress(fleet: &Fleet, requests: Vec<Request>, opts: Options, bar: &indicatif::ProgressBar) -> Result<Report> {
     let mut lock = fleet.lock()?;
     let config_text = fleet.read_sops_config()?;
     let config = parse_config(fleet, &config_text)?;
@@ -121,12 +121,12 @@ pub fn run_with_progress(fleet: &Fleet, requests: Vec<Request>, opts: Options, b
 
 /// Parses `.sops.yaml` text, errors naming the fleet's file.
 fn parse_config(fleet: &Fleet, text: &str) -> Result<SopsConfig> {
-    SopsConfig::parse(text).map_err(|e| Error::SopsConfig { path: fleet.sops_config_path(), message: e.to_string() })
+    SopsConfig::parse(text).map_err(|e| Error::SopsRules { path: fleet.sops_config_path(), source: e })
 }
 
 /// The `.sops.yaml` edit policy from the fleet configuration.
 #[must_use]
-pub fn policy(fleet: &Fleet, admins: Vec<String>) -> EditPolicy {
+pub(crate) fn policy(fleet: &Fleet, admins: Vec<String>) -> EditPolicy {
     let s = &fleet.config.sops;
     EditPolicy {
         host_dir: s.host_dir.trim_end_matches('/').to_string(),

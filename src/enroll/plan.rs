@@ -254,7 +254,7 @@ pub(super) fn edit_sops_config(
     planned: &[Planned],
     policy: &EditPolicy,
 ) -> Result<(String, Vec<String>)> {
-    let err = |e: SopsConfigError| Error::SopsConfig { path: fleet.sops_config_path(), message: e.to_string() };
+    let err = |e: SopsConfigError| Error::SopsRules { path: fleet.sops_config_path(), source: e };
     let mut edited = text.to_owned();
     let mut changes = Vec::new();
     for p in planned.iter().filter(|p| p.outcome.action == Action::Rotated) {
@@ -308,7 +308,7 @@ fn checked_groups(fleet: &Fleet, outcome: &HostOutcome, groups: Option<Groups>) 
 }
 
 fn encrypt(fleet: &Fleet, rel: &str, doc: HostDocument, groups: Groups) -> Result<String> {
-    let err = |e: SopsFileError| Error::SopsFile { path: fleet.root.join(rel), message: e.to_string() };
+    let err = |e: SopsFileError| Error::SopsEngine { path: fleet.root.join(rel), source: e };
     match doc {
         HostDocument::New(map) => crate::sops::file::encrypt_new(&map, &groups, &EncryptionOptions::default()).map_err(err),
         HostDocument::Existing { mut decrypted, rotate_data_key } => {
@@ -332,7 +332,7 @@ pub(super) fn shared_files(fleet: &Fleet, config: &SopsConfig, rotate: bool, ids
         }
         let Some(groups) = config.recipients_for(rel) else { continue };
         let text = std::fs::read_to_string(&abs).map_err(|source| Error::Read { path: abs.clone(), source })?;
-        let err = |e: SopsFileError| Error::SopsFile { path: abs.clone(), message: e.to_string() };
+        let err = |e: SopsFileError| Error::SopsEngine { path: abs.clone(), source: e };
         let file = EncryptedFile::parse(&text).map_err(err)?;
         if !rotate && same_groups(&file.age_recipients(), &groups) {
             continue;

@@ -33,14 +33,14 @@ const CLONE: Duration = Duration::from_secs(3600);
 
 /// What the read-only checks found.
 #[derive(Debug, Clone)]
-pub struct Checked {
+pub(crate) struct Checked {
     pub node_name: String,
     pub seed_path: RemotePath,
 }
 
 /// The result of a deployment.
 #[derive(Debug)]
-pub struct Deployed {
+pub(crate) struct Deployed {
     pub node_name: String,
     pub identity: Report,
     /// `None` with `--no-start`.
@@ -56,7 +56,7 @@ pub struct Deployed {
 /// # Errors
 /// [`Error::Usage`] for a wrong node, a taken id, a missing or unfit template, a storage
 /// without the directory for the seed; [`Error::Program`] when a check cannot run.
-pub fn check(node: &Node, d: &Deployment, node_name: &str) -> Result<Checked> {
+pub(crate) fn check(node: &Node, d: &Deployment, node_name: &str) -> Result<Checked> {
     if let Some(expected) = &d.node_name
         && expected != node_name
     {
@@ -107,7 +107,7 @@ pub fn check(node: &Node, d: &Deployment, node_name: &str) -> Result<Checked> {
 /// # Errors
 /// Any failed check (nothing changed), or a failure after a change, as
 /// [`Error::LeftOnNode`].
-pub fn deploy(fleet: &Fleet, d: &Deployment, node: &Node, inputs: &SeedInputs, out: &Output) -> Result<Deployed> {
+pub(crate) fn deploy(fleet: &Fleet, d: &Deployment, node: &Node, inputs: &SeedInputs, out: &Output) -> Result<Deployed> {
     let node_name = node.probe(QUICK)?;
     let checked = check(node, d, &node_name)?;
     let identity = enroll::run(fleet, vec![Request { host: d.host.clone(), source: KeySource::Generate }], Options::default())?;
@@ -202,14 +202,7 @@ impl Run<'_> {
             removal.push(node::remove_argv(p));
         }
         let on = format!("node `{}` ({})", checked.node_name, self.node.describe());
-        let left = if !d.cleanup_on_failure {
-            let cmds: Vec<String> = removal.iter().map(|a| remote_command(a)).collect();
-            format!(
-                "left on {on}: {}.\nremove it there with: {}\n(or run deploy-image with --cleanup-on-failure)",
-                what.join(" and "),
-                cmds.join(" && ")
-            )
-        } else {
+        let left = if d.cleanup_on_failure {
             let mut failed = Vec::new();
             for argv in &removal {
                 self.announce(argv, None);
@@ -231,6 +224,13 @@ impl Run<'_> {
             } else {
                 format!("cleanup on {on} was incomplete; these failed:\n  {}\nof: {}", failed.join("\n  "), what.join(" and "))
             }
+        } else {
+            let cmds: Vec<String> = removal.iter().map(|a| remote_command(a)).collect();
+            format!(
+                "left on {on}: {}.\nremove it there with: {}\n(or run deploy-image with --cleanup-on-failure)",
+                what.join(" and "),
+                cmds.join(" && ")
+            )
         };
         Error::LeftOnNode { error: Box::new(error), left }
     }

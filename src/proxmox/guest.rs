@@ -26,7 +26,7 @@ struct IpAddress {
 /// link-local, not unspecified. `None` when the guest has none yet (DHCP still running) or
 /// the output is not the agent's JSON.
 #[must_use]
-pub fn first_ipv4(json: &str) -> Option<Ipv4Addr> {
+pub(crate) fn first_ipv4(json: &str) -> Option<Ipv4Addr> {
     let interfaces: Vec<Interface> = serde_json::from_str(json).ok()?;
     interfaces.iter().filter(|i| i.name != "lo").flat_map(|i| &i.ip_addresses).find_map(|a| {
         if a.ip_address_type != "ipv4" {

@@ -46,12 +46,12 @@ impl fmt::Display for VmId {
 
 /// A Proxmox storage id (`local`, `local-lvm`, `ceph.pool`): `[a-zA-Z][a-zA-Z0-9_.-]*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StorageName(String);
+pub(crate) struct StorageName(String);
 
 impl StorageName {
     /// # Errors
     /// [`Error::Usage`] naming the value.
-    pub fn parse(s: &str) -> Result<Self> {
+    pub(crate) fn parse(s: &str) -> Result<Self> {
         let valid = s.len() <= 64
             && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
             && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
@@ -66,7 +66,7 @@ impl StorageName {
     }
 
     #[must_use]
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }

@@ -18,7 +18,7 @@ use crate::process::{Finished, Program, shell_quote};
 use super::names::RemotePath;
 
 /// How long ssh may take to connect before the node counts as unreachable.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs one command on a node. [`Ssh`] is the real transport; tests or other front ends
 /// (a Proxmox API runner, say) may supply their own.
@@ -83,9 +83,9 @@ impl fmt::Display for Target {
             write!(f, "{u}@")?;
         }
         if self.host.contains(':') {
-            write!(f, "[{}]", self.host)?
+            write!(f, "[{}]", self.host)?;
         } else {
-            f.write_str(&self.host)?
+            f.write_str(&self.host)?;
         }
         if let Some(p) = self.port {
             write!(f, ":{p}")?;
@@ -156,7 +156,7 @@ impl Remote for Ssh {
 
 /// The words of `argv` quoted for the remote shell and joined, as ssh sends them.
 #[must_use]
-pub fn remote_command(argv: &[String]) -> String {
+pub(crate) fn remote_command(argv: &[String]) -> String {
     argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
 }
 
@@ -287,25 +287,25 @@ impl Node {
 
 /// The node's name: `hostname`.
 #[must_use]
-pub fn probe_argv() -> Vec<String> {
+pub(crate) fn probe_argv() -> Vec<String> {
     vec!["hostname".into()]
 }
 
 /// Whether a directory exists: `test -d DIR`.
 #[must_use]
-pub fn test_dir_argv(dir: &RemotePath) -> Vec<String> {
+pub(crate) fn test_dir_argv(dir: &RemotePath) -> Vec<String> {
     vec!["test".into(), "-d".into(), dir.as_str().to_string()]
 }
 
 /// Removes a file hostsmith uploaded: `rm -f -- PATH`.
 #[must_use]
-pub fn remove_argv(path: &RemotePath) -> Vec<String> {
+pub(crate) fn remove_argv(path: &RemotePath) -> Vec<String> {
     vec!["rm".into(), "-f".into(), "--".into(), path.as_str().to_string()]
 }
 
 /// The argv that installs a file from stdin with mode 0600.
 #[must_use]
-pub fn install_argv(path: &RemotePath) -> Vec<String> {
+pub(crate) fn install_argv(path: &RemotePath) -> Vec<String> {
     vec!["install".into(), "-m".into(), "0600".into(), "/dev/stdin".into(), path.as_str().to_string()]
 }
 
@@ -314,7 +314,7 @@ pub fn install_argv(path: &RemotePath) -> Vec<String> {
 /// # Errors
 /// [`Error::Usage`] when the subcommand is not a plain name or an argument holds control
 /// characters.
-pub fn qm_argv(args: &[&str]) -> Result<Vec<String>> {
+pub(crate) fn qm_argv(args: &[&str]) -> Result<Vec<String>> {
     let Some(sub) = args.first() else {
         return Err(Error::Usage("a qm command needs a subcommand".into()));
     };

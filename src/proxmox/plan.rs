@@ -13,7 +13,7 @@ use super::node;
 
 /// How the seed reaches the VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Seeding {
+pub(crate) enum Seeding {
     /// The user-data as a snippet, named with `--cicustom user=…`: Proxmox's own cloud-init
     /// drive carries it, with Proxmox's meta-data and the network from `--ipconfig0`.
     Snippet,
@@ -24,7 +24,7 @@ pub enum Seeding {
 
 /// The VM's network as `--ipconfig0` (snippets) or the seed's network-config (ISO) says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IpConfig {
+pub(crate) enum IpConfig {
     Dhcp,
     /// `cidr` is validated `ADDR/PREFIX`.
     Static {
@@ -37,7 +37,7 @@ pub enum IpConfig {
 impl IpConfig {
     /// The `--ipconfig0` value: `ip=dhcp`, `ip=CIDR,gw=IP` or `ip6=CIDR,gw6=IP`.
     #[must_use]
-    pub fn ipconfig0(&self) -> String {
+    pub(crate) fn ipconfig0(&self) -> String {
         match self {
             Self::Dhcp => "ip=dhcp".into(),
             Self::Static { cidr, address, gateway } => {
@@ -53,7 +53,7 @@ impl IpConfig {
 
 /// Everything `deploy-image` will do, validated before anything runs.
 #[derive(Debug, Clone)]
-pub struct Deployment {
+pub(crate) struct Deployment {
     pub host: HostName,
     pub vm_id: VmId,
     pub template: VmId,
@@ -75,7 +75,7 @@ pub struct Deployment {
 
 /// One command of the plan, as the dry run shows it.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Step {
+pub(crate) struct Step {
     pub argv: Vec<String>,
     /// A read-only check made before any change; a dry run makes it too.
     pub check: bool,
@@ -93,7 +93,7 @@ impl Step {
 
     /// The command as typed on the node.
     #[must_use]
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         let mut s = node::remote_command(&self.argv);
         if let Some(stdin) = &self.stdin {
             s.push_str(&format!("  < {stdin}"));
@@ -109,7 +109,7 @@ fn qm(args: &[&str]) -> Vec<String> {
 impl Deployment {
     /// The seed's file name on the node: `hostsmith-<host>-user.yaml` or `-seed.iso`.
     #[must_use]
-    pub fn seed_file(&self) -> String {
+    pub(crate) fn seed_file(&self) -> String {
         match self.seeding {
             Seeding::Snippet => format!("hostsmith-{}-user.yaml", self.host),
             Seeding::Iso => format!("hostsmith-{}-seed.iso", self.host),
@@ -118,7 +118,7 @@ impl Deployment {
 
     /// The seed as a Proxmox volume: `local:snippets/hostsmith-web01-user.yaml`.
     #[must_use]
-    pub fn seed_volume(&self) -> String {
+    pub(crate) fn seed_volume(&self) -> String {
         let content = match self.seeding {
             Seeding::Snippet => "snippets",
             Seeding::Iso => "iso",
@@ -129,7 +129,7 @@ impl Deployment {
     /// Where the seed lives on the node's disk when that is known without asking: the
     /// `local` storage's fixed directories. Other storages are asked with `pvesm path`.
     #[must_use]
-    pub fn known_seed_path(&self) -> Option<RemotePath> {
+    pub(crate) fn known_seed_path(&self) -> Option<RemotePath> {
         if self.seed_storage.as_str() != "local" {
             return None;
         }
@@ -141,23 +141,23 @@ impl Deployment {
     }
 
     #[must_use]
-    pub fn status_argv(&self) -> Vec<String> {
+    pub(crate) fn status_argv(&self) -> Vec<String> {
         qm(&["status", &self.vm_id.to_string()])
     }
 
     #[must_use]
-    pub fn config_argv(&self) -> Vec<String> {
+    pub(crate) fn config_argv(&self) -> Vec<String> {
         qm(&["config", &self.template.to_string()])
     }
 
     #[must_use]
-    pub fn pvesm_path_argv(&self) -> Vec<String> {
+    pub(crate) fn pvesm_path_argv(&self) -> Vec<String> {
         vec!["pvesm".into(), "path".into(), self.seed_volume()]
     }
 
     /// `qm clone TEMPLATE N --name HOST [--full] [--storage S]`.
     #[must_use]
-    pub fn clone_argv(&self) -> Vec<String> {
+    pub(crate) fn clone_argv(&self) -> Vec<String> {
         let (t, n) = (self.template.to_string(), self.vm_id.to_string());
         let mut argv = qm(&["clone", &t, &n, "--name", self.host.as_str()]);
         if self.full {
@@ -172,7 +172,7 @@ impl Deployment {
     /// `qm set N --cicustom user=… --ipconfig0 … --agent enabled=1 [--net0 …]`, or with an
     /// ISO `qm set N --ide2 STORAGE:iso/FILE,media=cdrom --agent enabled=1 [--net0 …]`.
     #[must_use]
-    pub fn set_argv(&self) -> Vec<String> {
+    pub(crate) fn set_argv(&self) -> Vec<String> {
         let mut argv = qm(&["set", &self.vm_id.to_string()]);
         match self.seeding {
             Seeding::Snippet => {
@@ -189,29 +189,29 @@ impl Deployment {
     }
 
     #[must_use]
-    pub fn start_argv(&self) -> Vec<String> {
+    pub(crate) fn start_argv(&self) -> Vec<String> {
         qm(&["start", &self.vm_id.to_string()])
     }
 
     #[must_use]
-    pub fn guest_argv(&self) -> Vec<String> {
+    pub(crate) fn guest_argv(&self) -> Vec<String> {
         qm(&["guest", "cmd", &self.vm_id.to_string(), "network-get-interfaces"])
     }
 
     #[must_use]
-    pub fn stop_argv(&self) -> Vec<String> {
+    pub(crate) fn stop_argv(&self) -> Vec<String> {
         qm(&["stop", &self.vm_id.to_string()])
     }
 
     #[must_use]
-    pub fn destroy_argv(&self) -> Vec<String> {
+    pub(crate) fn destroy_argv(&self) -> Vec<String> {
         qm(&["destroy", &self.vm_id.to_string()])
     }
 
     /// Every command a run sends to the node, in order. `seed_path` is the seed's path on
     /// the node when known (from [`Self::known_seed_path`] or `pvesm path`).
     #[must_use]
-    pub fn steps(&self, seed_path: Option<&RemotePath>) -> Vec<Step> {
+    pub(crate) fn steps(&self, seed_path: Option<&RemotePath>) -> Vec<Step> {
         let mut steps = vec![Step::new(node::probe_argv(), true), Step::new(self.status_argv(), true), Step::new(self.config_argv(), true)];
         if self.known_seed_path().is_none() {
             steps.push(Step::new(self.pvesm_path_argv(), true));
@@ -245,7 +245,7 @@ impl Deployment {
 ///
 /// # Errors
 /// [`Error::Usage`] when the template cannot carry the seed the way the deployment needs.
-pub fn check_template(d: &Deployment, config: &str) -> Result<()> {
+pub(crate) fn check_template(d: &Deployment, config: &str) -> Result<()> {
     let entries: Vec<(&str, &str)> =
         config.lines().take_while(|l| !l.starts_with('[')).filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim(), v.trim())).collect();
     let is_template = entries.iter().any(|(k, v)| *k == "template" && *v == "1");

@@ -23,11 +23,11 @@ const SCAN_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_secs(2);
 
 /// A spinner on stderr when stderr is a terminal and output is not quieted; silent otherwise.
-pub struct Spinner(Option<ProgressBar>);
+pub(crate) struct Spinner(Option<ProgressBar>);
 
 impl Spinner {
     #[must_use]
-    pub fn new(quiet: bool) -> Self {
+    pub(crate) fn new(quiet: bool) -> Self {
         if quiet || !std::io::stderr().is_terminal() {
             return Self(None);
         }
@@ -39,7 +39,7 @@ impl Spinner {
         Self(Some(bar))
     }
 
-    pub fn message(&self, text: String) {
+    pub(crate) fn message(&self, text: String) {
         if let Some(b) = &self.0 {
             b.set_message(text);
         } else {
@@ -62,7 +62,7 @@ impl Drop for Spinner {
 /// # Errors
 /// [`Error::Mismatch`] at once when the VM presents another key; [`Error::Program`] when
 /// the deadline passes, saying what was last seen.
-pub fn address_and_key(node: &Node, d: &Deployment, record: &HostRecord, spinner: &Spinner) -> Result<(Address, String)> {
+pub(crate) fn address_and_key(node: &Node, d: &Deployment, record: &HostRecord, spinner: &Spinner) -> Result<(Address, String)> {
     let deadline = Instant::now() + d.wait;
     let ip = match &d.ip {
         IpConfig::Static { address, .. } => *address,

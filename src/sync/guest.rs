@@ -70,7 +70,7 @@ mod tests {
 
     use super::*;
     use crate::process::{Finished, Program};
-    use crate::proxmox::Remote;
+    use crate::proxmox::node::Remote;
     use crate::sync::keys::{SyncKey, UserName};
     use crate::sync::remote::{self, KeyState, Mode};
 

@@ -47,7 +47,7 @@ impl SyncKey {
     pub fn parse(line: &str, origin: &str) -> Result<Self> {
         let bad = |why: String| Error::Key(format!("{origin}: {why}; expected a public key line `TYPE BASE64 [COMMENT]`"));
         if let Some(c) = line.chars().find(|c| c.is_control() && *c != '\t') {
-            return Err(bad(format!("the line holds the control character {:?} (a line break inside a key?)", c)));
+            return Err(bad(format!("the line holds the control character {c:?} (a line break inside a key?)")));
         }
         let mut words = line.split_whitespace();
         let (Some(kind), Some(blob)) = (words.next(), words.next()) else {

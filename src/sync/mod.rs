@@ -27,7 +27,7 @@ use progress::Progress;
 use remote::{KeyState, Mode, Reply};
 use ssh::{SshTarget, Trouble};
 
-pub use crate::config::SyncMethod as Method;
+pub(crate) use crate::config::SyncMethod as Method;
 
 /// A sync that reached the host.
 #[derive(Debug, Clone)]

@@ -210,8 +210,8 @@ fn the_module_graph_has_no_cycle() {
 fn only_the_cli_reaches_the_command_layer() {
     let mut wrong = Vec::new();
     for (from, to) in edges() {
-        let from_layer = from.first().map(String::as_str).unwrap_or("crate");
-        let to_layer = to.first().map(String::as_str).unwrap_or("crate");
+        let from_layer = from.first().map_or("crate", String::as_str);
+        let to_layer = to.first().map_or("crate", String::as_str);
         let allowed = match to_layer {
             "command" => matches!(from_layer, "cli" | "command"),
             "cli" => false,

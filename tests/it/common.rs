@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 /// Whether CI demands every peer (`HOSTSMITH_REQUIRE_PEERS=1`).
-pub fn peers_required() -> bool {
+pub(crate) fn peers_required() -> bool {
     std::env::var("HOSTSMITH_REQUIRE_PEERS").is_ok_and(|v| v == "1")
 }
 
@@ -14,7 +14,7 @@ pub fn peers_required() -> bool {
 ///
 /// Use as `let Some(sops) = peer("sops") else { return };`.
 #[must_use]
-pub fn peer(name: &str) -> Option<PathBuf> {
+pub(crate) fn peer(name: &str) -> Option<PathBuf> {
     match which(name) {
         Some(p) => Some(p),
         None if peers_required() => panic!("peer `{name}` is required (HOSTSMITH_REQUIRE_PEERS=1) but not on PATH"),
@@ -28,7 +28,7 @@ pub fn peer(name: &str) -> Option<PathBuf> {
 /// Finds `python3` with `module` importable (PyNaCl, PyYAML: independent checks). Skips or
 /// fails exactly as [`peer`] does when either is missing.
 #[must_use]
-pub fn python_with(module: &str) -> Option<PathBuf> {
+pub(crate) fn python_with(module: &str) -> Option<PathBuf> {
     let python = peer("python3")?;
     let probe = run(Command::new(&python).args(["-c", &format!("import {module}")]));
     match probe.status.success() {
@@ -49,7 +49,7 @@ pub fn python_with(module: &str) -> Option<PathBuf> {
 /// without its execute bit (the launcher sets the bit on its first call), so it is made
 /// runnable here explicitly rather than relying on some earlier run of the launcher.
 #[must_use]
-pub fn fast_sops() -> Option<PathBuf> {
+pub(crate) fn fast_sops() -> Option<PathBuf> {
     let sops = peer("sops")?;
     let head = std::fs::read(&sops).unwrap_or_default();
     let Some(shebang) = head.strip_prefix(b"#!") else { return Some(sops) };
@@ -84,64 +84,64 @@ fn make_executable(path: &Path) {
     }
 }
 
-pub fn which(name: &str) -> Option<PathBuf> {
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 /// The hostsmith binary under test.
-pub fn bin() -> PathBuf {
+pub(crate) fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hostsmith"))
 }
 
 /// Runs a program with stdin closed and returns its output.
-pub fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null()).output().expect("spawn")
 }
 
 /// Runs a program feeding `input` on stdin.
-pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+pub(crate) fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
     use std::io::Write;
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
     child.wait_with_output().expect("wait")
 }
 
-pub fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-pub fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Asserts success and returns stdout.
 #[track_caller]
-pub fn ok(o: &Output) -> String {
+pub(crate) fn ok(o: &Output) -> String {
     assert!(o.status.success(), "status {:?}\nstdout:\n{}\nstderr:\n{}", o.status, stdout(o), stderr(o));
     stdout(o)
 }
 
 /// Creates an age identity file with the real `age-keygen` when present, else None.
-pub fn write(path: &Path, contents: &str) {
+pub(crate) fn write(path: &Path, contents: &str) {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).expect("mkdir");
     }
     std::fs::write(path, contents).expect("write");
 }
 
-pub type Snapshot = std::collections::BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)>;
+pub(crate) type Snapshot = std::collections::BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)>;
 
 /// A throwaway fleet with its own HOME, so the admin identity `init` creates lands in
 /// `<home>/.config/sops/age/keys.txt` and nothing of the real user's is read.
-pub struct TestFleet {
+pub(crate) struct TestFleet {
     pub tmp: tempfile::TempDir,
     pub home: PathBuf,
     pub dir: PathBuf,
 }
 
 impl TestFleet {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let home = tmp.path().join("home");
         let dir = tmp.path().join("fleet");
@@ -151,7 +151,7 @@ impl TestFleet {
     }
 
     /// `hostsmith ARGS` in the fleet with a clean environment.
-    pub fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
         c.args(args).current_dir(&self.dir);
         self.env(&mut c);
@@ -159,7 +159,7 @@ impl TestFleet {
     }
 
     /// Applies this fleet's environment to any command (hostsmith or a peer).
-    pub fn env(&self, c: &mut Command) {
+    pub(crate) fn env(&self, c: &mut Command) {
         c.env("HOME", &self.home)
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("SOPS_AGE_KEY")
@@ -168,17 +168,17 @@ impl TestFleet {
             .env_remove("RUST_LOG");
     }
 
-    pub fn admin_key_file(&self) -> PathBuf {
+    pub(crate) fn admin_key_file(&self) -> PathBuf {
         self.home.join(".config/sops/age/keys.txt")
     }
 
     /// Runs `hostsmith ARGS` and returns its output.
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         run(&mut self.cmd(args))
     }
 
     /// `hostsmith init` then the given hosts through `vm-fresh`.
-    pub fn init_with(&self, hosts: &[&str]) {
+    pub(crate) fn init_with(&self, hosts: &[&str]) {
         ok(&self.run(&["init"]));
         if !hosts.is_empty() {
             let mut args = vec!["vm-fresh"];
@@ -187,13 +187,13 @@ impl TestFleet {
         }
     }
 
-    pub fn read(&self, rel: &str) -> String {
+    pub(crate) fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.dir.join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
     }
 
     /// Asserts that no file under the fleet changed (bytes or mtime) since `before`.
     #[track_caller]
-    pub fn assert_unchanged(&self, before: &Snapshot, what: &str) {
+    pub(crate) fn assert_unchanged(&self, before: &Snapshot, what: &str) {
         let after = self.snapshot();
         let changed: Vec<String> = before
             .keys()
@@ -207,7 +207,7 @@ impl TestFleet {
     }
 
     /// Every file under the fleet with its bytes and mtime, for "nothing changed" checks.
-    pub fn snapshot(&self) -> Snapshot {
+    pub(crate) fn snapshot(&self) -> Snapshot {
         let mut out = std::collections::BTreeMap::new();
         let mut stack = vec![self.dir.clone()];
         while let Some(d) = stack.pop() {
@@ -229,7 +229,7 @@ impl TestFleet {
 }
 
 /// `sops --decrypt FILE` with `identity` (age identities text) in SOPS_AGE_KEY, cwd `dir`.
-pub fn sops_decrypt(sops: &Path, dir: &Path, file: &str, identity: &str) -> Output {
+pub(crate) fn sops_decrypt(sops: &Path, dir: &Path, file: &str, identity: &str) -> Output {
     let mut c = Command::new(sops);
     c.args(["--decrypt", file])
         .current_dir(dir)

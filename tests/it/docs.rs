@@ -90,7 +90,6 @@ fn every_example_in_the_readme_and_the_quickstart_runs() {
 
 /// docs/commands.md as clap describes the commands: every command's help, in order.
 fn commands_markdown() -> String {
-    use clap::CommandFactory;
     fn walk(cmd: &mut clap::Command, path: &str, out: &mut String) {
         let name = if path.is_empty() { cmd.get_name().to_string() } else { format!("{path} {}", cmd.get_name()) };
         out.push_str(&format!("\n## `{name}`\n\n```text\n"));
@@ -105,7 +104,7 @@ fn commands_markdown() -> String {
             walk(sub, &name, out);
         }
     }
-    let mut cmd = hostsmith::cli::Cli::command();
+    let mut cmd = hostsmith::cli::clap_command();
     cmd.build();
     let mut out = String::from(
         "# Commands\n\nGenerated from the command definitions by the test suite (`HOSTSMITH_BLESS=1 cargo test --test it docs::`\nrewrites it); a test fails when it drifts from them.\n",

@@ -441,6 +441,7 @@ fn changed_lines(original: &str, result: &str) -> usize {
     a.len() - row[b.len()]
 }
 
+#[allow(clippy::too_many_lines, reason = "a table of hostile inputs, one line each")]
 fn check_editor(text: &str, host: (&str, &str), policy: &EditPolicy, seen: &Outcomes) -> Result<(), TestCaseError> {
     let cfg = match SopsConfig::parse(text) {
         Ok(c) => c,
@@ -635,8 +636,12 @@ fn sample() -> &'static Sample {
         doc.set_path(&["note_unencrypted"], Value::Str("public".into())).expect("set");
         doc.set_path(&["multi"], Value::Str("line one\nline-PLAINTEXT-tw0\n".into())).expect("set");
         doc.set_path(&["empty"], Value::Str(String::new())).expect("set");
-        let text =
-            sops::file::encrypt_new(&doc, &[vec![identity.to_public().to_string(), W.to_string()]], &Default::default()).expect("encrypt");
+        let text = sops::file::encrypt_new(
+            &doc,
+            &[vec![identity.to_public().to_string(), W.to_string()]],
+            &hostsmith::sops::file::EncryptionOptions::default(),
+        )
+        .expect("encrypt");
         let plain = flatten(std::slice::from_ref(&doc));
         let mut secrets: Vec<String> = vec!["PLAINTEXT".into(), "424242".into(), identity_string(&identity)];
         secrets.extend(pem.lines().filter(|l| l.len() > 20 && !l.starts_with("-----")).map(str::to_string));

@@ -20,15 +20,15 @@ use crate::first_boot::{self, Machine};
 use crate::sshd::Sshd;
 
 /// The address the stand-in's "DHCP" gives the VM.
-pub const LEASE: &str = "10.0.2.15";
+pub(crate) const LEASE: &str = "10.0.2.15";
 /// The node name the stand-in answers to (its namespace's host name).
-pub const NODE: &str = "pve-standin";
+pub(crate) const NODE: &str = "pve-standin";
 /// The ssh alias of the node in the test's ssh config.
-pub const PVE: &str = "root@pve-standin";
+pub(crate) const PVE: &str = "root@pve-standin";
 
 /// How the stand-in boots a started VM.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Boot {
+pub(crate) enum Boot {
     /// Apply the seed with real cloud-init.
     Seed,
     /// Ignore the seed and serve a key of the VM's own (a template that makes one).
@@ -37,7 +37,7 @@ pub enum Boot {
     Never,
 }
 
-pub struct StandIn {
+pub(crate) struct StandIn {
     pub state: PathBuf,
     pub ssh_config: PathBuf,
     _sshd: Sshd,
@@ -48,7 +48,7 @@ pub struct StandIn {
 impl StandIn {
     /// The node, or `None` (test skipped) when a peer is missing. `fail` lists qm
     /// subcommands that fail as if QEMU could not run them.
-    pub fn start(f: &TestFleet, boot: Boot, fail: &[&str]) -> Option<Self> {
+    pub(crate) fn start(f: &TestFleet, boot: Boot, fail: &[&str]) -> Option<Self> {
         if !first_boot::peers() || peer("python3").is_none() {
             return None;
         }
@@ -109,12 +109,12 @@ impl StandIn {
     }
 
     /// A VM config on the node, as `qm config` prints it.
-    pub fn add_vm(&self, id: u32, config: &str) {
+    pub(crate) fn add_vm(&self, id: u32, config: &str) {
         std::fs::write(self.state.join(format!("vms/{id}.conf")), config).expect("vm");
     }
 
     /// A cloud-init template like the one docs/proxmox.md describes.
-    pub fn add_template(&self, id: u32) {
+    pub(crate) fn add_template(&self, id: u32) {
         self.add_vm(
             id,
             &format!(
@@ -124,7 +124,7 @@ impl StandIn {
     }
 
     /// Every argv `qm` and `pvesm` received, in order.
-    pub fn log(&self) -> Vec<Vec<String>> {
+    pub(crate) fn log(&self) -> Vec<Vec<String>> {
         std::fs::read_to_string(self.state.join("qm.log"))
             .unwrap_or_default()
             .lines()
@@ -133,7 +133,7 @@ impl StandIn {
     }
 
     /// Every VM config file on the node, for "nothing changed" checks.
-    pub fn vms(&self) -> Vec<(String, String)> {
+    pub(crate) fn vms(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = std::fs::read_dir(self.state.join("vms"))
             .expect("vms")
             .map(|e| e.expect("entry").path())
@@ -144,12 +144,12 @@ impl StandIn {
     }
 
     /// The files in the node's snippets and ISO directories.
-    pub fn uploads(&self) -> String {
+    pub(crate) fn uploads(&self) -> String {
         self.machine.sh("ls -A /var/lib/vz/snippets /var/lib/vz/template/iso")
     }
 
     /// `hostsmith --fleet F ARGS` inside the node's namespaces, the fleet configured for it.
-    pub fn hostsmith(&self, f: &TestFleet, args: &[&str]) -> Output {
+    pub(crate) fn hostsmith(&self, f: &TestFleet, args: &[&str]) -> Output {
         let mut c = self.machine.inside(common::bin().to_str().expect("utf8"));
         c.arg("--fleet").arg(&f.dir).args(args);
         f.env(&mut c);
@@ -157,7 +157,7 @@ impl StandIn {
     }
 
     /// A `[proxmox]` table for this node, appended to the fleet's hostsmith.toml.
-    pub fn configure(&self, f: &TestFleet, template: u32) {
+    pub(crate) fn configure(&self, f: &TestFleet, template: u32) {
         let path = f.dir.join("hostsmith.toml");
         let mut text = std::fs::read_to_string(&path).unwrap_or_default();
         text.push_str(&format!(
@@ -168,7 +168,7 @@ impl StandIn {
     }
 
     /// The fingerprint of the ed25519 key the booted root holds.
-    pub fn served_fingerprint(&self) -> String {
+    pub(crate) fn served_fingerprint(&self) -> String {
         let text = std::fs::read_to_string(self.machine.path("etc/ssh/ssh_host_ed25519_key.pub")).expect("pub");
         hostsmith::ssh_keys::fingerprint(&hostsmith::ssh_keys::parse_public(&text).expect("key"))
     }
@@ -189,6 +189,6 @@ impl Drop for StandIn {
 }
 
 /// The admin's public key file the seeds authorize.
-pub fn admin_public(f: &TestFleet) -> PathBuf {
+pub(crate) fn admin_public(f: &TestFleet) -> PathBuf {
     first_boot::admin_key(f.tmp.path()).1
 }

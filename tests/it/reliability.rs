@@ -152,7 +152,12 @@ fn assert_consistent(f: &TestFleet, admin: &age::x25519::Identity, hosts: &[Stri
 fn add_shared_file(f: &TestFleet, admin: &age::x25519::Identity) {
     let mut doc = hostsmith::sops::file::Map::new();
     doc.set_path(&["wifi"], Value::Str("hunter2".into())).expect("set");
-    let text = hostsmith::sops::file::encrypt_new(&doc, &[vec![admin.to_public().to_string()]], &Default::default()).expect("encrypt");
+    let text = hostsmith::sops::file::encrypt_new(
+        &doc,
+        &[vec![admin.to_public().to_string()]],
+        &hostsmith::sops::file::EncryptionOptions::default(),
+    )
+    .expect("encrypt");
     std::fs::create_dir_all(f.dir.join("sops")).expect("mkdir");
     std::fs::write(f.dir.join("sops/shared.yaml"), text).expect("write");
 }
@@ -172,6 +177,7 @@ fn run_vm_fresh(f: &TestFleet, hosts: &[String]) -> std::process::Child {
 /// keeps every key a host file already held, `sops check` passes, real sops decrypts the host
 /// files, and no staging file is left.
 #[test]
+#[allow(clippy::too_many_lines, reason = "kills a run at every step and checks the fleet after each; the steps are a table")]
 fn vm_fresh_killed_at_random_moments_leaves_a_fleet_a_rerun_completes() {
     let Some(sops) = common::fast_sops() else { return };
     const KILLS: usize = 30;
@@ -417,6 +423,7 @@ fn mode(p: &Path) -> u32 {
 ///   keys, known_hosts) are 0644 and fleet directories 0755: never group- or world-writable;
 /// - nothing anywhere is group- or world-writable.
 #[test]
+#[allow(clippy::too_many_lines, reason = "a fault-injection scenario told in order")]
 fn every_file_the_commands_create_has_the_mode_of_what_it_holds() {
     let f = TestFleet::new();
     let out = f.tmp.path().join("out");
@@ -558,6 +565,7 @@ fn secret_markers(f: &TestFleet, admin: &age::x25519::Identity, hosts: &[&str]) 
 /// stdout, on stderr, or in any file other than the admin identity and the first-boot
 /// outputs the user asked for; the temp directory stays empty.
 #[test]
+#[allow(clippy::too_many_lines, reason = "a fault-injection scenario told in order")]
 fn no_private_key_material_in_output_logs_or_stray_files() {
     let f = TestFleet::new();
     let out = f.tmp.path().join("out");

@@ -519,3 +519,22 @@ fn every_creation_rule_option_splits_like_sops() {
         assert!(!common::stderr(&out).contains("unencrypted comment"), "{flags:?}: {}", common::stderr(&out));
     }
 }
+
+#[test]
+fn debug_of_a_decrypted_document_shows_its_shape_and_no_secret() {
+    let key = key();
+    let plain =
+        "# the db password below\ndb:\n    password: hunter2-very-secret\n    port: 5432\nlist:\n    - seq-secret-item\nenabled: true\n";
+    let doc = parse_plain(plain).expect("parses").remove(0);
+    let text = encrypt_new(&doc, &[vec![key.recipient.clone()]], &EncryptionOptions::default()).expect("encrypts");
+    let decrypted = decrypt(&text, &key).expect("decrypts");
+    let root = decrypted.document();
+    let shown = format!("{root:?} {:?} {:?}", root.get_path(&["db", "password"]), Value::Map(root.clone()));
+    for secret in ["hunter2", "5432", "seq-secret-item", "the db password", "true"] {
+        assert!(!shown.contains(secret), "`{secret}` shows in {shown}");
+    }
+    // The shape is still there to debug with: keys (in clear in every SOPS file) and kinds.
+    for shape in ["\"db\"", "\"password\": Str(<redacted, 19 bytes>)", "\"port\": Int(<redacted>)", "Comment(<redacted>)"] {
+        assert!(shown.contains(shape), "`{shape}` missing from {shown}");
+    }
+}

@@ -9,7 +9,7 @@ use hostsmith::ssh_keys::Keypair;
 
 use crate::common::{TestFleet, ok};
 
-pub struct Sshd {
+pub(crate) struct Sshd {
     child: Child,
     pub port: u16,
     /// Holds the server's config and key until it is dropped.
@@ -17,20 +17,20 @@ pub struct Sshd {
 }
 
 /// A free loopback port (there is a short race between this and the server's bind).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 impl Sshd {
     /// Starts sshd with `key` as its only host key; extra config lines may follow.
-    pub fn start_with(sshd: &Path, parent: &Path, key: &Keypair, extra: &str) -> Self {
+    pub(crate) fn start_with(sshd: &Path, parent: &Path, key: &Keypair, extra: &str) -> Self {
         Self::start_via(Command::new(sshd), parent, key, extra, |port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
     }
 
     /// Like [`Sshd::start_with`], with `launch` as the sshd program (e.g. `nsenter … --
     /// /usr/sbin/sshd`, to serve inside a network namespace) and `listening` telling when
     /// the port answers.
-    pub fn start_via(mut launch: Command, parent: &Path, key: &Keypair, extra: &str, listening: impl Fn(u16) -> bool) -> Self {
+    pub(crate) fn start_via(mut launch: Command, parent: &Path, key: &Keypair, extra: &str, listening: impl Fn(u16) -> bool) -> Self {
         let dir = tempfile::tempdir_in(parent).expect("tmp");
         let key_path = dir.path().join("host_key");
         hostsmith::atomic::create_secret(&key_path, key.openssh_private().expect("openssh").as_bytes()).expect("key");
@@ -59,7 +59,7 @@ impl Sshd {
         s
     }
 
-    pub fn start(sshd: &Path, parent: &Path, key: &Keypair) -> Self {
+    pub(crate) fn start(sshd: &Path, parent: &Path, key: &Keypair) -> Self {
         Self::start_with(sshd, parent, key, "")
     }
 
@@ -83,7 +83,7 @@ impl Drop for Sshd {
 }
 
 /// The host's key as hostsmith holds it (through `extra-files`), served by a new sshd.
-pub fn start_with_host_key_of(f: &TestFleet, host: &str, sshd: &Path) -> (Keypair, Sshd) {
+pub(crate) fn start_with_host_key_of(f: &TestFleet, host: &str, sshd: &Path) -> (Keypair, Sshd) {
     let out: PathBuf = f.tmp.path().join(format!("extra-{host}"));
     ok(&f.run(&["extra-files", host, "--out", out.to_str().expect("utf8")]));
     let key = Keypair::from_openssh(&std::fs::read_to_string(out.join("etc/ssh/ssh_host_ed25519_key")).expect("key"), None).expect("key");

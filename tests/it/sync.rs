@@ -17,7 +17,7 @@ use hostsmith::ssh_keys::Keypair;
 use crate::common::{TestFleet, ok, peer, run, stderr, stdout};
 use crate::sshd::Sshd;
 
-pub struct Rig {
+pub(crate) struct Rig {
     pub f: TestFleet,
     /// The server's /root.
     pub home: PathBuf,
@@ -40,7 +40,7 @@ fn sshd_path() -> Option<PathBuf> {
 }
 
 /// A fleet with web01, and an sshd serving web01's recorded key with `home` as root's home.
-pub fn rig() -> Option<Rig> {
+pub(crate) fn rig() -> Option<Rig> {
     let (sshd, _, _) = (sshd_path()?, peer("ssh")?, peer("unshare")?);
     let f = TestFleet::new();
     f.init_with(&["web01"]);
@@ -80,41 +80,41 @@ pub fn rig() -> Option<Rig> {
 }
 
 impl Rig {
-    pub fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.sshd.port)
     }
 
-    pub fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = self.f.cmd(args);
         c.env_remove("XDG_STATE_HOME").env_remove("SSH_AUTH_SOCK");
         c
     }
 
-    pub fn hs(&self, args: &[&str]) -> Output {
+    pub(crate) fn hs(&self, args: &[&str]) -> Output {
         run(&mut self.cmd(args))
     }
 
     /// `sync web01` at the rig's sshd as root with the client key, syncing `admin.pub`.
-    pub fn sync_args<'a>(&'a self, extra: &[&'a str]) -> Vec<String> {
+    pub(crate) fn sync_args<'a>(&'a self, extra: &[&'a str]) -> Vec<String> {
         let mut v: Vec<String> =
             ["sync", "web01", "--address", &self.addr(), "--user", "root", "--identity", self.client.to_str().expect("utf8")]
                 .map(String::from)
                 .to_vec();
         v.extend(["--key".to_string(), self.admin_pub.display().to_string()]);
-        v.extend(extra.iter().map(|s| s.to_string()));
+        v.extend(extra.iter().map(std::string::ToString::to_string));
         v
     }
 
-    pub fn sync(&self, extra: &[&str]) -> Output {
+    pub(crate) fn sync(&self, extra: &[&str]) -> Output {
         let args = self.sync_args(extra);
         self.hs(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
-    pub fn keys_file(&self) -> PathBuf {
+    pub(crate) fn keys_file(&self) -> PathBuf {
         self.home.join(".ssh/authorized_keys")
     }
 
-    pub fn audit(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn audit(&self) -> Vec<serde_json::Value> {
         let path = self.f.home.join(".local/state/hostsmith/audit.jsonl");
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let material = [self.admin.public_line(), self.record_key.public_line()];
@@ -130,12 +130,12 @@ impl Rig {
     }
 
     /// How many connections sshd has seen.
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         std::fs::read_to_string(&self.log).unwrap_or_default().matches("Connection from").count()
     }
 }
 
-pub fn mode(p: &Path) -> u32 {
+pub(crate) fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).expect("meta").permissions().mode() & 0o777
 }
 

@@ -98,7 +98,7 @@ fn existing_lines_are_read_the_way_sshd_reads_them() {
         format!("from=\"unterminated {kb}"),
     ];
     for (lines, want) in [(&present[..], KeyState::Present), (&missing[..], KeyState::Missing)] {
-        for line in lines.iter() {
+        for line in lines {
             let home = tempfile::tempdir().expect("tmp");
             std::fs::create_dir(home.path().join(".ssh")).expect("mkdir");
             std::fs::write(home.path().join(".ssh/authorized_keys"), format!("{line}\n")).expect("write");

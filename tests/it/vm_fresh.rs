@@ -165,7 +165,12 @@ fn a_corrupted_shared_file_stops_the_run_and_changes_nothing() {
     let mut doc = hostsmith::sops::file::Map::new();
     doc.set_path(&["a"], hostsmith::sops::file::Value::Str("one".into())).expect("set");
     doc.set_path(&["b"], hostsmith::sops::file::Value::Str("two".into())).expect("set");
-    let text = hostsmith::sops::file::encrypt_new(&doc, &[vec![admin.to_public().to_string()]], &Default::default()).expect("encrypt");
+    let text = hostsmith::sops::file::encrypt_new(
+        &doc,
+        &[vec![admin.to_public().to_string()]],
+        &hostsmith::sops::file::EncryptionOptions::default(),
+    )
+    .expect("encrypt");
     // Swap the two ciphertexts: each still decrypts only under its own path, so tamper the MAC instead.
     let tampered = text.replacen("mac: ENC[AES256_GCM,data:", "mac: ENC[AES256_GCM,data:A", 1);
     std::fs::write(f.dir.join("sops/shared.yaml"), tampered).expect("write");

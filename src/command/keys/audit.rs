@@ -17,7 +17,7 @@ use crate::sops::yaml::NodeKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A host has a record but no creation rule that gives it its file.
     RecordWithoutRule,
     /// A creation rule is written for a host file, but the host has no record.
@@ -33,7 +33,7 @@ pub enum Kind {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Problem {
+pub(crate) struct Problem {
     pub kind: Kind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
@@ -44,7 +44,7 @@ pub struct Problem {
 
 /// Every problem, records first, then rules, then files (each in name order).
 #[must_use]
-pub fn problems(fleet: &Fleet, config: &SopsConfig, records: &[HostRecord], files: &[String]) -> Vec<Problem> {
+pub(crate) fn problems(fleet: &Fleet, config: &SopsConfig, records: &[HostRecord], files: &[String]) -> Vec<Problem> {
     let mut out = Vec::new();
     let names = recipient_names(config, records);
     for r in records {
@@ -138,7 +138,7 @@ fn recipient_names(config: &SopsConfig, records: &[HostRecord]) -> BTreeMap<Stri
 /// unescaped as shell scripts write them) of a host that has an anchor (`&web01`), as (line,
 /// host) pairs. The anchor tells a host's file from another file in the same directory.
 #[must_use]
-pub fn rule_hosts(fleet: &Fleet, config: &SopsConfig) -> Vec<(usize, String)> {
+pub(crate) fn rule_hosts(fleet: &Fleet, config: &SopsConfig) -> Vec<(usize, String)> {
     let Ok(parsed) = crate::sops::yaml::parse(config.text()) else { return Vec::new() };
     let Some(rules) = parsed.documents.first().and_then(|d| d.get("creation_rules")) else { return Vec::new() };
     let NodeKind::Sequence { items, .. } = &rules.kind else { return Vec::new() };

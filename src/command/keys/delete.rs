@@ -29,7 +29,7 @@ use crate::sops::file::{EncryptedFile, Map, Value};
 use crate::sops::rules::SopsConfig;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[arg(value_name = "HOST")]
     pub host: String,
     /// Keep sops/<host>.yaml and hosts/<host>.json (the host still leaves .sops.yaml and the
@@ -77,13 +77,14 @@ struct Report {
 /// # Errors
 /// Unknown host, a `.sops.yaml` that cannot be edited safely, a file that cannot be re-keyed,
 /// no confirmation, or a failed write; nothing is written when planning fails.
-pub fn run(args: &Args, ctx: &Context) -> Result<()> {
+#[allow(clippy::too_many_lines, reason = "the deletion is planned in full before its first write; the order is the point")]
+pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
     let host = one_host(&args.host)?;
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let mut lock = fleet.lock()?;
     let config_path = fleet.sops_config_path();
     let config_text = fleet.read_sops_config()?;
-    let parse = |t: &str| SopsConfig::parse(t).map_err(|e| Error::SopsConfig { path: config_path.clone(), message: e.to_string() });
+    let parse = |t: &str| SopsConfig::parse(t).map_err(|e| Error::SopsRules { path: config_path.clone(), source: e });
     let config = parse(&config_text)?;
     let record = fleet.record(&host)?;
     let host_rel = fleet.host_file_rel(&host);
@@ -93,8 +94,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<()> {
         .or_else(|| config.host_recipient(host.as_str()))
         .ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;
     let policy = enroll::policy(&fleet, fleet.config.admins(&fleet.root)?.to_vec());
-    let edit =
-        config.remove_host(host.as_str(), &policy).map_err(|e| Error::SopsConfig { path: config_path.clone(), message: e.to_string() })?;
+    let edit = config.remove_host(host.as_str(), &policy).map_err(|e| Error::SopsRules { path: config_path.clone(), source: e })?;
     let new_config = parse(&edit.text)?;
 
     let readable = rekey::openable_by(&fleet, &rekey::discover(&fleet)?, &recipient);
@@ -105,7 +105,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<()> {
     for rel in &readable {
         let path = fleet.root.join(rel);
         let text = std::fs::read_to_string(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
-        let file = EncryptedFile::parse(&text).map_err(|e| Error::SopsFile { path: path.clone(), message: e.to_string() })?;
+        let file = EncryptedFile::parse(&text).map_err(|e| Error::SopsEngine { path: path.clone(), source: e })?;
         secrets.push(Exposed { file: rel.clone(), keys: leaf_paths(file.raw_documents()) });
         if *rel == host_rel {
             continue;

@@ -23,7 +23,7 @@ use crate::sops::file::Value;
 use crate::ssh_keys::Keypair;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[arg(value_name = "HOST")]
     pub host: String,
     /// Export the deploy key for REPO instead of the host key.
@@ -51,7 +51,7 @@ struct Exported {
 /// # Errors
 /// Unknown host or deploy key, an existing output without `--force`, a key that does not
 /// match the record, or a failed write.
-pub fn run(args: &Args, ctx: &Context) -> Result<()> {
+pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
     let host = one_host(&args.host)?;
     if args.output.is_dir() {
         return Err(Error::Usage(format!("`{}` is a directory: give the path of the key file to create", args.output.display())));

@@ -21,7 +21,7 @@ use crate::fleet::Fleet;
 use crate::ssh_keys::Keypair;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[arg(value_name = "HOST")]
     pub host: String,
     /// The private key in OpenSSH format (`-----BEGIN OPENSSH PRIVATE KEY-----`), or `-` for stdin.
@@ -37,7 +37,7 @@ pub struct Args {
 
 /// # Errors
 /// A key that is not an ed25519 OpenSSH private key (exit 2), or a provisioning failure.
-pub fn run(args: &Args, ctx: &Context) -> Result<()> {
+pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
     let host = one_host(&args.host)?;
     if args.passphrase_file.as_deref() == Some(Path::new("-")) && args.key_file.as_os_str() == "-" {
         return Err(Error::Usage("the key and the passphrase cannot both come from stdin".into()));

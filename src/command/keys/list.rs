@@ -13,13 +13,13 @@ use crate::rekey;
 use crate::sops::rules::SopsConfig;
 
 #[derive(Debug, clap::Args)]
-pub struct ShowArgs {
+pub(crate) struct ShowArgs {
     #[arg(value_name = "HOST")]
     pub host: String,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct PublicArgs {
+pub(crate) struct PublicArgs {
     #[arg(value_name = "HOST")]
     pub host: String,
     /// Print the host's age recipient (what .sops.yaml holds) instead of its SSH key.
@@ -50,12 +50,12 @@ struct ListReport<'a> {
 
 fn parse_config(fleet: &Fleet) -> Result<SopsConfig> {
     let text = fleet.read_sops_config()?;
-    SopsConfig::parse(&text).map_err(|e| Error::SopsConfig { path: fleet.sops_config_path(), message: e.to_string() })
+    SopsConfig::parse(&text).map_err(|e| Error::SopsRules { path: fleet.sops_config_path(), source: e })
 }
 
 /// # Errors
 /// No fleet, an unreadable `.sops.yaml` or record.
-pub fn list(ctx: &Context) -> Result<()> {
+pub(crate) fn list(ctx: &Context) -> Result<()> {
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let config = parse_config(&fleet)?;
     let records = fleet.records()?;
@@ -156,7 +156,7 @@ struct ShowReport<'a> {
 
 /// # Errors
 /// Unknown host, unreadable record.
-pub fn show(args: &ShowArgs, ctx: &Context) -> Result<()> {
+pub(crate) fn show(args: &ShowArgs, ctx: &Context) -> Result<()> {
     let host = one_host(&args.host)?;
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let record = fleet.record(&host)?.ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;
@@ -196,7 +196,7 @@ pub fn show(args: &ShowArgs, ctx: &Context) -> Result<()> {
 
 /// # Errors
 /// Unknown host or deploy key.
-pub fn public(args: &PublicArgs, ctx: &Context) -> Result<()> {
+pub(crate) fn public(args: &PublicArgs, ctx: &Context) -> Result<()> {
     let host = one_host(&args.host)?;
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let record = fleet.record(&host)?.ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;

@@ -30,7 +30,7 @@ use crate::sops::yaml::{Node, NodeKind};
 use crate::ssh_keys::{self, Keypair};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// A directory of hosts' `ssh_host_ed25519_key.pub` files (searched recursively; each key
     /// is matched to the host whose anchor holds its age recipient). Repeatable.
     #[arg(long = "pubkeys", value_name = "DIR")]
@@ -77,11 +77,12 @@ struct Found {
 
 /// # Errors
 /// No fleet or `.sops.yaml`, an unreadable directory, or a failed write.
-pub fn run(args: &Args, ctx: &Context) -> Result<()> {
+#[allow(clippy::too_many_lines, reason = "matches every host anchor to a key source in one pass that reports as it goes")]
+pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let _lock = fleet.lock()?;
     let text = fleet.read_sops_config()?;
-    let config = SopsConfig::parse(&text).map_err(|e| Error::SopsConfig { path: fleet.sops_config_path(), message: e.to_string() })?;
+    let config = SopsConfig::parse(&text).map_err(|e| Error::SopsRules { path: fleet.sops_config_path(), source: e })?;
     let mut pubkeys = BTreeMap::new();
     for dir in &args.pubkeys {
         if !dir.is_dir() {

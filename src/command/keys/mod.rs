@@ -20,7 +20,7 @@ use crate::error::Result;
 use crate::host_name::HostName;
 
 #[derive(Debug, clap::Subcommand)]
-pub enum KeysCommand {
+pub(crate) enum KeysCommand {
     /// Every host's keys, and what records, .sops.yaml and the SOPS files disagree on.
     List,
     /// One host's keys in detail.
@@ -41,7 +41,7 @@ pub enum KeysCommand {
 
 /// # Errors
 /// Whatever the subcommand reports.
-pub fn run(cmd: KeysCommand, ctx: &Context) -> Result<()> {
+pub(crate) fn run(cmd: KeysCommand, ctx: &Context) -> Result<()> {
     match cmd {
         KeysCommand::List => list::list(ctx),
         KeysCommand::Show(args) => list::show(&args, ctx),

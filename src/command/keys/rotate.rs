@@ -26,7 +26,7 @@ use crate::rekey::{self, FileOutcome, Status};
 use crate::sops::rules::SopsConfig;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[arg(value_name = "HOST")]
     pub host: String,
     /// Rotate the deploy key for REPO instead of the host key (repeatable). The new key waits
@@ -49,7 +49,7 @@ struct HostRotation<'a> {
 
 /// # Errors
 /// Unknown host or deploy key, or a failure while planning or writing.
-pub fn run(args: &Args, ctx: &Context) -> Result<()> {
+pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
     let host = one_host(&args.host)?;
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let old = fleet.record(&host)?.ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;
@@ -89,7 +89,7 @@ pub(super) fn after_host_rotation(fleet: &Fleet, old: &HostRecord, dry_run: bool
     }
     let _lock = fleet.lock()?;
     let text = fleet.read_sops_config()?;
-    let config = SopsConfig::parse(&text).map_err(|e| Error::SopsConfig { path: fleet.sops_config_path(), message: e.to_string() })?;
+    let config = SopsConfig::parse(&text).map_err(|e| Error::SopsRules { path: fleet.sops_config_path(), source: e })?;
     let ids = Identities::for_fleet(fleet).get()?.to_vec();
     let opts = rekey::Options { rotate_data_key: true, jobs: rekey::default_jobs(), dry_run, progress: false };
     let outcomes = rekey::rekey_files(fleet, &config, &candidates, &ids, &opts);

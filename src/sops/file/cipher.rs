@@ -94,7 +94,7 @@ impl Stash {
         h.finalize().into()
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.0.clear();
     }
 }
@@ -117,11 +117,8 @@ pub(crate) fn encrypt(key: &DataKey, plain: Plain<'_>, aad: &str, stash: &Stash)
     });
     let cipher = AesGcm::<Aes256, U32>::new(key.as_ref().into());
     let mut buf = Zeroizing::new(plain.bytes.to_vec());
-    let tag = match cipher.encrypt_in_place_detached((&iv).into(), aad.as_bytes(), &mut buf) {
-        Ok(tag) => tag,
-        // Only possible past GCM's plaintext limit (64 GiB), far beyond any YAML value.
-        Err(_) => return String::new(),
-    };
+    // Failing is only possible past GCM's plaintext limit (64 GiB), far beyond any YAML value.
+    let Ok(tag) = cipher.encrypt_in_place_detached((&iv).into(), aad.as_bytes(), &mut buf) else { return String::new() };
     format!("ENC[AES256_GCM,data:{},iv:{},tag:{},type:{}]", B64.encode(&buf[..]), B64.encode(iv), B64.encode(tag), plain.kind)
 }
 
@@ -188,7 +185,7 @@ fn typed(bytes: &[u8], kind: &str) -> Result<Decrypted, CipherError> {
         }),
         "time" => Decrypted::Time(scalar::canonical_rfc3339(&text()?).ok_or_else(bad)?),
         other => {
-            let shown: String = other.chars().take(16).filter(|c| c.is_ascii_alphanumeric()).collect();
+            let shown: String = other.chars().take(16).filter(char::is_ascii_alphanumeric).collect();
             return Err(CipherError::Malformed(format!("unknown type `{shown}`")));
         }
     })

@@ -102,14 +102,12 @@ impl KeyGroup {
 
 impl Metadata {
     /// Reads the `sops:` mapping as sops' `ToInternal` does.
-    pub fn parse(v: &Value) -> Result<Self, SopsFileError> {
+    pub(crate) fn parse(v: &Value) -> Result<Self, SopsFileError> {
         let Value::Map(m) = v else {
             return Err(bad("`sops` must be a mapping"));
         };
         let flat = group_from(m, "")?;
-        let groups = if !flat.is_empty() {
-            vec![flat]
-        } else {
+        let groups = if flat.is_empty() {
             let mut groups = Vec::new();
             for (i, g) in list_field(m, "key_groups")?.into_iter().enumerate() {
                 let Value::Map(g) = g else {
@@ -118,6 +116,8 @@ impl Metadata {
                 groups.push(group_from(g, &format!("key_groups[{i}]."))?);
             }
             groups
+        } else {
+            vec![flat]
         };
         if groups.is_empty() {
             return Err(bad("no keys found in the file"));
@@ -160,7 +160,7 @@ impl Metadata {
     }
 
     /// The `sops:` mapping to write.
-    pub fn to_map(&self) -> Map {
+    pub(crate) fn to_map(&self) -> Map {
         let mut m = Map::new();
         if self.shamir_threshold != 0 {
             m.push("shamir_threshold", Value::Int(self.shamir_threshold));
@@ -205,12 +205,12 @@ impl Metadata {
     }
 
     /// Whether any key needs something other than age.
-    pub fn has_other_keys(&self) -> bool {
+    pub(crate) fn has_other_keys(&self) -> bool {
         self.groups.iter().any(|g| !g.other.is_empty())
     }
 
     /// The version to write: sops' own when the file's is older (as `sops edit` does).
-    pub fn version_to_write(current: &str) -> String {
+    pub(crate) fn version_to_write(current: &str) -> String {
         let parse = |s: &str| -> Option<Vec<u64>> { s.trim_start_matches('v').split('.').map(|p| p.parse().ok()).collect() };
         match (parse(current), parse(SOPS_VERSION)) {
             (Some(cur), Some(ours)) if cur >= ours => current.to_string(),

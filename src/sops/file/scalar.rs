@@ -501,7 +501,7 @@ mod tests {
         assert_eq!(plain("1e3"), Value::Float(1000.0));
         assert_eq!(plain(".5"), Value::Float(0.5));
         assert_eq!(plain("1e400"), Value::Str("1e400".into()));
-        assert_eq!(plain("123456789012345678901234"), Value::Float(1.2345678901234568e23));
+        assert_eq!(plain("123456789012345678901234"), Value::Float(1.234_567_890_123_456_8e23));
         assert_eq!(resolve_plain("12345678901234567890", true), Err(ScalarError::Uint64));
         assert_eq!(plain("yes"), Value::Str("yes".into()));
         assert_eq!(plain("on"), Value::Str("on".into()));

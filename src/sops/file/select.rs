@@ -16,11 +16,11 @@ pub(crate) struct Pattern {
 }
 
 impl Pattern {
-    pub fn lenient(text: &str) -> Self {
+    pub(crate) fn lenient(text: &str) -> Self {
         Self { text: text.to_string(), re: regex::Regex::new(text).ok() }
     }
 
-    pub fn strict(text: &str, field: &str) -> Result<Self, SopsFileError> {
+    pub(crate) fn strict(text: &str, field: &str) -> Result<Self, SopsFileError> {
         regex::Regex::new(text)
             .map(|re| Self { text: text.to_string(), re: Some(re) })
             .map_err(|_| SopsFileError::Options(format!("`{field}` is not a valid regular expression")))
@@ -45,7 +45,7 @@ pub(crate) struct Rules {
 
 impl Rules {
     /// Rules from options the caller chose; invalid patterns are refused.
-    pub fn from_options(o: &EncryptionOptions) -> Result<Self, SopsFileError> {
+    pub(crate) fn from_options(o: &EncryptionOptions) -> Result<Self, SopsFileError> {
         let strict = |v: &Option<String>, f: &str| v.as_deref().map(|t| Pattern::strict(t, f)).transpose();
         let rules = Self {
             unencrypted_suffix: o.unencrypted_suffix.clone().filter(|s| !s.is_empty()),
@@ -60,7 +60,7 @@ impl Rules {
     }
 
     /// sops' `ToInternal`: more than one selector is an error, none means `_unencrypted`.
-    pub fn with_default(mut self) -> Result<Self, SopsFileError> {
+    pub(crate) fn with_default(mut self) -> Result<Self, SopsFileError> {
         let count = [
             self.unencrypted_suffix.is_some(),
             self.encrypted_suffix.is_some(),
@@ -84,7 +84,7 @@ impl Rules {
     }
 
     /// sops' `shouldBeEncrypted`.
-    pub fn should_encrypt(&self, path: &[String], stack: &[Vec<String>], is_comment: bool) -> bool {
+    pub(crate) fn should_encrypt(&self, path: &[String], stack: &[Vec<String>], is_comment: bool) -> bool {
         let mut encrypted = true;
         if let Some(suffix) = &self.unencrypted_suffix
             && path.iter().any(|p| p.ends_with(suffix.as_str()))

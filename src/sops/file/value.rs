@@ -8,8 +8,9 @@ use zeroize::Zeroize;
 
 use super::SopsFileError;
 
-/// A value in a SOPS document.
-#[derive(Debug, Clone, PartialEq)]
+/// A value in a SOPS document. Its `Debug` shows the shape, never the content (a decrypted
+/// value is a secret, and `{:?}` ends up in logs and panic messages).
+#[derive(Clone, PartialEq)]
 pub enum Value {
     Null,
     Bool(bool),
@@ -24,14 +25,15 @@ pub enum Value {
 }
 
 /// An item of a sequence: a value or a comment line (the text after `#`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum SeqItem {
     Value(Value),
     Comment(String),
 }
 
-/// An item of a mapping: an entry or a comment line (the text after `#`).
-#[derive(Debug, Clone, PartialEq)]
+/// An item of a mapping: an entry or a comment line (the text after `#`). Keys are shown by
+/// `Debug` (sops leaves them in clear); values and comments are not.
+#[derive(Clone, PartialEq)]
 pub enum MapItem {
     Entry { key: String, value: Value },
     Comment(String),
@@ -42,9 +44,49 @@ pub enum MapItem {
 /// Dropping a `Map` overwrites the strings it holds (values and comments, at any depth below
 /// it except inside nested maps, which wipe themselves), so decrypted secrets do not linger in
 /// freed memory. A `Value` taken out of a map (`remove_path`, `clone`) is the caller's to wipe.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Map {
     items: Vec<MapItem>,
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |kind: &str, f: &mut std::fmt::Formatter<'_>| write!(f, "{kind}(<redacted>)");
+        match self {
+            Value::Null => f.write_str("Null"),
+            Value::Bool(_) => redacted("Bool", f),
+            Value::Int(_) => redacted("Int", f),
+            Value::Float(_) => redacted("Float", f),
+            Value::Str(s) => write!(f, "Str(<redacted, {} bytes>)", s.len()),
+            Value::Time(_) => redacted("Time", f),
+            Value::Map(m) => m.fmt(f),
+            Value::Seq(items) => f.debug_list().entries(items).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SeqItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SeqItem::Value(v) => v.fmt(f),
+            SeqItem::Comment(_) => f.write_str("Comment(<redacted>)"),
+        }
+    }
+}
+
+impl std::fmt::Debug for MapItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MapItem::Entry { key, value } => write!(f, "{key:?}: {value:?}"),
+            MapItem::Comment(_) => f.write_str("Comment(<redacted>)"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Map {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(&self.items).finish()
+    }
 }
 
 impl Drop for Map {

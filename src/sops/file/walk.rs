@@ -69,7 +69,7 @@ pub(crate) struct Encryptor<'a> {
 
 impl Encryptor<'_> {
     /// Returns the encrypted documents and the MAC.
-    pub fn run(&self, docs: &[Map]) -> Result<(Vec<Map>, String), SopsFileError> {
+    pub(crate) fn run(&self, docs: &[Map]) -> Result<(Vec<Map>, String), SopsFileError> {
         let mut mac = Mac::new(self.rules.mac_only_encrypted);
         let mut out = Vec::with_capacity(docs.len());
         for doc in docs {
@@ -253,7 +253,7 @@ pub(crate) struct Decryptor<'a> {
 }
 
 impl Decryptor<'_> {
-    pub fn run(&mut self, docs: &[Map]) -> Result<(Vec<Map>, String), SopsFileError> {
+    pub(crate) fn run(&mut self, docs: &[Map]) -> Result<(Vec<Map>, String), SopsFileError> {
         let mut mac = Mac::new(self.rules.mac_only_encrypted);
         let mut out = Vec::with_capacity(docs.len());
         for doc in docs {

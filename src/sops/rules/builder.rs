@@ -23,11 +23,11 @@ pub(crate) struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Builder { targets: Vec::new(), changes: Vec::new(), expect: Vec::new() }
     }
 
-    pub fn add(&mut self, target: Target<'a>, item: Item) {
+    pub(crate) fn add(&mut self, target: Target<'a>, item: Item) {
         match self.targets.iter_mut().find(|(t, _)| t.same(&target)) {
             Some((_, items)) => items.push(item),
             None => self.targets.push((target, vec![item])),

@@ -58,6 +58,7 @@ impl Report {
     }
 }
 
+#[allow(clippy::too_many_lines, reason = "one pass over the rules in sops' own order, collecting every problem")]
 pub(crate) fn check(cfg: &SopsConfig, host_files: &[String], policy: &EditPolicy) -> Vec<Problem> {
     let m = cfg.model();
     let mut out = Report(Vec::new());

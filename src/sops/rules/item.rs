@@ -22,7 +22,7 @@ pub(crate) enum Target<'a> {
 }
 
 impl Target<'_> {
-    pub fn same(&self, other: &Self) -> bool {
+    pub(crate) fn same(&self, other: &Self) -> bool {
         use std::ptr::eq;
         match (self, other) {
             (Target::Seq { seq: a, .. }, Target::Seq { seq: b, .. }) => eq(*a, *b),
@@ -52,7 +52,7 @@ pub(crate) struct Item {
 }
 
 impl Item {
-    pub fn scalar(text: String, value: &str) -> Self {
+    pub(crate) fn scalar(text: String, value: &str) -> Self {
         Item { lines: vec![(0, text.clone())], flow: Some(text), value: V::Str(value.into()), literal: value.into(), rule: false }
     }
 }

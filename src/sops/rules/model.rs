@@ -121,7 +121,7 @@ pub(crate) fn literal_pattern(pattern: &str) -> Option<String> {
 }
 
 impl<'a> Model<'a> {
-    pub fn new(text: &'a str, parsed: &'a Parsed, cache: &RegexCache) -> Result<Self, SopsConfigError> {
+    pub(crate) fn new(text: &'a str, parsed: &'a Parsed, cache: &RegexCache) -> Result<Self, SopsConfigError> {
         let lines = Lines::new(text, &parsed.comments);
         let root = match parsed.documents.as_slice() {
             [root] => root,
@@ -196,7 +196,7 @@ impl<'a> Model<'a> {
     }
 
     /// Follows aliases to the node they name (the last definition before the alias).
-    pub fn resolve(&self, n: &'a Node) -> &'a Node {
+    pub(crate) fn resolve(&self, n: &'a Node) -> &'a Node {
         let mut cur = n;
         for _ in 0..MAX_DEPTH {
             let NodeKind::Alias { name } = &cur.kind else {
@@ -210,18 +210,18 @@ impl<'a> Model<'a> {
         cur
     }
 
-    pub fn anchor_before(&self, name: &str, before: usize) -> Option<&'a Node> {
+    pub(crate) fn anchor_before(&self, name: &str, before: usize) -> Option<&'a Node> {
         self.by_name.get(name)?.iter().rev().find(|n| n.span.start < before).copied()
     }
 
     /// The last definition of anchor `name`.
-    pub fn anchor(&self, name: &str) -> Option<&'a Node> {
+    pub(crate) fn anchor(&self, name: &str) -> Option<&'a Node> {
         self.anchor_before(name, usize::MAX)
     }
 
     /// Whether some alias anywhere names `node`'s anchor (then changing `node` changes every
     /// place that alias stands for).
-    pub fn is_aliased(&self, node: &Node) -> bool {
+    pub(crate) fn is_aliased(&self, node: &Node) -> bool {
         let Some(name) = &node.anchor else {
             return false;
         };
@@ -235,7 +235,7 @@ impl<'a> Model<'a> {
     }
 
     /// `key` in mapping `map`: its own entries first, then its `<<` merge sources in order.
-    pub fn lookup(&self, map: &'a Node, key: &str) -> Option<Found<'a>> {
+    pub(crate) fn lookup(&self, map: &'a Node, key: &str) -> Option<Found<'a>> {
         self.lookup_depth(map, key, 0)
     }
 
@@ -269,7 +269,7 @@ impl<'a> Model<'a> {
 
     /// The strings a recipient field holds: a scalar split on commas, or a list whose items
     /// are split on commas; trimmed, empty pieces dropped (as sops does).
-    pub fn recipients(&self, value: &'a Node) -> Vec<String> {
+    pub(crate) fn recipients(&self, value: &'a Node) -> Vec<String> {
         let split = |s: &str| s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_string).collect::<Vec<_>>();
         let value = self.resolve(value);
         match &value.kind {
@@ -283,7 +283,7 @@ impl<'a> Model<'a> {
     ///
     /// # Errors
     /// The regex of a rule tried before the match does not compile (sops fails the same way).
-    pub fn rule_for(&self, path: &str) -> Result<Option<&Rule<'a>>, SopsConfigError> {
+    pub(crate) fn rule_for(&self, path: &str) -> Result<Option<&Rule<'a>>, SopsConfigError> {
         let path = normalize(path);
         // The first literal rule for this exact path, then any earlier rule that is a regex.
         let literal = self.literals.get(path).copied();
@@ -301,13 +301,13 @@ impl<'a> Model<'a> {
 
     /// The age recipients of each key group of the rule sops uses for `path` (see
     /// [`super::SopsConfig::recipients_for`]).
-    pub fn recipients_for(&self, path: &str) -> Option<Vec<Vec<String>>> {
+    pub(crate) fn recipients_for(&self, path: &str) -> Option<Vec<Vec<String>>> {
         let rule = self.rule_for(path).ok()??;
         Some(self.groups(rule).into_iter().map(|g| g.age).collect())
     }
 
     /// The rule's key groups: `(age recipients, other key types present)` per group.
-    pub fn groups(&self, rule: &Rule<'a>) -> Vec<Group<'a>> {
+    pub(crate) fn groups(&self, rule: &Rule<'a>) -> Vec<Group<'a>> {
         let Some(map) = rule.map else {
             return Vec::new();
         };
@@ -357,7 +357,7 @@ pub(crate) struct Group<'a> {
 
 impl Rule<'_> {
     /// Whether sops would pick this rule for `path` if no earlier rule matched.
-    pub fn matches(&self, path: &str) -> Result<bool, SopsConfigError> {
+    pub(crate) fn matches(&self, path: &str) -> Result<bool, SopsConfigError> {
         match &self.regex {
             Some(Matcher::Literal(l)) => Ok(l == normalize(path)),
             Some(Matcher::Regex(re)) => match (&self.path_regex, re.as_ref()) {
@@ -371,7 +371,7 @@ impl Rule<'_> {
     }
 
     /// Why the rule's `path_regex` does not compile, when it does not.
-    pub fn regex_error(&self) -> Option<&str> {
+    pub(crate) fn regex_error(&self) -> Option<&str> {
         match &self.regex {
             Some(Matcher::Regex(re)) => re.as_ref().as_ref().err().map(String::as_str),
             _ => None,
@@ -382,7 +382,7 @@ impl Rule<'_> {
     /// `path` but none of a few siblings (another file in the same directory, the name with
     /// a prefix or a suffix added). `.*`, `\.yaml$`, `^sops/` or a missing `path_regex` are
     /// not specific; `^sops/web01\.yaml$` and `sops/web01.yaml$` are.
-    pub fn is_specific_to(&self, path: &str) -> bool {
+    pub(crate) fn is_specific_to(&self, path: &str) -> bool {
         let path = normalize(path);
         let probe = |p: &str| self.matches(p).unwrap_or(true);
         if self.path_regex.is_none() || !self.matches(path).unwrap_or(false) {

@@ -72,7 +72,7 @@ pub(crate) fn admin_refs(m: &Model<'_>, admins: &[String]) -> Result<Vec<AgeRef>
         let not_recipient = |what: &str| SopsConfigError::AdminNotRecipient { name: admin.clone(), line: node.line + 1, what: what.into() };
         match &node.kind {
             NodeKind::Scalar { value, .. } if looks_like_recipient(value) => {
-                out.push(AgeRef { text: format!("*{admin}"), recipient: value.clone(), def: Some((admin.clone(), node.span.start)) })
+                out.push(AgeRef { text: format!("*{admin}"), recipient: value.clone(), def: Some((admin.clone(), node.span.start)) });
             }
             NodeKind::Sequence { items, .. } => {
                 for item in items {

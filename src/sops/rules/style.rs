@@ -59,7 +59,8 @@ pub(crate) fn block_items(n: &Node) -> Option<&[Node]> {
 }
 
 impl Style {
-    pub fn detect(m: &Model<'_>) -> Style {
+    #[allow(clippy::too_many_lines, reason = "measures the file's style in one scan of its lines")]
+    pub(crate) fn detect(m: &Model<'_>) -> Style {
         let mut seq_indent = None;
         m.root.walk(&mut |n| {
             if let NodeKind::Mapping { entries, flow: false } = &n.kind {
@@ -137,7 +138,7 @@ impl Style {
     }
 
     /// A creation rule with one age key group, in the file's style.
-    pub fn rule(&self, path_regex: &str, ages: &[String], value_ages: &[String]) -> Item {
+    pub(crate) fn rule(&self, path_regex: &str, ages: &[String], value_ages: &[String]) -> Item {
         let re = text::scalar(path_regex, self.regex_style);
         let mut lines = vec![(0, format!("path_regex: {re}"))];
         let age_lines = |lines: &mut Vec<(usize, String)>, indent: usize, first: Option<String>, style: AgeStyle| {
@@ -167,7 +168,7 @@ impl Style {
         Item { lines, flow: None, value, literal: String::new(), rule: true }
     }
 
-    pub fn block_lines(&self, dash_col: usize, gap: usize, items: &[Item], blank: Blank) -> Vec<String> {
+    pub(crate) fn block_lines(&self, dash_col: usize, gap: usize, items: &[Item], blank: Blank) -> Vec<String> {
         let mut out = Vec::new();
         for item in items {
             let sep = item.rule && self.blank_between_rules;

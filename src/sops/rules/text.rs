@@ -44,7 +44,7 @@ pub(crate) struct Lines<'a> {
 }
 
 impl<'a> Lines<'a> {
-    pub fn new(s: &'a str, comments: &'a [Comment]) -> Self {
+    pub(crate) fn new(s: &'a str, comments: &'a [Comment]) -> Self {
         let nl = match s.find('\n') {
             Some(i) if i > 0 && s.as_bytes()[i - 1] == b'\r' => "\r\n",
             _ => "\n",
@@ -52,54 +52,54 @@ impl<'a> Lines<'a> {
         Self { s, nl, comments }
     }
 
-    pub fn line_start(&self, pos: usize) -> usize {
+    pub(crate) fn line_start(&self, pos: usize) -> usize {
         self.s[..pos].rfind('\n').map_or(0, |i| i + 1)
     }
 
     /// The start of the line after the one holding `pos`, or `None` on a last line that has
     /// no newline.
-    pub fn next_line(&self, pos: usize) -> Option<usize> {
+    pub(crate) fn next_line(&self, pos: usize) -> Option<usize> {
         self.s[pos..].find('\n').map(|i| pos + i + 1)
     }
 
     /// The start of the line before the one starting at `line_start`.
-    pub fn prev_line(&self, line_start: usize) -> Option<usize> {
+    pub(crate) fn prev_line(&self, line_start: usize) -> Option<usize> {
         (line_start > 0).then(|| self.line_start(line_start - 1))
     }
 
     /// The line starting at `line_start`, without its line ending.
-    pub fn line(&self, line_start: usize) -> &'a str {
+    pub(crate) fn line(&self, line_start: usize) -> &'a str {
         let end = self.s[line_start..].find('\n').map_or(self.s.len(), |i| line_start + i);
         self.s[line_start..end].trim_end_matches('\r')
     }
 
-    pub fn col(&self, pos: usize) -> usize {
+    pub(crate) fn col(&self, pos: usize) -> usize {
         pos - self.line_start(pos)
     }
 
     /// 1-based line number of `pos`.
-    pub fn line_no(&self, pos: usize) -> usize {
+    pub(crate) fn line_no(&self, pos: usize) -> usize {
         self.s[..pos].bytes().filter(|&b| b == b'\n').count() + 1
     }
 
-    pub fn is_blank(&self, line_start: usize) -> bool {
+    pub(crate) fn is_blank(&self, line_start: usize) -> bool {
         self.line(line_start).trim().is_empty()
     }
 
-    pub fn is_comment_line(&self, line_start: usize) -> bool {
+    pub(crate) fn is_comment_line(&self, line_start: usize) -> bool {
         self.line(line_start).trim_start().starts_with('#')
     }
 
     /// Where a node's content ends: its span with trailing white space (block scalars keep
     /// their trailing line breaks in the span) left out.
-    pub fn content_end(&self, node: &Node) -> usize {
+    pub(crate) fn content_end(&self, node: &Node) -> usize {
         let t = &self.s[node.span.clone()];
         node.span.start + t.trim_end().len()
     }
 
     /// Lines inserted after the line holding `pos` (each gets the file's line ending; at the
     /// end of a file without a final newline the newline goes first instead).
-    pub fn lines_after(&self, pos: usize, lines: &[String]) -> Splice {
+    pub(crate) fn lines_after(&self, pos: usize, lines: &[String]) -> Splice {
         match self.next_line(pos) {
             Some(at) => Splice { at: at..at, text: lines.iter().map(|l| format!("{l}{}", self.nl)).collect() },
             None => {
@@ -110,7 +110,7 @@ impl<'a> Lines<'a> {
     }
 
     /// Lines inserted before the line starting at `line_start`.
-    pub fn lines_before(&self, line_start: usize, lines: &[String]) -> Splice {
+    pub(crate) fn lines_before(&self, line_start: usize, lines: &[String]) -> Splice {
         Splice { at: line_start..line_start, text: lines.iter().map(|l| format!("{l}{}", self.nl)).collect() }
     }
 
@@ -118,7 +118,7 @@ impl<'a> Lines<'a> {
     /// and indented no deeper than it (they describe what follows, so insertions go above
     /// them; a deeper one ends the previous item). A block that starts the file is its
     /// header and stays first.
-    pub fn comments_above(&self, line_start: usize) -> usize {
+    pub(crate) fn comments_above(&self, line_start: usize) -> usize {
         let indent = |ls: usize| self.line(ls).len() - self.line(ls).trim_start().len();
         let mut at = line_start;
         while let Some(prev) = self.prev_line(at) {
@@ -136,7 +136,7 @@ impl<'a> Lines<'a> {
 
     /// The `-` that introduces the block sequence item starting at `pos`: skips white space,
     /// comments and the item's own `&anchor`/`!tag` backwards.
-    pub fn dash_before(&self, mut pos: usize) -> Option<usize> {
+    pub(crate) fn dash_before(&self, mut pos: usize) -> Option<usize> {
         let b = self.s.as_bytes();
         loop {
             while pos > 0 && b[pos - 1].is_ascii_whitespace() {

@@ -22,7 +22,7 @@ pub(crate) enum V {
 }
 
 impl V {
-    pub fn strs(items: impl IntoIterator<Item = impl Into<String>>) -> V {
+    pub(crate) fn strs(items: impl IntoIterator<Item = impl Into<String>>) -> V {
         V::Seq(items.into_iter().map(|s| V::Str(s.into())).collect())
     }
 }
@@ -51,7 +51,7 @@ pub(crate) enum Op {
 pub(crate) struct Ops(HashMap<*const Node, Vec<Op>>);
 
 impl Ops {
-    pub fn push(&mut self, node: &Node, op: Op) {
+    pub(crate) fn push(&mut self, node: &Node, op: Op) {
         self.0.entry(std::ptr::from_ref(node)).or_default().push(op);
     }
 
@@ -70,6 +70,7 @@ pub(crate) fn value(model: &Model<'_>, node: &Node, ops: &Ops) -> Result<V, Stri
     build(model, node, ops, 0, &mut budget)
 }
 
+#[allow(clippy::too_many_lines, reason = "one arm per kind of edit operation")]
 fn build(model: &Model<'_>, node: &Node, ops: &Ops, depth: usize, budget: &mut usize) -> Result<V, String> {
     if depth > MAX_DEPTH * 4 {
         return Err(format!("line {}: aliases nest too deep (a recursive alias?)", node.line + 1));

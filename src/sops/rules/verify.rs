@@ -38,6 +38,7 @@ fn fail(message: String) -> SopsConfigError {
 /// Applies `splices` and verifies the result against `ops` and `expect`. `hosts` (name,
 /// recipient) are the hosts the edit adds: a rule the plan did not touch that now includes
 /// one of them (it aliases a list the host joined) is reported as [`Change::AlsoGranted`].
+#[allow(clippy::too_many_lines, reason = "the checks of one edit, in the order the module docs list them")]
 pub(crate) fn check(
     cfg: &SopsConfig,
     m: &Model<'_>,

@@ -74,7 +74,8 @@ fn keys_list_reports_what_records_rules_and_files_disagree_on() {
     let admin = admin_recipient(&f);
     let mut doc = hostsmith::sops::file::Map::new();
     doc.set_path(&["wifi"], hostsmith::sops::file::Value::Str("hunter2".into())).expect("set");
-    let text = hostsmith::sops::file::encrypt_new(&doc, &[vec![admin]], &Default::default()).expect("encrypt");
+    let text =
+        hostsmith::sops::file::encrypt_new(&doc, &[vec![admin]], &hostsmith::sops::file::EncryptionOptions::default()).expect("encrypt");
     std::fs::write(f.dir.join("sops/shared.yaml"), text).expect("write");
 
     let before = f.snapshot();

@@ -12,6 +12,7 @@ fn indent(text: &str, by: &str) -> String {
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "builds a realistic fleet in the layout the test is named for")]
 fn migrate_writes_records_for_an_emergentmind_style_fleet_and_changes_no_secret() {
     let Some(sops) = fast_sops() else { return };
     let Some(age_keygen) = peer("age-keygen") else { return };

@@ -14,24 +14,24 @@ use std::process::Command;
 
 use hostsmith::ssh_keys::Keypair;
 
-pub use crate::common::fast_sops;
+pub(crate) use crate::common::fast_sops;
 use crate::common::{TestFleet, ok, peer, run};
 
 /// The admin's identity file as text (what SOPS_AGE_KEY takes).
-pub fn admin(f: &TestFleet) -> String {
+pub(crate) fn admin(f: &TestFleet) -> String {
     std::fs::read_to_string(f.admin_key_file()).expect("admin key")
 }
 
-pub fn admin_recipient(f: &TestFleet) -> String {
+pub(crate) fn admin_recipient(f: &TestFleet) -> String {
     admin(f).lines().find_map(|l| l.strip_prefix("# public key: ")).expect("public key line").to_string()
 }
 
-pub fn record(f: &TestFleet, host: &str) -> serde_json::Value {
+pub(crate) fn record(f: &TestFleet, host: &str) -> serde_json::Value {
     serde_json::from_str(&f.read(&format!("hosts/{host}.json"))).expect("record")
 }
 
 /// `sops --decrypt --output-type json FILE` with `identity` only; None when sops refuses.
-pub fn decrypt(sops: &Path, f: &TestFleet, file: &str, identity: &str) -> Option<serde_json::Value> {
+pub(crate) fn decrypt(sops: &Path, f: &TestFleet, file: &str, identity: &str) -> Option<serde_json::Value> {
     let mut c = Command::new(sops);
     c.args(["--decrypt", "--output-type", "json", file])
         .current_dir(&f.dir)
@@ -44,14 +44,14 @@ pub fn decrypt(sops: &Path, f: &TestFleet, file: &str, identity: &str) -> Option
 }
 
 /// The age identity sops-nix derives from the host key stored in `sops/<host>.yaml`.
-pub fn host_identity(sops: &Path, f: &TestFleet, host: &str) -> String {
+pub(crate) fn host_identity(sops: &Path, f: &TestFleet, host: &str) -> String {
     let doc = decrypt(sops, f, &format!("sops/{host}.yaml"), &admin(f)).expect("admin decrypts the host file");
     let key = doc["ssh_host_ed25519_key"].as_str().expect("host key");
     Keypair::from_openssh(key, None).expect("key").age_identity().expect("identity").to_string()
 }
 
 /// Encrypts `plain` (YAML) into `rel` with the real sops and the fleet's rules.
-pub fn sops_encrypt(sops: &Path, f: &TestFleet, rel: &str, plain: &str) {
+pub(crate) fn sops_encrypt(sops: &Path, f: &TestFleet, rel: &str, plain: &str) {
     let tmp = f.dir.join("plain.yaml");
     std::fs::write(&tmp, plain).expect("write");
     let mut c = Command::new(sops);
@@ -63,13 +63,13 @@ pub fn sops_encrypt(sops: &Path, f: &TestFleet, rel: &str, plain: &str) {
 }
 
 /// The stored ciphertext of a top-level value (`key: ENC[...]`).
-pub fn ciphertext(f: &TestFleet, rel: &str, key: &str) -> String {
+pub(crate) fn ciphertext(f: &TestFleet, rel: &str, key: &str) -> String {
     let prefix = format!("{key}: ENC[");
     f.read(rel).lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("{key} in {rel}")).to_string()
 }
 
 /// Appends a creation rule for `rel` with the given aliases (`.sops.yaml` ends with the rules).
-pub fn append_rule(f: &TestFleet, rel: &str, aliases: &[&str]) {
+pub(crate) fn append_rule(f: &TestFleet, rel: &str, aliases: &[&str]) {
     let mut text = f.read(".sops.yaml");
     text.push_str(&format!("  - path_regex: ^{}$\n    key_groups:\n      - age:\n", regex_escape(rel)));
     for a in aliases {
@@ -83,14 +83,14 @@ fn regex_escape(s: &str) -> String {
 }
 
 /// `ssh-keygen -q -t TYPE -N PASS -C COMMENT -f PATH` (extra args before -f).
-pub fn ssh_keygen(path: &Path, kind: &str, pass: &str, extra: &[&str]) -> bool {
+pub(crate) fn ssh_keygen(path: &Path, kind: &str, pass: &str, extra: &[&str]) -> bool {
     let Some(keygen) = peer("ssh-keygen") else { return false };
     ok(&run(Command::new(keygen).args(["-q", "-t", kind, "-N", pass, "-C", "imported"]).args(extra).arg("-f").arg(path)));
     true
 }
 
 /// `SHA256:…` of a public key file, as `ssh-keygen -lf` prints it.
-pub fn keygen_fingerprint(pubfile: &Path) -> String {
+pub(crate) fn keygen_fingerprint(pubfile: &Path) -> String {
     let out = ok(&run(Command::new("ssh-keygen").arg("-lf").arg(pubfile)));
     out.split_whitespace().nth(1).expect("fingerprint").to_string()
 }

@@ -49,7 +49,7 @@ fn sops_rekey_in_parallel_equals_sops_updatekeys_file_by_file() {
         let mut doc = Map::new();
         doc.set_path(&["n"], Value::Int(i)).expect("set");
         doc.set_path(&["secret"], Value::Str(format!("value-{i}"))).expect("set");
-        let text = encrypt_new(&doc, &[vec![admin.clone()]], &Default::default()).expect("encrypt");
+        let text = encrypt_new(&doc, &[vec![admin.clone()]], &hostsmith::sops::file::EncryptionOptions::default()).expect("encrypt");
         write(&f.dir.join(format!("secrets/s{i:03}.yaml")), &text);
     }
     // An admin joins: a new anchor, and the rule names it.
