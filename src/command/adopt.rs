@@ -59,7 +59,7 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
             }
             let report =
                 enroll::run(&fleet, vec![Request { host, source: KeySource::Generate }], Options { rotate: false, dry_run: args.dry_run })?;
-            super::vm_fresh::print_report(&report, ctx);
+            super::report::print_report(&report, ctx);
             return Ok(());
         }
     }
@@ -68,6 +68,6 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
         vec![Request { host, source: KeySource::Public(public) }],
         Options { rotate: args.rotate, dry_run: args.dry_run },
     )?;
-    super::vm_fresh::print_report(&report, ctx);
+    super::report::print_report(&report, ctx);
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::command::args::SeedOptions;
-use crate::command::vm_fresh::print_report;
+use crate::command::report::print_report;
 use crate::command::{Context, host_names};
 use crate::enroll::{self, KeySource, Options, Request};
 use crate::error::{Error, Result};

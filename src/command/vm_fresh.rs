@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use crate::admin_identity::Identities;
 use crate::cloud_init::SeedInputs;
 use crate::command::args::SeedOptions;
+use crate::command::report::print_report;
 use crate::command::{Context, host_names};
-use crate::enroll::{self, Action, KeySource, Options, Report, Request};
+use crate::enroll::{self, KeySource, Options, Request};
 use crate::error::Result;
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
-use crate::output::Tone;
 use crate::seed;
 use crate::seed::emit;
 
@@ -79,46 +79,4 @@ fn emit_first_boot(
         }
     }
     Ok(())
-}
-
-/// Prints a provisioning report the same way for every command that provisions.
-pub(crate) fn print_report(report: &Report, ctx: &Context) {
-    let out = &ctx.out;
-    out.json(report);
-    for h in &report.hosts {
-        let action = match h.action {
-            Action::Created => "created",
-            Action::Adopted => "adopted",
-            Action::Imported => "imported",
-            Action::Recovered => "recovered",
-            Action::Rotated => "rotated",
-            Action::Updated => "updated",
-            Action::Unchanged => "unchanged",
-        };
-        let tone = match h.action {
-            Action::Unchanged => Tone::Dim,
-            Action::Rotated | Action::Recovered => Tone::Warn,
-            _ => Tone::Good,
-        };
-        // Pad before painting, so colour codes do not upset the columns.
-        out.line(format!("{} {:<16} {}  {}", out.paint(&format!("{action:<10}"), tone), h.name, h.fingerprint, h.age_recipient));
-        if !h.deploy_keys_added.is_empty() {
-            out.line(format!("           deploy keys added: {}", h.deploy_keys_added.join(", ")));
-        }
-    }
-    // A line per change reads well for a few hosts; for many, a count (the JSON has the list).
-    if report.sops_config_changes.len() <= 8 {
-        for c in &report.sops_config_changes {
-            out.line(format!(".sops.yaml: {c}"));
-        }
-    } else {
-        out.line(format!(".sops.yaml: {} changes (anchors, rules, shared rules; `--json` lists them)", report.sops_config_changes.len()));
-    }
-    if report.files.is_empty() {
-        out.line("nothing to do: every file is already up to date");
-    } else if report.dry_run {
-        out.line(format!("dry run: would write {}", report.files.join(", ")));
-    } else {
-        out.line(format!("wrote {}", report.files.join(", ")));
-    }
 }

@@ -770,60 +770,81 @@ fn sops_file_reader_properties() {
     assert!(seen.get("decrypted") > 0, "no mutated file decrypted");
 }
 
-/// What the property tests found, kept as plain tests.
+// What the property tests found, kept as plain tests: one regression test per bug the
+// fuzzers above found, named for the bug.
+
+fn web01() -> [HostKey; 1] {
+    [HostKey { name: "web01".into(), recipient: W.into() }]
+}
+
+fn db01() -> [HostKey; 1] {
+    [HostKey { name: "db01".into(), recipient: X.into() }]
+}
+
+fn admin_policy() -> EditPolicy {
+    EditPolicy { host_dir: "sops".into(), admins: vec!["admin".into()], ..EditPolicy::default() }
+}
+
 #[test]
-fn regressions_found_by_fuzzing() {
-    // 1. `&web01` inside the plain string `. - &web01 age1…` (anchored `hosts`) was taken for
-    //    anchor `web01`: rotating web01 replaced the whole string (src/yaml/scan.rs).
+fn fuzz_an_anchor_written_inside_a_plain_string_is_not_an_anchor() {
+    // `&web01` inside the plain string `. - &web01 age1…` (anchored `hosts`) was taken for
+    // anchor `web01`: rotating web01 replaced the whole string (src/sops/yaml/scan.rs).
     let text = format!("keys:\n  - &admins\n    - &admin {A}\n  - &hosts\n   . - &web01 {W}\n");
     let cfg = SopsConfig::parse(&text).expect("parses");
     assert_eq!(cfg.host_recipient("web01"), None);
     let err = cfg.replace_host_recipient("web01", X).expect_err("web01 has no anchor");
     assert!(err.to_string().contains("has no anchor `&web01`"), "{err}");
+}
 
-    // 2. A rule appended to an empty `creation_rules:` that comes before `keys:` used aliases
-    //    of anchors defined after it; the edit failed its own verification ("this is a
-    //    hostsmith bug") instead of being refused with the reason (src/sops_config/targets.rs).
+#[test]
+fn fuzz_a_rule_before_the_anchors_it_would_alias_is_refused_with_the_reason() {
+    // A rule appended to an empty `creation_rules:` that comes before `keys:` used aliases
+    // of anchors defined after it; the edit failed its own verification ("this is a
+    // hostsmith bug") instead of being refused with the reason (src/sops/rules/targets.rs).
     let text = format!("creation_rules:\nkeys:\n  - &admin {A}\n  - &web01 {W}\n");
     let cfg = SopsConfig::parse(&text).expect("parses");
-    let policy = EditPolicy { host_dir: "sops".into(), admins: vec!["admin".into()], ..EditPolicy::default() };
-    let err = cfg.add_hosts(&[HostKey { name: "web01".into(), recipient: W.into() }], &policy).expect_err("refused");
-    let msg = err.to_string();
+    let msg = cfg.add_hosts(&web01(), &admin_policy()).expect_err("refused").to_string();
     assert!(msg.contains("is defined after line") && !msg.contains("hostsmith bug"), "{msg}");
     // The same with rules in the list: the new rule goes at the end of the list, still
     // before the anchors.
     let text = format!("creation_rules:\n  - path_regex: ^other$\n    age: {A}\nkeys:\n  - &admin {A}\n  - &web01 {W}\n");
     let cfg = SopsConfig::parse(&text).expect("parses");
-    let msg = cfg.add_hosts(&[HostKey { name: "web01".into(), recipient: W.into() }], &policy).expect_err("refused").to_string();
+    let msg = cfg.add_hosts(&web01(), &admin_policy()).expect_err("refused").to_string();
     assert!(msg.contains("is defined after line") && !msg.contains("hostsmith bug"), "{msg}");
+}
 
-    // 3. `creation_rules: &rules []` lost its anchor when the first rule was added: the
-    //    whole ` &rules []` was cut instead of ` []` (src/sops_config/render.rs).
+#[test]
+fn fuzz_an_anchored_empty_rule_list_keeps_its_anchor_and_trailing_blanks() {
+    // `creation_rules: &rules []` lost its anchor when the first rule was added: the
+    // whole ` &rules []` was cut instead of ` []` (src/sops/rules/render.rs).
     let text = format!("keys:\n  - &admin {A}\ncreation_rules: &rules []\n");
     let cfg = SopsConfig::parse(&text).expect("parses");
-    let edit = cfg.add_hosts(&[HostKey { name: "db01".into(), recipient: X.into() }], &policy).expect("edited");
+    let edit = cfg.add_hosts(&db01(), &admin_policy()).expect("edited");
     assert!(edit.text.contains("creation_rules: &rules\n  - path_regex: ^sops/db01\\.yaml$"), "{}", edit.text);
     assert!(SopsConfig::parse(&edit.text).expect("parses").anchors().iter().any(|a| a.name == "rules"));
-    //    And white space after the `]` went with it (the list's span runs past it).
+    // And white space after the `]` went with it (the list's span runs past it).
     let text = format!("keys:\n  - &admin {A}\ncreation_rules: []\t\n");
-    let edit = SopsConfig::parse(&text)
-        .expect("parses")
-        .add_hosts(&[HostKey { name: "db01".into(), recipient: X.into() }], &policy)
-        .expect("edited");
+    let edit = SopsConfig::parse(&text).expect("parses").add_hosts(&db01(), &admin_policy()).expect("edited");
     assert!(edit.text.contains("creation_rules:\t\n  - path_regex"), "{:?}", edit.text);
+}
 
-    // 4. A flow list holding a one-pair mapping (`[*alice, ? *bob]`) made the editor slice
-    //    the text backwards and panic (src/sops_config/flow.rs).
+#[test]
+fn fuzz_a_one_pair_mapping_in_a_flow_list_is_refused_not_a_panic() {
+    // A flow list holding a one-pair mapping (`[*alice, ? *bob]`) made the editor slice the
+    // text backwards and panic (src/sops/rules/flow.rs).
     let text = format!(
         "keys: [&alice {A}, &bob {W}]\ncreation_rules:\n  - path_regex: ^sops/shared\\.yaml$\n    key_groups:\n      - age: [*alice,?  *bob]\n"
     );
     let cfg = SopsConfig::parse(&text).expect("parses");
-    let policy = EditPolicy { admins: vec!["alice".into()], shared: vec!["sops/shared.yaml".into()], ..policy };
-    let err = cfg.add_hosts(&[HostKey { name: "db01".into(), recipient: X.into() }], &policy).expect_err("refused");
+    let policy = EditPolicy { admins: vec!["alice".into()], shared: vec!["sops/shared.yaml".into()], ..admin_policy() };
+    let err = cfg.add_hosts(&db01(), &policy).expect_err("refused");
     assert!(err.to_string().contains("cannot tell where the last item"), "{err}");
+}
 
-    // 5. A SOPS file with a key twice in one mapping was read (and would have been written
-    //    back so) though sops refuses it ("mapping key already defined") (src/sopsfile/mod.rs).
+#[test]
+fn fuzz_a_key_twice_in_one_sops_mapping_is_refused_as_sops_refuses_it() {
+    // A SOPS file with a key twice in one mapping was read (and would have been written
+    // back so) though sops refuses it ("mapping key already defined") (src/sops/file/mod.rs).
     let s = sample();
     let doubled = s.text.replacen("deploy-keys:\n", "deploy-keys:\ndeploy-keys:\n", 1);
     assert_ne!(doubled, s.text);

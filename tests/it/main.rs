@@ -8,6 +8,7 @@ mod common;
 mod deploy_image;
 mod docs;
 mod errors;
+mod exact;
 mod first_boot;
 mod fuzz;
 mod keys;

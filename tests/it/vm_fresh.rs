@@ -5,6 +5,7 @@ use std::process::Command;
 use hostsmith::ssh_keys::Keypair;
 
 use crate::common::{self, TestFleet, ok, peer, run, sops_decrypt, stderr, stdout};
+use crate::exact::Test;
 
 fn admin_identity(f: &TestFleet) -> String {
     std::fs::read_to_string(f.admin_key_file()).expect("admin key")
@@ -104,9 +105,14 @@ fn a_second_run_changes_no_byte_and_no_mtime() {
     f.init_with(&["web01", "db01"]);
     let before = f.snapshot();
     std::thread::sleep(std::time::Duration::from_millis(30));
-    let out = f.run(&["vm-fresh", "web01", "db01"]);
-    let text = ok(&out);
-    assert!(text.contains("nothing to do"), "{text}");
+    Test::new(&f)
+        .args(&["vm-fresh", "web01", "db01"])
+        .stdout(
+            "unchanged  web01            <FP>  <AGE>\n\
+             unchanged  db01             <FP>  <AGE>\n\
+             nothing to do: every file is already up to date\n",
+        )
+        .run();
     f.assert_unchanged(&before, "the run");
 }
 
@@ -115,8 +121,17 @@ fn dry_run_plans_and_changes_nothing() {
     let f = TestFleet::new();
     f.init_with(&[]);
     let before = f.snapshot();
-    let text = ok(&f.run(&["vm-fresh", "--dry-run", "web01"]));
-    assert!(text.contains("dry run: would write sops/web01.yaml"), "{text}");
+    Test::new(&f)
+        .args(&["vm-fresh", "--dry-run", "web01"])
+        .stdout(
+            "created    web01            <FP>  <AGE>\n\
+             \x20          deploy keys added: nix-config, nix-secrets\n\
+             .sops.yaml: added anchor &web01 under keys\n\
+             .sops.yaml: added creation rule ^sops/web01\\.yaml$ for web01\n\
+             .sops.yaml: added web01 to the rule for sops/shared.yaml at line 6\n\
+             dry run: would write sops/web01.yaml, .sops.yaml, hosts/web01.json\n",
+        )
+        .run();
     f.assert_unchanged(&before, "the run");
     let json: serde_json::Value = serde_json::from_str(&ok(&f.run(&["--json", "vm-fresh", "--dry-run", "web01"]))).expect("json");
     assert_eq!(json["dry_run"], true);
@@ -137,9 +152,11 @@ fn hostile_host_names_are_refused_before_anything_changes() {
         f.assert_unchanged(&before, bad);
     }
     // `-rf` looks like an option to clap; after `--` it is a name and is refused as one.
-    let out = f.run(&["vm-fresh", "--", "-rf"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("starts or ends with '-'"), "{}", stderr(&out));
+    Test::new(&f)
+        .args(&["vm-fresh", "--", "-rf"])
+        .stderr("error: host name `-rf` is invalid: it starts or ends with '-'; use letters, digits and '-' (at most 63, not starting or ending with '-')\n")
+        .status(2)
+        .run();
     f.assert_unchanged(&before, "the run");
 }
 
@@ -194,9 +211,20 @@ fn adopt_registers_an_existing_machine_from_its_public_key() {
     let f = TestFleet::new();
     f.init_with(&[]);
     let machine = Keypair::generate("root@old").expect("key");
-    let out = common::run_with_stdin(&mut f.cmd(&["adopt", "old01", "--pubkey", "-"]), machine.public_line().as_bytes());
+    let out = Test::new(&f)
+        .args(&["adopt", "old01", "--pubkey", "-"])
+        .stdin(&machine.public_line())
+        .stdout(
+            "adopted    old01            <FP>  <AGE>\n\
+             \x20          deploy keys added: nix-config, nix-secrets\n\
+             .sops.yaml: added anchor &old01 under keys\n\
+             .sops.yaml: added creation rule ^sops/old01\\.yaml$ for old01\n\
+             .sops.yaml: added old01 to the rule for sops/shared.yaml at line 6\n\
+             wrote sops/old01.yaml, .sops.yaml, hosts/old01.json\n",
+        )
+        .run();
     let text = ok(&out);
-    assert!(text.contains("adopted    old01"), "{text}");
+    assert!(text.contains(&machine.fingerprint()), "{text}");
     let record: serde_json::Value = serde_json::from_str(&f.read("hosts/old01.json")).expect("record");
     assert_eq!(record["fingerprint"], machine.fingerprint());
     assert_eq!(record["age_recipient"], machine.age_recipient().expect("recipient"));

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use super::one_host;
 use super::rotate::{after_host_rotation, print_next};
 use crate::command::Context;
-use crate::command::vm_fresh::print_report;
+use crate::command::report::print_report;
 use crate::enroll::{self, Action, KeySource, Options, Request};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;

@@ -2,6 +2,7 @@
 
 use super::{admin_recipient, append_rule, record};
 use crate::common::{TestFleet, ok, stderr};
+use crate::exact::Test;
 
 /// The table `keys list` must print, built here independently from the records.
 fn expected_table(f: &TestFleet, hosts: &[&str]) -> String {
@@ -118,23 +119,43 @@ fn keys_show_and_public_print_the_record() {
         ok(&f.run(&["keys", "public", "web01", "--deploy", "nix-config"])),
         format!("{}\n", r["deploy_keys"]["nix-config"].as_str().expect("deploy"))
     );
-    let out = f.run(&["keys", "public", "web01", "--deploy", "nope"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("has no deploy key `nope` (it has: nix-config, nix-secrets)"), "{}", stderr(&out));
-    let out = f.run(&["keys", "show", "ghost"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    Test::new(&f)
+        .args(&["keys", "public", "web01", "--deploy", "nope"])
+        .stderr(
+            "error: host `web01` has no deploy key `nope` (it has: nix-config, nix-secrets); add the repository to \
+             `host.deploy_keys` in hostsmith.toml and run `hostsmith vm-fresh web01`\n",
+        )
+        .status(2)
+        .run();
+    Test::new(&f)
+        .arg("keys")
+        .arg("show")
+        .arg("ghost")
+        .env("HOSTSMITH_FLEET", ".")
+        .stderr(
+            "error: host `ghost` is not in this fleet (no `hosts/ghost.json`): run `hostsmith vm-fresh ghost` or `hostsmith adopt ghost`\n",
+        )
+        .status(2)
+        .run();
 
-    let text = ok(&f.run(&["keys", "show", "web01"]));
-    for want in [
-        "host           web01\n".to_string(),
-        format!("fingerprint    {}\n", r["fingerprint"].as_str().expect("fp")),
-        "rotated        never\n".to_string(),
-        "host file      sops/web01.yaml\n".to_string(),
-        "web01-nix-config-deploy".to_string(),
-        "opens          sops/web01.yaml\n".to_string(),
-    ] {
-        assert!(text.contains(&want), "{want:?} in\n{text}");
-    }
+    let out = Test::new(&f)
+        .args(&["keys", "show", "web01"])
+        .stdout(
+            "host           web01\n\
+             public key     ssh-ed25519 <KEY> root@web01\n\
+             fingerprint    <FP>\n\
+             age recipient  <AGE>\n\
+             origin         generated\n\
+             created        <TIME>\n\
+             rotated        never\n\
+             host file      sops/web01.yaml\n\
+             deploy keys    nix-config    <FP>  web01-nix-config-deploy\n\
+             \x20              nix-secrets   <FP>  web01-nix-secrets-deploy\n\
+             opens          sops/web01.yaml\n",
+        )
+        .run();
+    let text = ok(&out);
+    assert!(text.contains(&format!("fingerprint    {}\n", r["fingerprint"].as_str().expect("fp"))), "{text}");
     let json: serde_json::Value = serde_json::from_str(&ok(&f.run(&["--json", "keys", "show", "web01"]))).expect("json");
     assert_eq!(json["fingerprint"], r["fingerprint"]);
     assert_eq!(json["deploy"][0]["title"], "web01-nix-config-deploy");

@@ -7,14 +7,6 @@ use crate::fleet::Fleet;
 use crate::host_name::HostName;
 use crate::sops::rules::SopsConfig;
 
-#[derive(Debug, clap::Subcommand)]
-pub(crate) enum SopsCommand {
-    /// Validate the creation rules against the host records and files.
-    Check,
-    /// Re-wrap data keys after .sops.yaml changed, in parallel (`sops updatekeys` for the fleet).
-    Rekey(super::sops_rekey::RekeyArgs),
-}
-
 #[derive(Debug, serde::Serialize)]
 struct CheckReport {
     hosts: usize,
@@ -23,14 +15,7 @@ struct CheckReport {
 
 /// # Errors
 /// [`Error::Problems`] when the check finds any.
-pub(crate) fn run(cmd: SopsCommand, ctx: &Context) -> Result<()> {
-    match cmd {
-        SopsCommand::Check => check(ctx),
-        SopsCommand::Rekey(args) => super::sops_rekey::run(&args, ctx),
-    }
-}
-
-fn check(ctx: &Context) -> Result<()> {
+pub(crate) fn run(ctx: &Context) -> Result<()> {
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let path = fleet.sops_config_path();
     let text = fleet.read_sops_config()?;

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::command::Context;
+use crate::command::report::outcome_line;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::rekey::{self, FileOutcome, Status};
@@ -83,23 +84,4 @@ pub(crate) fn run(args: &RekeyArgs, ctx: &Context) -> Result<()> {
         files.len()
     ));
     if report.failed == 0 { Ok(()) } else { Err(Error::Problems { count: report.failed }) }
-}
-
-/// One line per file, as every command that re-keys prints it.
-#[must_use]
-pub(crate) fn outcome_line(o: &FileOutcome) -> String {
-    let mut detail: Vec<String> = o.added.iter().map(|r| format!("+{r}")).chain(o.removed.iter().map(|r| format!("-{r}"))).collect();
-    if o.data_key_rotated {
-        detail.push("new data key".into());
-    }
-    if o.engine == "sops" {
-        detail.push("via sops".into());
-    }
-    let detail = if detail.is_empty() { String::new() } else { format!(" ({})", detail.join(", ")) };
-    match o.status {
-        Status::Rekeyed => format!("rekeyed     {}{detail}", o.file),
-        Status::WouldRekey => format!("would rekey {}{detail}", o.file),
-        Status::Unchanged => format!("unchanged   {}", o.file),
-        Status::Failed => format!("failed      {}: {}", o.file, o.error.as_deref().unwrap_or("unknown error")),
-    }
 }
