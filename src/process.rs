@@ -76,13 +76,18 @@ impl Program {
     pub fn exec(&self) -> Error {
         use std::os::unix::process::CommandExt;
         tracing::debug!("exec {}", self.display());
+        let err = self.command().exec();
+        Error::Program { program: self.display(), message: format!("cannot start it: {err}") }
+    }
+
+    /// The `std` command for this argv and environment; stdio is the caller's to set.
+    fn command(&self) -> Command {
         let mut cmd = Command::new(&self.argv[0]);
         cmd.args(&self.argv[1..]);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let err = cmd.exec();
-        Error::Program { program: self.argv[0].clone(), message: format!("cannot start `{}`: {err}", self.display()) }
+        cmd
     }
 
     /// Runs the program to completion or until the timeout (then it is killed).
@@ -93,15 +98,9 @@ impl Program {
     #[allow(clippy::too_many_lines, reason = "spawn, feed, drain and reap are one lifecycle; apart they would share every handle")]
     pub fn run(&self) -> Result<Finished> {
         tracing::debug!("running {}", self.display());
-        let name = self.argv[0].clone();
-        let mut cmd = Command::new(&name);
-        cmd.args(&self.argv[1..])
-            .stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
+        let name = &self.argv[0];
+        let mut cmd = self.command();
+        cmd.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| Error::Program {
             program: self.display(),
             message: if e.kind() == std::io::ErrorKind::NotFound {
@@ -175,8 +174,9 @@ impl Program {
 const STDERR_LINES: usize = 20;
 
 /// The error for a program that exited non-zero: `command` (the command line as typed), the
-/// exit status (and the machine it ran `on`, when not this one), and the last lines of its stderr, indented under it. Control characters are
-/// removed, so a program (or a remote host) cannot drive the user's terminal.
+/// exit status (and the machine it ran `on`, when not this one), and the last lines of its
+/// stderr, indented under it. Control characters are removed, so a program (or a remote
+/// host) cannot drive the user's terminal.
 #[must_use]
 pub(crate) fn exit_error(command: String, on: Option<&str>, status: Option<i32>, stderr: &[u8]) -> Error {
     let mut status = status.map_or_else(|| "killed by a signal".to_string(), |c| format!("exit status {c}"));

@@ -30,8 +30,7 @@ use crate::atomic;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, SOPS_CONFIG};
 use crate::process::Program;
-use crate::sops;
-use crate::sops::file::EncryptedFile;
+use crate::sops::file::{EncryptedFile, SopsFileError};
 use crate::sops::rules::SopsConfig;
 
 /// How long one `sops` call may take before it is stopped.
@@ -81,7 +80,7 @@ pub(crate) enum FilePlan {
 /// # Errors
 /// The file is not SOPS, no admin identity opens it, or the new recipients are invalid.
 pub(crate) fn plan(path: &Path, text: &str, target: &Target, ids: &[Identity], rotate_data_key: bool) -> Result<FilePlan> {
-    let err = |e: sops::file::SopsFileError| Error::SopsEngine { path: path.to_path_buf(), source: e };
+    let err = |e: SopsFileError| Error::SopsEngine { path: path.to_path_buf(), source: e };
     let file = EncryptedFile::parse(text).map_err(err)?;
     let (added, removed) = diff(&file.age_recipients(), &target.groups);
     let same = same_groups(&file.age_recipients(), &target.groups);

@@ -13,7 +13,6 @@ use std::time::Instant;
 use crate::command::{Context, host_names};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
-use crate::openssh::SshCommand;
 use crate::sync::plan::{self, Options};
 use crate::sync::progress::{Progress, Stream};
 use crate::sync::ssh::{self, SshTarget, Trouble};
@@ -142,7 +141,7 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     let known_hosts = ssh::known_hosts_file(&record)?;
     let target =
         SshTarget { alias: host.clone(), address: address.clone(), user: user.clone(), identity: args.identity.clone(), known_hosts };
-    let session = ssh::pinned_login(&target, SshCommand::new()).session(&address.host, args.ssh_args.iter().cloned());
+    let session = ssh::pinned_login(&target).session(&address.host, args.ssh_args.iter().cloned());
     if args.dry_run {
         ctx.out.json(&serde_json::json!({ "host": host.as_str(), "argv": session.argv() }));
         ctx.out.line(format!("Would run: {}", session.display()));

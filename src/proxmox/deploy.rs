@@ -293,5 +293,5 @@ fn last_line(bytes: &[u8]) -> String {
 }
 
 fn failed(node: &Node, argv: &[String], done: &Finished) -> Error {
-    crate::process::exit_error(remote_command(argv), Some(&node.describe()), done.status, &done.stderr)
+    node::failure(argv, &node.describe(), done)
 }

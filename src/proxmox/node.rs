@@ -331,12 +331,45 @@ fn require_success(argv: &[String], on: &str, done: &Finished) -> Result<()> {
     if done.status == Some(0) {
         return Ok(());
     }
-    Err(crate::process::exit_error(remote_command(argv), Some(on), done.status, &done.stderr))
+    Err(failure(argv, on, done))
+}
+
+/// The error for `argv` that failed on node `on`: the command as the node ran it, the exit
+/// status, and everything it said (qm puts the reason before its usage line).
+#[must_use]
+pub(crate) fn failure(argv: &[String], on: &str, done: &Finished) -> Error {
+    crate::process::exit_error(remote_command(argv), Some(on), done.status, &done.stderr)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node whose `qm` fails the way real qm does on a bad parameter: the reason first,
+    /// then a usage line last.
+    struct RefusingNode;
+
+    impl Remote for RefusingNode {
+        fn run(&self, _argv: &[String], _stdin: Option<&[u8]>, _timeout: Duration) -> Result<Finished> {
+            let stderr = b"400 Parameter verification failed.\nipconfig0: invalid format - ip4 cidr prefix out of range\n\nqm set <vmid> [OPTIONS]\n";
+            Ok(Finished { status: Some(255), stdout: Vec::new(), stderr: stderr.to_vec() })
+        }
+
+        fn describe(&self) -> String {
+            "root@pve1".into()
+        }
+    }
+
+    #[test]
+    fn a_failed_qm_reports_its_reason_not_only_its_usage_line() {
+        let node = Node::with_remote(Box::new(RefusingNode));
+        let err = node.qm_ok(&["set", "105", "--ipconfig0", "ip=192.0.2.5/4"], None, Duration::from_secs(5)).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "`qm set 105 --ipconfig0 ip=192.0.2.5/4` failed: exit status 255 on root@pve1:\n  400 Parameter verification failed.\n  \
+             ipconfig0: invalid format - ip4 cidr prefix out of range\n  qm set <vmid> [OPTIONS]"
+        );
+    }
 
     #[test]
     fn targets_parse_and_refuse_option_syntax() {

@@ -51,11 +51,11 @@ pub fn known_hosts_file(record: &HostRecord) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The ssh options for a target: pinned to its record, then who logs in (`-i`, `-p`, `-l`).
+/// The ssh options for an interactive session with a target: pinned to its record, then who
+/// logs in (`-i`, `-p`, `-l`).
 #[must_use]
-pub fn pinned_login(t: &SshTarget, base: SshCommand) -> SshCommand {
-    let cmd = base.pinned(&t.alias, &t.known_hosts);
-    login(t, cmd)
+pub fn pinned_login(t: &SshTarget) -> SshCommand {
+    login(t, SshCommand::new().pinned(&t.alias, &t.known_hosts))
 }
 
 fn login(t: &SshTarget, cmd: SshCommand) -> SshCommand {

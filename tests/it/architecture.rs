@@ -45,10 +45,11 @@ fn modules() -> BTreeMap<Module, String> {
 
 /// The module paths named in `text` of module `at`: `crate::…` and `super::…` (the file's
 /// parent), with `use crate::{a, b::{c, d}}` groups expanded one level (enough to reach the
-/// module each names). Code after `#[cfg(test)]` is left out: a file's test module says
-/// `super::` about the file itself.
+/// module each names). A file's inline test module (`#[cfg(test)] mod tests {`, last in every
+/// file, as clippy's `items_after_test_module` demands) is left out: it says `super::` about
+/// the file itself.
 fn crate_paths(at: &[String], text: &str) -> Vec<Vec<String>> {
-    let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+    let text = text.split("#[cfg(test)]\nmod tests {").next().unwrap_or_default();
     let code: String = text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
     let parent = &at[..at.len().saturating_sub(1)];
     let mut out = Vec::new();

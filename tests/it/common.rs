@@ -1,5 +1,5 @@
 //! Shared test machinery: locating peers, temp fleets, running the binary.
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test module uses a different part of the shared machinery")]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -120,7 +120,7 @@ fn gap_for(style: &Style, items: &[Item]) -> usize {
     if items.iter().any(|i| i.rule) { style.rule_gap } else { 1 }
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, reason = "the renderer's shared state (model, style, splices, ops) plus the entry's own three")]
 fn render_entry<'a>(
     m: &Model<'a>,
     style: &Style,
