@@ -169,7 +169,7 @@ fn the_scanner_sees_the_edges_it_must() {
     let at = vec!["sops".to_owned(), "rules".to_owned()];
     let paths = crate_paths(
         &at,
-        "use crate::error::{Error, Result};\nuse crate::sops::{rules::Rules, file};\nlet x = crate::fleet::Fleet::open();\n// crate::cli is a comment\nuse super::yaml::Node;\n#[cfg(test)]\nuse crate::cli;",
+        "use crate::error::{Error, Result};\nuse crate::sops::{rules::Rules, file};\nlet x = crate::fleet::Fleet::open();\n// crate::cli is a comment\nuse super::yaml::Node;\n#[cfg(test)]\nmod tests {\nuse crate::cli;",
     );
     assert_eq!(
         paths,
