@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::admin_identity::Identities;
 use crate::atomic;
@@ -20,14 +20,12 @@ use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host_file::DEPLOY_KEYS_FIELD;
 use crate::host_name::HostName;
-use crate::record::{self, HostRecord};
+use crate::record::{self, HostRecord, PENDING_RECORD, RETIRED_RECORD};
 use crate::sops::file::Value;
 use crate::ssh_keys::{self, Keypair};
 
 /// The map of new, not yet registered deploy keys in the host's SOPS file.
 pub const PENDING_FIELD: &str = "deploy-keys-pending";
-const PENDING_RECORD: &str = "deploy_keys_pending";
-const RETIRED_RECORD: &str = "deploy_keys_retired";
 
 /// The title of a host's deploy key on the forge (also the key's comment).
 #[must_use]
@@ -35,14 +33,7 @@ pub fn title(host: &str, repo: &str) -> String {
     format!("{host}-{repo}-deploy")
 }
 
-/// A deploy key that was replaced; remove it from the forge once the host uses the new one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RetiredDeployKey {
-    pub repo: String,
-    pub public: String,
-    pub fingerprint: String,
-    pub retired_at: String,
-}
+pub use crate::record::RetiredDeployKey;
 
 /// Pending deploy keys of a record: repository → public key line.
 #[must_use]
