@@ -11,6 +11,7 @@ mod errors;
 mod exact;
 mod first_boot;
 mod fuzz;
+mod hardening;
 mod keys;
 mod nix;
 mod pve_standin;
