@@ -1,0 +1,278 @@
+//! The remote script under attack, run by real shells exactly as a host runs it: as root
+//! for another user (the guest agent) while the account's owner races it (F02), without the
+//! tools it drops root rights with, and killed in the middle of writing `authorized_keys`.
+//!
+//! "Another user" is Debian's unprivileged `games` account (uid 5, home /usr/games), with a
+//! temporary directory mounted over that home in a private mount namespace, so nothing on
+//! the machine changes. The races are deterministic: wrapper programs on PATH do the
+//! attacker's (or the network's) part at exactly the moment that matters.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use hostsmith::ssh_keys::Keypair;
+use hostsmith::sync::keys::{SyncKey, UserName};
+use hostsmith::sync::remote::{self, Mode, REMOTE_COMMAND};
+
+use crate::common::{peer, run_with_stdin, stdout};
+
+const GAMES_UID: u32 = 5;
+
+fn key(comment: &str) -> SyncKey {
+    SyncKey::parse(&Keypair::generate(comment).expect("key").public_line(), "test").expect("key")
+}
+
+/// Root, `unshare` and a `games` user whose home is /usr/games, or a reason to skip.
+fn games() -> Option<(PathBuf, UserName)> {
+    let unshare = peer("unshare")?;
+    let entry = Command::new("getent").args(["passwd", "games"]).output().expect("getent");
+    let root = euid() == 0;
+    if !root || !entry.status.success() || !String::from_utf8_lossy(&entry.stdout).starts_with("games:x:5:60:") {
+        assert!(!crate::common::peers_required(), "needs root and the `games` user (uid 5, gid 60, home /usr/games)");
+        eprintln!("skipped: needs root and the `games` user with home /usr/games");
+        return None;
+    }
+    Some((unshare, UserName::parse("games").expect("user")))
+}
+
+/// The uid the tests run as.
+fn euid() -> u32 {
+    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
+}
+
+/// A directory every user can enter (tempdirs are 0700), for wrappers and the attacker's
+/// target.
+fn open_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+/// A home owned by `games`, as a real one would be.
+fn games_home() -> tempfile::TempDir {
+    let home = open_dir();
+    std::os::unix::fs::chown(home.path(), Some(GAMES_UID), Some(60)).expect("chown");
+    home
+}
+
+/// Runs the constant remote command as root (as the guest agent does), with `home` mounted
+/// over /usr/games, `shell_prefix` run first in the namespace (extra mounts), and `path`
+/// in front of PATH.
+fn as_root_for_games(unshare: &Path, home: &Path, shell_prefix: &str, path: Option<&Path>, input: &[u8]) -> Output {
+    let mut c = Command::new(unshare);
+    let script = format!(r#"mount --bind "$0" /usr/games && {shell_prefix} exec sh -c "$1""#);
+    c.args(["-m", "--propagation", "private", "sh", "-c", &script]).arg(home).arg(REMOTE_COMMAND);
+    c.env("HOME", "/root").env_remove("ENV").env_remove("BASH_ENV");
+    if let Some(p) = path {
+        c.env("PATH", format!("{}:{}", p.display(), std::env::var("PATH").unwrap_or_default()));
+    }
+    run_with_stdin(&mut c, input)
+}
+
+fn write_program(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// The attacker's move, installed as `mkdir`, `chown` and `flock`: the moment the script
+/// creates `.ssh` (after it) or is about to hand over or lock it (before), `.ssh` becomes a
+/// link to `target`, once. This is the window the old script left between `[ -L .ssh ]`
+/// and `chown`.
+fn swap_wrappers(bin: &Path, target: &Path) {
+    let text = format!(
+        r#"#!/bin/sh
+name=${{0##*/}}
+real=$(PATH=/usr/bin:/bin:/usr/sbin:/sbin command -v "$name")
+swap() {{ if [ -d .ssh ] && [ ! -L .ssh ]; then /usr/bin/mv .ssh .ssh.moved && /usr/bin/ln -s {} .ssh; fi; }}
+case $name in
+  mkdir) "$real" "$@"; status=$?; swap; exit $status ;;
+  *) swap; exec "$real" "$@" ;;
+esac
+"#,
+        target.display()
+    );
+    for name in ["mkdir", "chown", "flock"] {
+        write_program(&bin.join(name), &text);
+    }
+}
+
+/// The root-owned directory the attacker points `.ssh` at, holding root's own keys.
+fn root_target(parent: &Path) -> PathBuf {
+    let target = parent.join("root-ssh");
+    std::fs::create_dir(&target).expect("mkdir");
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(target.join("authorized_keys"), "ssh-ed25519 AAAAroot root@precious\n").expect("write");
+    std::fs::set_permissions(target.join("authorized_keys"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    target
+}
+
+fn assert_still_roots(target: &Path) {
+    let dir = std::fs::metadata(target).expect("target");
+    assert_eq!((dir.uid(), dir.mode() & 0o7777), (0, 0o755), "the root-owned directory changed hands");
+    let file = std::fs::symlink_metadata(target.join("authorized_keys")).expect("file");
+    assert_eq!((file.uid(), file.mode() & 0o7777), (0, 0o644));
+    assert_eq!(std::fs::read_to_string(target.join("authorized_keys")).expect("read"), "ssh-ed25519 AAAAroot root@precious\n");
+    let names: Vec<_> = std::fs::read_dir(target).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+    assert_eq!(names, ["authorized_keys"], "nothing else appears in the root-owned directory");
+}
+
+/// F02: as root for another user, the script never operates on the user's paths with root
+/// rights. The account's owner swaps `~/.ssh` for a link to a root-owned directory at the
+/// racy moment, in a fresh home (right after `mkdir .ssh`) and in a home that has `.ssh`
+/// (right before the old script's `chown .ssh/authorized_keys`). The old script handed the
+/// directory, or root's own authorized_keys, to the user and wrote the key into it; now
+/// the run is the user's own, so it cannot write there and says so.
+#[test]
+fn f02_a_symlink_swapped_in_mid_run_never_hands_root_files_to_the_user() {
+    let Some((unshare, games)) = games() else { return };
+    for (existing_ssh, expected) in [
+        (false, "hostsmith-sync 1\ncreated .ssh\nlock flock\nerror write cannot write .ssh/authorized_keys\n"),
+        (true, "hostsmith-sync 1\nlock flock\nerror write cannot write .ssh/authorized_keys\n"),
+    ] {
+        let shared = open_dir();
+        let bin = shared.path().join("bin");
+        std::fs::create_dir(&bin).expect("mkdir");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let target = root_target(shared.path());
+        swap_wrappers(&bin, &target);
+        let home = games_home();
+        if existing_ssh {
+            std::fs::create_dir(home.path().join(".ssh")).expect("mkdir");
+            std::os::unix::fs::chown(home.path().join(".ssh"), Some(GAMES_UID), Some(60)).expect("chown");
+        }
+        let input = remote::stdin(Mode::Apply, 5, &games, &[key("attacker@games")]);
+        let out = as_root_for_games(&unshare, home.path(), "", Some(&bin), &input);
+        assert!(std::fs::symlink_metadata(home.path().join(".ssh")).expect("link").file_type().is_symlink(), "the swap happened");
+        assert_still_roots(&target);
+        assert_eq!(stdout(&out), expected, "existing .ssh: {existing_ssh}; stderr: {}", crate::common::stderr(&out));
+        assert_eq!(out.status.code(), Some(1));
+    }
+}
+
+/// `mount` arguments (for a private mount namespace) that hide `names` from /usr/bin and
+/// /usr/sbin with overlay whiteouts; each mount gets its own upper and work directories.
+fn hide(dir: &Path, names: &[&str]) -> String {
+    let mut mounts = String::new();
+    for bindir in ["/usr/bin", "/usr/sbin"] {
+        let tag = bindir.replace('/', "-");
+        let (upper, work) = (dir.join(format!("upper{tag}")), dir.join(format!("work{tag}")));
+        std::fs::create_dir(&upper).expect("mkdir");
+        std::fs::create_dir(&work).expect("mkdir");
+        for name in names {
+            if Path::new(bindir).join(name).exists() {
+                let status = Command::new("mknod").arg(upper.join(name)).args(["c", "0", "0"]).status().expect("mknod");
+                assert!(status.success());
+            }
+        }
+        mounts.push_str(&format!(
+            "mount -t overlay overlay -o lowerdir={bindir},upperdir={},workdir={} {bindir} && ",
+            upper.display(),
+            work.display()
+        ));
+    }
+    mounts
+}
+
+/// The script picks whichever of setpriv, runuser and su the host has to become the user
+/// (the files it creates are then the user's own), and says clearly when it has none.
+#[test]
+fn f02_the_script_drops_to_the_user_with_setpriv_runuser_or_su_or_says_it_cannot() {
+    let Some((unshare, games)) = games() else { return };
+    for hidden in [&[][..], &["setpriv"][..], &["setpriv", "runuser"][..]] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let home = games_home();
+        let k = key("admin@laptop");
+        let input = remote::stdin(Mode::Apply, 5, &games, std::slice::from_ref(&k));
+        let out = as_root_for_games(&unshare, home.path(), &hide(tmp.path(), hidden), None, &input);
+        assert_eq!(
+            stdout(&out),
+            "hostsmith-sync 1\ncreated .ssh\nlock flock\ncreated .ssh/authorized_keys\nkey 1 added\nok\n",
+            "without {hidden:?}: {}",
+            crate::common::stderr(&out)
+        );
+        let (dir, file) = (
+            std::fs::metadata(home.path().join(".ssh")).expect("dir"),
+            std::fs::metadata(home.path().join(".ssh/authorized_keys")).expect("file"),
+        );
+        assert_eq!((dir.uid(), dir.gid(), dir.mode() & 0o777), (GAMES_UID, 60, 0o700), "without {hidden:?}");
+        assert_eq!((file.uid(), file.gid(), file.mode() & 0o777), (GAMES_UID, 60, 0o600), "without {hidden:?}");
+        assert_eq!(
+            std::fs::read_to_string(home.path().join(".ssh/authorized_keys")).expect("read"),
+            format!("ssh-ed25519 {} admin@laptop\n", k.blob)
+        );
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = games_home();
+    let input = remote::stdin(Mode::Apply, 5, &games, &[key("a")]);
+    let out = as_root_for_games(&unshare, home.path(), &hide(tmp.path(), &["setpriv", "runuser", "su"]), None, &input);
+    assert_eq!(
+        stdout(&out),
+        "hostsmith-sync 1\nerror user running as root, and none of setpriv, runuser or su is on the host to run as games: install util-linux, or sync over ssh as games\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(std::fs::read_dir(home.path()).expect("ls").count(), 0, "nothing was created");
+}
+
+/// A kill at the worst moment: `sync` (run between writing the temporary file and renaming
+/// it over authorized_keys) is a wrapper that kills the script with `signal`, as a dropped
+/// connection (HUP, PIPE) or the OOM killer (KILL) would.
+fn killed_while_writing(signal: &str, home: &Path, input: &[u8]) -> Output {
+    let bin = tempfile::tempdir().expect("tmp");
+    write_program(&bin.path().join("sync"), &format!("#!/bin/sh\nkill -{signal} $PPID\nsleep 1\n"));
+    let mut c = Command::new("sh");
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+    c.args(["-c", REMOTE_COMMAND]).env("HOME", home).env("PATH", path).env_remove("ENV");
+    run_with_stdin(&mut c, input)
+}
+
+/// A run that dies in the middle of writing leaves authorized_keys byte for byte as it was
+/// (never a partial line), keeps its mode, and the next run completes the work; a
+/// truncated request writes nothing at all.
+#[test]
+fn a_run_killed_mid_write_leaves_authorized_keys_whole() {
+    let me = Command::new("id").arg("-un").output().expect("id");
+    let me = UserName::parse(String::from_utf8_lossy(&me.stdout).trim()).expect("user");
+    let before = "# by hand\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeep kept@host";
+    for signal in ["HUP", "PIPE", "TERM", "KILL"] {
+        let home = tempfile::tempdir().expect("tmp");
+        let ssh = home.path().join(".ssh");
+        std::fs::create_dir(&ssh).expect("mkdir");
+        std::fs::write(ssh.join("authorized_keys"), before).expect("write");
+        std::fs::set_permissions(ssh.join("authorized_keys"), std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let k = key("admin@laptop");
+        let input = remote::stdin(Mode::Apply, 5, &me, std::slice::from_ref(&k));
+        let out = killed_while_writing(signal, home.path(), &input);
+        assert!(!out.status.success(), "{signal}");
+        assert_eq!(stdout(&out), "hostsmith-sync 1\nlock flock\n", "{signal}");
+        assert_eq!(std::fs::read_to_string(ssh.join("authorized_keys")).expect("read"), before, "{signal}");
+        assert_eq!(std::fs::metadata(ssh.join("authorized_keys")).expect("meta").mode() & 0o777, 0o640);
+        // A trapped signal removes the temporary file; after SIGKILL the next run does.
+        let leftover = ssh.join("authorized_keys.hostsmith-new").exists();
+        assert_eq!(leftover, signal == "KILL", "{signal}");
+
+        let mut c = Command::new("sh");
+        c.args(["-c", REMOTE_COMMAND]).env("HOME", home.path()).env_remove("ENV");
+        let out = run_with_stdin(&mut c, &input);
+        assert_eq!(stdout(&out), "hostsmith-sync 1\nlock flock\nkey 1 added\nok\n", "{signal}");
+        assert_eq!(
+            std::fs::read_to_string(ssh.join("authorized_keys")).expect("read"),
+            format!("{before}\nssh-ed25519 {} admin@laptop\n", k.blob)
+        );
+        assert_eq!(std::fs::metadata(ssh.join("authorized_keys")).expect("meta").mode() & 0o777, 0o640, "the mode is kept");
+        let names: Vec<_> = std::fs::read_dir(&ssh).expect("ls").map(|e| e.expect("e").file_name()).collect();
+        assert_eq!(names, ["authorized_keys"], "{signal}: no temporary file is left");
+    }
+
+    // The request cut anywhere before `end`: nothing is written.
+    let home = tempfile::tempdir().expect("tmp");
+    let input = remote::stdin(Mode::Apply, 5, &me, &[key("a"), key("b")]);
+    let request = input.windows(22).position(|w| w == b"hostsmith-sync 1 apply").expect("request");
+    for cut in [request, request + 30, input.len() - 4, input.len() - 1] {
+        let mut c = Command::new("sh");
+        c.args(["-c", REMOTE_COMMAND]).env("HOME", home.path()).env_remove("ENV");
+        let out = run_with_stdin(&mut c, &input[..cut]);
+        assert!(!out.status.success(), "cut at {cut}");
+        assert!(!home.path().join(".ssh/authorized_keys").exists(), "cut at {cut}: {}", stdout(&out));
+    }
+}
