@@ -273,6 +273,32 @@ mod tests {
         ] {
             assert!(parse_reply(bad, keys, "ssh").is_err(), "{}", String::from_utf8_lossy(bad));
         }
+        let noted = parse_reply(
+            b"hostsmith-sync 1\nnote 1 invalid 2 unknown-option badopt\nnote 1 restricted 5 command,no-pty\nkey 1 present\nok\n",
+            1,
+            "ssh",
+        )
+        .expect("notes");
+        assert_eq!(
+            noted.notes,
+            [
+                Note::Invalid { key: 1, line: 2, why: Rejected::UnknownOption(Some("badopt".into())) },
+                Note::Restricted { key: 1, line: 5, options: vec!["command".into(), "no-pty".into()] },
+            ]
+        );
+        // Notes carry only what the script can say: anything else from the host is refused.
+        for bad in [
+            "note 2 invalid 1 bad-quotes",
+            "note 1 invalid x bad-quotes",
+            "note 1 invalid 1 unknown-option a\u{1b}[2J",
+            "note 1 invalid 1 duplicate Command",
+            "note 1 invalid 1 made-up",
+            "note 1 restricted 1 command,shell",
+            "note 1 restricted 1",
+        ] {
+            let text = format!("hostsmith-sync 1\n{bad}\nkey 1 present\nok\n");
+            assert!(parse_reply(text.as_bytes(), 1, "ssh").is_err(), "{bad}");
+        }
         let err = parse_reply(b"hostsmith-sync 1\nerror user no such user on the host\n", 1, "ssh").expect_err("error").to_string();
         assert!(err.contains("(user): no such user on the host"), "{err}");
     }

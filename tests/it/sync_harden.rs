@@ -276,3 +276,117 @@ fn a_run_killed_mid_write_leaves_authorized_keys_whole() {
         assert!(!home.path().join(".ssh/authorized_keys").exists(), "cut at {cut}: {}", stdout(&out));
     }
 }
+
+/// How sshd itself takes a line: whether the admin key logs in with `line` as the whole of
+/// root's authorized_keys on the rig's real sshd.
+fn sshd_accepts(r: &crate::sync::Rig, admin_private: &Path, line: &str) -> bool {
+    std::fs::write(r.keys_file(), format!("{line}\n")).expect("write");
+    let out = crate::common::run(Command::new("ssh").args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"]).args([
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-i",
+        admin_private.to_str().expect("utf8"),
+        "-p",
+        &r.sshd.port.to_string(),
+        "root@127.0.0.1",
+        "true",
+    ]));
+    out.status.success()
+}
+
+/// F15: existing lines are judged as sshd judges them, and the real sshd on loopback is the
+/// oracle. A line sshd rejects (an unknown option, a bad value, a duplicate, …) does not
+/// make its key present: a dry run says it would add the key and warns, naming the line and
+/// why. A line sshd accepts with options that restrict the key counts as present, with a
+/// warning naming those options; sync adds no unrestricted line beside it (sshd uses the
+/// first line that matches, so the new line would either be ignored or undo a restriction
+/// someone chose). After a real sync over an invalid line, sshd lets the key in.
+#[test]
+fn f15_lines_sshd_rejects_are_not_present_and_restricted_lines_are_reported() {
+    let Some(r) = crate::sync::rig() else { return };
+    let admin_private = r.f.tmp.path().join("admin_key");
+    hostsmith::atomic::create_secret(&admin_private, r.admin.openssh_private().expect("private").as_bytes()).expect("write");
+    std::fs::create_dir_all(r.home.join(".ssh")).expect("mkdir");
+    let line = r.admin.public_line();
+    let (kb, _) = line.rsplit_once(' ').expect("comment");
+    let place = "warning: root@web01:~/.ssh/authorized_keys line 1:";
+    let restricted = |options: &str| {
+        let what = if options.contains(',') { "restricting options" } else { "a restricting option" };
+        format!(
+            "{place} key <FP> is there with {what} ({options}), which may keep it from a shell; sync counts it present and leaves the line alone (edit the line to lift them)\n"
+        )
+    };
+    let invalid = |why: &str| format!("{place} sshd ignores this line with key <FP> ({why}); it does not count as present\n");
+    let accepted = [
+        (format!("{kb} admin"), String::new()),
+        (format!("{kb} admin\r"), String::new()),
+        (format!("no-touch-required,port-forwarding {kb}"), String::new()),
+        (format!("command=\"echo \\\"forced\\\"\" {kb}"), restricted("command")),
+        (format!("from=\"127.0.0.1,10.0.0.0/8\",no-pty {kb}"), restricted("from, no-pty")),
+        (format!("restrict,pty {kb}"), restricted("restrict")),
+        (format!("expiry-time=\"29991231Z\" {kb}"), restricted("expiry-time")),
+        (
+            format!("environment=\"A_1=b c\",permitopen=\"localhost:ssh\",permitlisten=\"8080\" {kb}"),
+            restricted("permitopen, permitlisten"),
+        ),
+        (format!("NO-PTY,,No-Agent-Forwarding,\t{kb}"), restricted("no-pty, no-agent-forwarding")),
+        (format!("tunnel=\"any\",verify-required {kb}"), restricted("tunnel, verify-required")),
+    ];
+    let rejected = [
+        (format!("badopt {kb}"), invalid("unknown option `badopt`")),
+        (format!("restrictive {kb}"), invalid("unknown option `restrictive`")),
+        (format!("no-pty;touch\u{1b}[2J {kb}"), invalid("an unknown option")),
+        (format!("command=echo {kb}"), invalid("`command=` without a double-quoted value")),
+        (format!("command=\"a\",command=\"b\" {kb}"), invalid("`command=` given twice")),
+        (format!("expiry-time=\"2026\" {kb}"), invalid("an invalid `expiry-time=` value")),
+        (format!("environment=\"1-A\" {kb}"), invalid("an invalid `environment=` value")),
+        (format!("permitopen=\"localhost\" {kb}"), invalid("an invalid `permitopen=` value")),
+        (format!("permitopen=\"localhost:no-such-service\" {kb}"), invalid("an invalid `permitopen=` value")),
+        (format!("tunnel=\"x\" {kb}"), invalid("an invalid `tunnel=` value")),
+        (format!("principals=\"admin\" {kb}"), invalid("`principals=` without `cert-authority`")),
+        (format!("from=\"127.0.0.1 {kb}"), invalid("an unterminated quote in its options")),
+        (format!("\u{feff}{kb}"), invalid("no key where sshd reads one (stray characters before the key type?)")),
+    ];
+    let addr = r.addr();
+    for (line, warning) in &accepted {
+        assert!(sshd_accepts(&r, &admin_private, line), "sshd refused {line:?}");
+        std::fs::write(r.keys_file(), format!("{line}\n")).expect("write");
+        let out = r.hs(&r.sync_args(&["--dry-run"]).iter().map(String::as_str).collect::<Vec<_>>());
+        let text = crate::exact::normalize(&stdout(&out), &r.f);
+        assert_eq!(
+            text.lines().last(),
+            Some(format!("Checking key on web01... ✓ already present (via ssh, root@{addr})").as_str()),
+            "{line:?}"
+        );
+        assert_eq!(crate::exact::normalize(&crate::common::stderr(&out), &r.f), *warning, "{line:?}");
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(std::fs::read_to_string(r.keys_file()).expect("read"), format!("{line}\n"), "nothing changed");
+    }
+    for (line, warning) in &rejected {
+        assert!(!sshd_accepts(&r, &admin_private, line), "sshd accepted {line:?}");
+        std::fs::write(r.keys_file(), format!("{line}\n")).expect("write");
+        let out = r.hs(&r.sync_args(&["--dry-run"]).iter().map(String::as_str).collect::<Vec<_>>());
+        let text = crate::exact::normalize(&stdout(&out), &r.f);
+        let would = format!("Checking key on web01... ✓ would add 1 key (<FP>); dry run, nothing written (via ssh, root@{addr})");
+        assert_eq!(text.lines().last(), Some(would.as_str()), "{line:?}");
+        assert_eq!(crate::exact::normalize(&crate::common::stderr(&out), &r.f), *warning, "{line:?}");
+        assert_eq!(out.status.code(), Some(0));
+    }
+
+    // A real sync over the first rejected line adds a line sshd takes, and warns once.
+    let (line, warning) = &rejected[0];
+    std::fs::write(r.keys_file(), format!("{line}\n")).expect("write");
+    let out = r.sync(&["--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", crate::common::stderr(&out));
+    assert_eq!(crate::exact::normalize(&crate::common::stderr(&out), &r.f), *warning);
+    let entry: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(entry["outcome"], "synced");
+    assert_eq!(entry["warnings"].as_array().map(Vec::len), Some(1));
+    let after = std::fs::read_to_string(r.keys_file()).expect("read");
+    assert_eq!(after, format!("{line}\n{kb} admin@workstation\n"));
+    assert!(sshd_accepts(&r, &admin_private, after.trim_end()), "sshd takes the synced file");
+}
