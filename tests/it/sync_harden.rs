@@ -390,3 +390,45 @@ fn f15_lines_sshd_rejects_are_not_present_and_restricted_lines_are_reported() {
     assert_eq!(after, format!("{line}\n{kb} admin@workstation\n"));
     assert!(sshd_accepts(&r, &admin_private, after.trim_end()), "sshd takes the synced file");
 }
+
+/// A dropped connection in the middle of a real sync over ssh: the host's `sync` (run after
+/// the temporary file is written, before it is renamed into place) is a wrapper that kills
+/// the sshd process serving the session. The client reports the dropped connection (exit
+/// 1); on the host the file is as it was or as it will be, never a partial line, and the
+/// next sync completes the work and leaves no temporary file.
+#[test]
+fn a_dropped_connection_mid_sync_leaves_no_partial_line() {
+    let Some(r) = crate::sync::rig() else { return };
+    let before = "# by hand\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeep kept@host";
+    std::fs::create_dir_all(r.home.join(".ssh")).expect("mkdir");
+    std::fs::write(r.keys_file(), before).expect("write");
+    let wrapper = r.f.tmp.path().join("node-bin/sync");
+    write_program(
+        &wrapper,
+        "#!/bin/sh\necho $PPID > \"$0.script-pid\"\npid=$$\nwhile pid=$(sed -n 's/^PPid:\t*//p' /proc/$pid/status) && [ \"$pid\" -gt 1 ]; do\n  if [ \"$(cat /proc/$pid/comm)\" = sshd ]; then kill -KILL \"$pid\"; break; fi\ndone\nsleep 0.3\n",
+    );
+    let out = r.sync(&[]);
+    let port = r.sshd.port;
+    let failed = format!("`ssh` failed: ssh to root@127.0.0.1:{port} failed: Connection to 127.0.0.1 closed by remote host.");
+    assert_eq!(stdout(&out), format!("Reading keys from --key... ✓ 1 key\nChecking key on web01... ✗ failed: {failed}\n"));
+    assert_eq!(crate::common::stderr(&out), format!("error: {failed}\n"));
+    assert_eq!(out.status.code(), Some(1));
+    let (kb, _) = r.admin.public_line().rsplit_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).expect("comment");
+    // The script on the host outlives the connection: wait for it to end.
+    let pid = std::fs::read_to_string(wrapper.with_extension("script-pid")).expect("pid");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while Path::new(&format!("/proc/{}", pid.trim())).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let after = format!("{before}\n{kb} admin@workstation\n");
+    let now = std::fs::read_to_string(r.keys_file()).expect("read");
+    assert!(now == before || now == after, "a torn authorized_keys: {now:?}");
+    std::fs::remove_file(&wrapper).expect("rm");
+    let text = crate::common::ok(&r.sync(&[]));
+    let state = if now == before { "added 1 key (SHA256:" } else { "already present" };
+    assert!(text.contains(&format!("✓ {state}")), "{text}");
+    assert_eq!(std::fs::read_to_string(r.keys_file()).expect("read"), after);
+    // A temporary file left by a session killed outright is removed by the next run.
+    let names: Vec<_> = std::fs::read_dir(r.home.join(".ssh")).expect("ls").map(|e| e.expect("e").file_name()).collect();
+    assert_eq!(names, ["authorized_keys"], "no temporary file is left");
+}
