@@ -38,7 +38,7 @@ fn games() -> Option<(PathBuf, UserName)> {
 
 /// The uid the tests run as.
 fn euid() -> u32 {
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
+    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
 }
 
 /// A directory every user can enter (tempdirs are 0700), for wrappers and the attacker's
@@ -298,21 +298,12 @@ fn sshd_accepts(r: &crate::sync::Rig, admin_private: &Path, line: &str) -> bool 
     out.status.success()
 }
 
-/// F15: existing lines are judged as sshd judges them, and the real sshd on loopback is the
-/// oracle. A line sshd rejects (an unknown option, a bad value, a duplicate, …) does not
-/// make its key present: a dry run says it would add the key and warns, naming the line and
-/// why. A line sshd accepts with options that restrict the key counts as present, with a
-/// warning naming those options; sync adds no unrestricted line beside it (sshd uses the
-/// first line that matches, so the new line would either be ignored or undo a restriction
-/// someone chose). After a real sync over an invalid line, sshd lets the key in.
-#[test]
-fn f15_lines_sshd_rejects_are_not_present_and_restricted_lines_are_reported() {
-    let Some(r) = crate::sync::rig() else { return };
-    let admin_private = r.f.tmp.path().join("admin_key");
-    hostsmith::atomic::create_secret(&admin_private, r.admin.openssh_private().expect("private").as_bytes()).expect("write");
-    std::fs::create_dir_all(r.home.join(".ssh")).expect("mkdir");
-    let line = r.admin.public_line();
-    let (kb, _) = line.rsplit_once(' ').expect("comment");
+/// An authorized_keys line and the exact warning hostsmith gives for it (maybe none).
+type Case = (String, String);
+
+/// The lines of the F15 test with the warning each must give: sshd accepts the first set
+/// and rejects the second (the test checks that against sshd itself).
+fn f15_lines(kb: &str) -> (Vec<Case>, Vec<Case>) {
     let place = "warning: root@web01:~/.ssh/authorized_keys line 1:";
     let restricted = |options: &str| {
         let what = if options.contains(',') { "restricting options" } else { "a restricting option" };
@@ -351,6 +342,25 @@ fn f15_lines_sshd_rejects_are_not_present_and_restricted_lines_are_reported() {
         (format!("from=\"127.0.0.1 {kb}"), invalid("an unterminated quote in its options")),
         (format!("\u{feff}{kb}"), invalid("no key where sshd reads one (stray characters before the key type?)")),
     ];
+    (accepted.to_vec(), rejected.to_vec())
+}
+
+/// F15: existing lines are judged as sshd judges them, and the real sshd on loopback is the
+/// oracle. A line sshd rejects (an unknown option, a bad value, a duplicate, …) does not
+/// make its key present: a dry run says it would add the key and warns, naming the line and
+/// why. A line sshd accepts with options that restrict the key counts as present, with a
+/// warning naming those options; sync adds no unrestricted line beside it (sshd uses the
+/// first line that matches, so the new line would either be ignored or undo a restriction
+/// someone chose). After a real sync over an invalid line, sshd lets the key in.
+#[test]
+fn f15_lines_sshd_rejects_are_not_present_and_restricted_lines_are_reported() {
+    let Some(r) = crate::sync::rig() else { return };
+    let admin_private = r.f.tmp.path().join("admin_key");
+    hostsmith::atomic::create_secret(&admin_private, r.admin.openssh_private().expect("private").as_bytes()).expect("write");
+    std::fs::create_dir_all(r.home.join(".ssh")).expect("mkdir");
+    let line = r.admin.public_line();
+    let (kb, _) = line.rsplit_once(' ').expect("comment");
+    let (accepted, rejected) = f15_lines(kb);
     let addr = r.addr();
     for (line, warning) in &accepted {
         assert!(sshd_accepts(&r, &admin_private, line), "sshd refused {line:?}");
