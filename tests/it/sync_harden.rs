@@ -442,3 +442,52 @@ fn a_dropped_connection_mid_sync_leaves_no_partial_line() {
     let names: Vec<_> = std::fs::read_dir(r.home.join(".ssh")).expect("ls").map(|e| e.expect("e").file_name()).collect();
     assert_eq!(names, ["authorized_keys"], "no temporary file is left");
 }
+
+/// Attacks on the remote side that held before the atomic write, run again through a real
+/// sshd: a 10 MB file of CRLF lines behind a byte-order mark, without a final newline and
+/// with hostile comments, gets the key appended and every existing byte kept; a symlinked
+/// authorized_keys is refused and its target untouched; a `.bashrc` that eats stdin makes
+/// the sync fail cleanly without writing.
+#[test]
+fn the_remote_attacks_that_held_still_hold() {
+    let Some(r) = crate::sync::rig() else { return };
+    std::fs::create_dir_all(r.home.join(".ssh")).expect("mkdir");
+    let mut before = String::from("\u{feff}# managed\r\n");
+    let other = Keypair::generate("x").expect("key").public_line();
+    while before.len() < 10 << 20 {
+        before.push_str(&format!("{other} $(reboot) `id` \u{1b}]0;owned\u{7} ;rm -rf /\r\n"));
+    }
+    before.push_str("command=\"x\" ssh-ed25519 AAAA no-final-newline");
+    std::fs::write(r.keys_file(), &before).expect("write");
+    std::fs::set_permissions(r.keys_file(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let started = std::time::Instant::now();
+    let text = crate::common::ok(&r.sync(&[]));
+    eprintln!("10 MB authorized_keys: sync took {:?}", started.elapsed());
+    assert!(text.contains("✓ added 1 key (SHA256:"), "{text}");
+    let (kb, _) = r.admin.public_line().rsplit_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).expect("comment");
+    assert_eq!(std::fs::read_to_string(r.keys_file()).expect("read"), format!("{before}\n{kb} admin@workstation\n"));
+    assert_eq!(std::fs::metadata(r.keys_file()).expect("meta").mode() & 0o777, 0o644);
+
+    let elsewhere = r.f.tmp.path().join("elsewhere");
+    std::fs::write(&elsewhere, "precious\n").expect("write");
+    std::fs::remove_file(r.keys_file()).expect("rm");
+    std::os::unix::fs::symlink(&elsewhere, r.keys_file()).expect("symlink");
+    let out = r.sync(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        crate::common::stderr(&out),
+        "error: `ssh` failed: the sync script on the host stopped (write): .ssh/authorized_keys is a symlink, and a sync replaces the file rather than write through a link: add the keys to the link's target, or make it a plain file\n"
+    );
+    assert_eq!(std::fs::read_to_string(&elsewhere).expect("read"), "precious\n");
+
+    std::fs::remove_file(r.keys_file()).expect("rm");
+    std::fs::write(r.keys_file(), "# untouched\n").expect("write");
+    std::fs::write(r.home.join(".bashrc"), "cat > /dev/null\n").expect("write");
+    let out = r.sync(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", crate::common::stderr(&out));
+    assert_eq!(
+        crate::common::stderr(&out),
+        "error: `ssh` failed: the sync script did not start on the host (is `sh` there?); the host said: no error output\n"
+    );
+    assert_eq!(std::fs::read_to_string(r.keys_file()).expect("read"), "# untouched\n");
+}

@@ -35,7 +35,7 @@ fn states(out: &Output, n: usize) -> Vec<KeyState> {
 
 #[test]
 fn every_login_shell_passes_the_constant_command_through() {
-    let mut shells: Vec<_> = ["sh", "dash", "bash", "zsh", "fish", "ksh", "mksh"].iter().filter_map(|s| which(s)).collect();
+    let mut shells: Vec<_> = ["sh", "dash", "bash", "zsh", "fish", "ksh", "mksh", "tcsh", "csh"].iter().filter_map(|s| which(s)).collect();
     shells.dedup();
     assert!(!shells.is_empty());
     for shell in shells {
