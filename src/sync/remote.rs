@@ -253,6 +253,9 @@ mod tests {
         assert_eq!(REMOTE_COMMAND, format!("sh -c '{BOOTSTRAP}'"));
         assert!(SCRIPT.trim_end().ends_with(END_MARKER));
         assert!(BOOTSTRAP.contains(END_MARKER));
+        // Run as root for another user, the script runs its own text again as that user: it
+        // finds it in the bootstrap's `s`.
+        assert!(BOOTSTRAP.contains(r#"eval "$s""#) && SCRIPT.contains("script=${s-}"));
         // One quote-free line: any login shell passes it to sh unchanged, and qm accepts it.
         assert!(!BOOTSTRAP.contains('\'') && !BOOTSTRAP.contains('\\') && !BOOTSTRAP.chars().any(char::is_control));
     }

@@ -491,3 +491,68 @@ fn the_remote_attacks_that_held_still_hold() {
     );
     assert_eq!(std::fs::read_to_string(r.keys_file()).expect("read"), "# untouched\n");
 }
+
+/// A STAND-IN for Proxmox's `qm` (no qm can run here) on the rig's sshd, which plays the
+/// node: `qm guest exec VMID … -- CMD…` runs CMD as root the way the guest agent does, in a
+/// mount namespace where HOME_DIR is mounted over /usr/games (the `games` user's home) and
+/// with WRAPPERS first on PATH, and prints qm's JSON status.
+const QM_FOR_GAMES: &str = r#"#!/usr/bin/env python3
+import json, os, subprocess, sys
+args = sys.argv[1:]
+assert args[:2] == ["guest", "exec"], args
+env = dict(os.environ, PATH="WRAPPERS:" + os.environ["PATH"])
+cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", 'mount --bind "$0" /usr/games && exec "$@"', "HOME_DIR"]
+p = subprocess.run(cmd + args[args.index("--") + 1:], stdin=sys.stdin.buffer, capture_output=True, env=env)
+print(json.dumps({"exitcode": p.returncode, "exited": 1, "out-data": p.stdout.decode()}))
+"#;
+
+/// Makes the rig's record a Proxmox VM reached through the rig's sshd as its node.
+fn as_proxmox_vm(r: &crate::sync::Rig) {
+    let record_path = r.f.dir.join("hosts/web01.json");
+    let mut record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&record_path).expect("read")).expect("json");
+    record["vm_id"] = 101.into();
+    record["proxmox_node"] = "pve1".into();
+    std::fs::write(&record_path, serde_json::to_string_pretty(&record).expect("json")).expect("write");
+    let known = r.f.tmp.path().join("node_known_hosts");
+    std::fs::write(&known, format!("[127.0.0.1]:{} {}\n", r.sshd.port, r.record_key.public_line())).expect("write");
+    let ssh_config = r.f.tmp.path().join("node_ssh_config");
+    let config = format!(
+        "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n",
+        r.client.display(),
+        known.display()
+    );
+    std::fs::write(&ssh_config, config).expect("write");
+    let toml = r.f.dir.join("hostsmith.toml");
+    let text = std::fs::read_to_string(&toml).expect("read");
+    std::fs::write(&toml, format!("{text}\n[proxmox]\nssh_config = \"{}\"\n", ssh_config.display())).expect("write");
+}
+
+/// F02 end to end: `hostsmith sync --method guest-agent --user games` through qm on the
+/// node, with the account's owner swapping `~/.ssh` mid-run. The sync fails (exit 1) with
+/// the script's message, root's directory and keys stay root's, and the audit says failed.
+#[test]
+fn f02_guest_agent_sync_for_another_user_fails_cleanly_when_the_owner_races_it() {
+    let Some((_, _)) = games() else { return };
+    let Some(r) = crate::sync::rig() else { return };
+    let Some(_) = peer("python3") else { return };
+    let shared = open_dir();
+    let bin = shared.path().join("bin");
+    std::fs::create_dir(&bin).expect("mkdir");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let target = root_target(shared.path());
+    swap_wrappers(&bin, &target);
+    let home = games_home();
+    let qm = QM_FOR_GAMES.replace("WRAPPERS", &bin.display().to_string()).replace("HOME_DIR", &home.path().display().to_string());
+    write_program(&r.f.tmp.path().join("node-bin/qm"), &qm);
+    as_proxmox_vm(&r);
+    let pve = format!("root@{}", r.addr());
+    let admin = r.admin_pub.to_str().expect("utf8");
+    let out = r.hs(&["sync", "web01", "--user", "games", "--key", admin, "--pve", &pve, "--method", "guest-agent"]);
+    assert_still_roots(&target);
+    let failed = "`qm guest exec` failed: the sync script on the host stopped (write): cannot write .ssh/authorized_keys";
+    assert_eq!(stdout(&out), format!("Reading keys from --key... ✓ 1 key\nChecking key on web01... ✗ failed: {failed}\n"));
+    assert_eq!(crate::common::stderr(&out), format!("error: {failed}\n"));
+    assert_eq!(out.status.code(), Some(1));
+    let audit = r.audit();
+    assert_eq!((audit[0]["method"].as_str(), audit[0]["outcome"].as_str()), (Some("guest-agent"), Some("failed")));
+}
