@@ -327,7 +327,6 @@ END {
   }
 }'
 pairs=''
-index=0
 while IFS= read -r entry; do
   [ -n "$entry" ] || continue
   set -f
