@@ -65,6 +65,10 @@ pub struct Entry {
     pub added: Vec<String>,
     pub duration_ms: u64,
     pub error: Option<String>,
+    /// What the host's `authorized_keys` holds that the admin should know: a key on a line
+    /// sshd rejects, or present only with restricting options. Absent when there is none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// hostsmith's state directory (see [`crate::state::dir`]).

@@ -22,6 +22,7 @@ mod sops_engine;
 mod sshd;
 mod sync;
 mod sync_config;
+mod sync_harden;
 mod sync_script;
 mod terminal;
 mod vm_fresh;
