@@ -525,6 +525,8 @@ fn as_proxmox_vm(r: &crate::sync::Rig) {
     let toml = r.f.dir.join("hostsmith.toml");
     let text = std::fs::read_to_string(&toml).expect("read");
     std::fs::write(&toml, format!("{text}\n[proxmox]\nssh_config = \"{}\"\n", ssh_config.display())).expect("write");
+    // The node's ssh configuration comes from the fleet: it runs only once trusted.
+    crate::common::ok(&r.hs(&["trust"]));
 }
 
 /// F02 end to end: `hostsmith sync --method guest-agent --user games` through qm on the
