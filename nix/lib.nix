@@ -1,6 +1,32 @@
 # Helpers over a fleet's public records (hosts/<host>.json), written with builtins only so
 # they evaluate anywhere: in a flake, in `nix eval --impure --expr`, or with no nixpkgs.
 let
+  # A record is untrusted input (anyone who can write to the fleet can change it) and its
+  # fields end up in known_hosts, ssh_config and file paths: the same checks as hostsmith's
+  # own reader, so a forged record fails evaluation instead of injecting a line.
+  matches = re: s: builtins.isString s && builtins.match re s != null;
+  hostNameRe = "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+  repoRe = "[A-Za-z0-9_][A-Za-z0-9._-]{0,99}";
+  keyRe = "ssh-ed25519 [A-Za-z0-9+/]+={0,2}( [^[:cntrl:]]*)?";
+  addressRe = "[A-Za-z0-9.:-]+|[[][0-9A-Fa-f:.]+[]](:[0-9]{1,5})?";
+  checked =
+    file: r:
+    let
+      stem = builtins.head (builtins.match "(.*)\\.json" file);
+      bad = what: throw "hostsmith: hosts/${file} is not a valid host record: ${what}; restore it from version control";
+      deployKeys = r.deploy_keys or { };
+    in
+    if !(matches hostNameRe (r.name or null)) || r.name != stem then
+      bad "field `name` is not the host name `${stem}`"
+    else if !(matches keyRe (r.ssh_host_ed25519_public or null)) then
+      bad "field `ssh_host_ed25519_public` is not one ssh-ed25519 key line"
+    else if !(builtins.all (n: matches repoRe n && matches keyRe deployKeys.${n}) (builtins.attrNames deployKeys)) then
+      bad "field `deploy_keys` holds a name that is not a repository name, or a value that is not a key line"
+    else if !(builtins.all (matches addressRe) (r.addresses or [ ])) then
+      bad "field `addresses` holds something that is not an address"
+    else
+      r;
+
   # Every record in `dir` (a path to the fleet's hosts/ directory), keyed by host name.
   readHosts =
     dir:
@@ -8,7 +34,7 @@ let
       entries = builtins.readDir dir;
       isRecord = name: entries.${name} == "regular" && builtins.match ".*\\.json" name != null;
       names = builtins.filter isRecord (builtins.attrNames entries);
-      read = name: builtins.fromJSON (builtins.readFile (dir + "/${name}"));
+      read = name: checked name (builtins.fromJSON (builtins.readFile (dir + "/${name}")));
       records = map read names;
     in
     builtins.listToAttrs (
@@ -17,6 +43,9 @@ let
         value = r;
       }) records
     );
+
+  # The record of one host (`name`) in `dir`, checked like every record.
+  readHost = dir: name: checked "${name}.json" (builtins.fromJSON (builtins.readFile (dir + "/${name}.json")));
 
   # The host's names in known_hosts: its name, then every recorded address
   # (`[addr]:port` for a port other than 22, as OpenSSH writes them).
@@ -53,6 +82,7 @@ in
 {
   inherit
     readHosts
+    readHost
     hostNames
     knownHosts
     ageRecipients

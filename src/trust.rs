@@ -126,6 +126,18 @@ pub(crate) fn is_trusted(fleet: &Fleet, e: &Executing) -> Result<bool> {
     Ok(load()?.fleets.get(&fleet_key(&fleet.root)?).and_then(|s| s.get(e.setting)) == Some(&e.hash))
 }
 
+/// For a dry run: whether `setting` may run without asking (it is set and trusted). A dry run
+/// never asks and never runs what is not trusted.
+///
+/// # Errors
+/// When the fleet path cannot be resolved or the store is unreadable.
+pub(crate) fn trusted(fleet: &Fleet, setting: &str) -> Result<bool> {
+    match executing(fleet).into_iter().find(|e| e.setting == setting) {
+        Some(e) => is_trusted(fleet, &e),
+        None => Ok(false),
+    }
+}
+
 fn hash(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     for p in parts {

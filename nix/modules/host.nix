@@ -11,7 +11,7 @@ let
   cfg = config.hostsmith.host;
   keyPath = "${cfg.persist}/etc/ssh/ssh_host_ed25519_key";
   recordPath = cfg.fleet + "/hosts/${cfg.name}.json";
-  record = if builtins.pathExists recordPath then builtins.fromJSON (builtins.readFile recordPath) else null;
+  record = if builtins.pathExists recordPath then hostsmithLib.readHost (cfg.fleet + "/hosts") cfg.name else null;
   deployKeys = if cfg.deployKeys != null then cfg.deployKeys else lib.attrNames (if record == null then { } else record.deploy_keys or { });
 in
 {

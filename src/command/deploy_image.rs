@@ -93,8 +93,12 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     let mut ssh = Ssh::new(target);
     let ssh_config = fleet.config.proxmox.ssh_config.as_deref().map(expand_home);
     if args.dry_run {
-        // The fleet's ssh configuration can run programs: a dry run does not use it.
-        let probe = ssh_config.is_none();
+        // The fleet's ssh configuration can run programs: a dry run uses it only when it is
+        // trusted already, and never asks.
+        let probe = ssh_config.is_none() || crate::trust::trusted(&fleet, "proxmox.ssh_config")?;
+        if probe {
+            ssh.config = ssh_config;
+        }
         return dry_run(&fleet, &d, &Node::ssh(ssh), probe, ctx);
     }
     if ssh_config.is_some() {
@@ -181,14 +185,20 @@ fn resolve(args: &Args, fleet: &Fleet, host: crate::host_name::HostName, vm_id: 
 
 /// Prints the plan. Runs only the read-only checks; when the node cannot be reached, says
 /// so and still prints the plan (exit 0). A failed check fails as a real run would.
-fn dry_run(fleet: &Fleet, d: &Deployment, node: &Node, probe: bool, ctx: &Context) -> Result<()> {
-    let out = &ctx.out;
-    let probed = if probe {
+/// The node's name, when a dry run may and can reach it.
+fn probe_node(node: &Node, allowed: bool) -> Result<String> {
+    if allowed {
         node.probe(Duration::from_secs(30))
     } else {
-        Err(Error::Usage("`proxmox.ssh_config` comes from the fleet and can run programs, so a dry run does not reach the node".into()))
-    };
-    let (reachable, checked) = match probed {
+        Err(Error::Usage(
+            "`proxmox.ssh_config` comes from the fleet, can run programs and is not trusted (`hostsmith trust`), so a dry run does not reach the node".into(),
+        ))
+    }
+}
+
+fn dry_run(fleet: &Fleet, d: &Deployment, node: &Node, probe: bool, ctx: &Context) -> Result<()> {
+    let out = &ctx.out;
+    let (reachable, checked) = match probe_node(node, probe) {
         Ok(name) => (true, Some(deploy::check(node, d, &name)?)),
         Err(e) => {
             out.note(format!("note: {e}\nnote: the plan below was not checked against the node"));

@@ -123,9 +123,10 @@ pub fn plan(fleet: &Fleet, host: &HostName, opts: &Options) -> std::result::Resu
         return Err((known, e));
     }
     // The node's ssh configuration comes from the fleet and can run programs
-    // (`ProxyCommand`): never in a dry run, and only once trusted.
+    // (`ProxyCommand`): only once trusted (a dry run does not ask).
+    let dry_untrusted = opts.dry_run && !crate::trust::trusted(fleet, "proxmox.ssh_config").map_err(|e| (known.clone(), e))?;
     let pve_ssh_config = match &fleet.config.proxmox.ssh_config {
-        Some(_) if opts.dry_run => None,
+        Some(_) if dry_untrusted => None,
         Some(p) if matches!(method, Method::Auto | Method::GuestAgent) && (pve.is_some() || record.proxmox_node.is_some()) => {
             crate::trust::require(fleet, "proxmox.ssh_config").map_err(|e| (known.clone(), e))?;
             Some(keys::expand_home(p))
@@ -160,9 +161,9 @@ fn source_keys(fleet: &Fleet, host: &HostName, opts: &Options, timeout: Duration
     }
     let command = &fleet.config.sync.key_command;
     if !command.is_empty() {
-        // A fleet-supplied program: never in a dry run, and only once trusted.
-        if opts.dry_run {
-            return Ok((Vec::new(), "sync.key_command (not run in a dry run)".into()));
+        // A fleet-supplied program: only once trusted (a dry run does not ask).
+        if opts.dry_run && !crate::trust::trusted(fleet, "sync.key_command")? {
+            return Ok((Vec::new(), "sync.key_command (not trusted: not run in a dry run)".into()));
         }
         crate::trust::require(fleet, "sync.key_command")?;
         return Ok((keys::from_command(command, host, timeout)?, format!("sync.key_command ({})", command[0])));

@@ -408,7 +408,7 @@ fn f21_fleet_commands_never_run_in_a_dry_run_nor_untrusted() {
     ok(&f.run(&["config", "set", "sync.key_command", "touch", marker_s]));
     let out = f.run(&["sync", "web01", "--address", "127.0.0.1:9", "--dry-run", "--timeout", "2"]);
     assert!(!marker.exists(), "a dry run ran sync.key_command: {}", stderr(&out));
-    assert!(stdout(&out).contains("sync.key_command (not run in a dry run)"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("sync.key_command (not trusted: not run in a dry run)"), "{}", stdout(&out));
     Test::new(&f)
         .args(&["sync", "web01", "--address", "127.0.0.1:9"])
         .stderr(&format!(

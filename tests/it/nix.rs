@@ -79,6 +79,37 @@ fn the_builtins_only_lib_gives_the_fleets_known_hosts() {
     assert!(lines.contains("web01,192.0.2.10,[2001:db8::10]:2222 ssh-ed25519 "), "{lines}");
 }
 
+/// F03/F06 on the Nix side: a forged record fails evaluation, naming the file, instead of
+/// putting a wildcard line into `programs.ssh.knownHosts` or a host block into ssh_config.
+#[test]
+fn f03_the_nix_lib_refuses_a_forged_record() {
+    let Some(nix) = peer("nix-instantiate") else { return };
+    let f = TestFleet::new();
+    f.init_with(&["web01"]);
+    let path = f.dir.join("hosts/web01.json");
+    let good = f.read("hosts/web01.json");
+    let forge = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut record: serde_json::Value = serde_json::from_str(&good).expect("record");
+        edit(&mut record);
+        std::fs::write(&path, serde_json::to_string_pretty(&record).expect("json")).expect("write");
+        let expr = format!("(import {}/nix/lib.nix).knownHosts {}/hosts", repo().display(), f.dir.display());
+        let out = run(Command::new(&nix).args(["--eval", "--strict", "--json", "-E", &expr]).env("NIX_CONFIG", "build-users-group ="));
+        assert!(!out.status.success(), "a forged record evaluated: {}", String::from_utf8_lossy(&out.stdout));
+        stderr(&out)
+    };
+    let err = forge(&|r| r["name"] = "web01\n* ssh-ed25519 ATTACKER\n@cert-authority *".into());
+    assert!(err.contains("hostsmith: hosts/web01.json is not a valid host record: field `name` is not the host name `web01`"), "{err}");
+    let err = forge(&|r| r["deploy_keys"]["x\n  ProxyCommand touch /tmp/pwned"] = "ssh-ed25519 AAAA".into());
+    assert!(err.contains("field `deploy_keys`"), "{err}");
+    let err = forge(&|r| {
+        let line = r["ssh_host_ed25519_public"].as_str().expect("key").to_string();
+        r["ssh_host_ed25519_public"] = format!("{line}\n@cert-authority * ssh-ed25519 AAAA").into();
+    });
+    assert!(err.contains("field `ssh_host_ed25519_public`"), "{err}");
+    let err = forge(&|r| r["addresses"] = serde_json::json!(["10.0.0.1 evil"]));
+    assert!(err.contains("field `addresses`"), "{err}");
+}
+
 /// Option declarations standing in for nixpkgs' openssh, cloud-init, systemd and ssh options
 /// and for sops-nix: just enough for the modules to evaluate with `lib.evalModules`.
 const STAND_INS: &str = r#"

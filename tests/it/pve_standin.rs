@@ -165,6 +165,8 @@ impl StandIn {
             self.ssh_config.display()
         ));
         std::fs::write(path, text).expect("config");
+        // The node's ssh configuration is a setting that runs code: trusted like a user would.
+        common::ok(&f.run(&["trust"]));
     }
 
     /// The fingerprint of the ed25519 key the booted root holds.

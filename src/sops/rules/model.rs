@@ -135,16 +135,7 @@ impl<'a> Model<'a> {
         if let Some(e) = duplicate_key(root) {
             return Err(e);
         }
-        let mut anchors = Vec::new();
-        let mut by_name: HashMap<&'a str, Vec<&'a Node>> = HashMap::new();
-        let mut nodes = 0;
-        root.walk(&mut |n| {
-            nodes += 1;
-            if let Some(a) = &n.anchor {
-                anchors.push((a.as_str(), n));
-                by_name.entry(a.as_str()).or_default().push(n);
-            }
-        });
+        let (anchors, by_name, nodes) = index_anchors(root);
         let mut model = Model {
             lines,
             parsed,
@@ -441,4 +432,21 @@ fn duplicate_key(root: &Node) -> Option<SopsConfigError> {
         }
     });
     found
+}
+
+/// Every anchor definition in text order, the definitions by name, and the node count.
+type AnchorIndex<'a> = (Vec<(&'a str, &'a Node)>, HashMap<&'a str, Vec<&'a Node>>, usize);
+
+fn index_anchors(root: &Node) -> AnchorIndex<'_> {
+    let mut anchors = Vec::new();
+    let mut by_name: HashMap<&str, Vec<&Node>> = HashMap::new();
+    let mut nodes = 0;
+    root.walk(&mut |n| {
+        nodes += 1;
+        if let Some(a) = &n.anchor {
+            anchors.push((a.as_str(), n));
+            by_name.entry(a.as_str()).or_default().push(n);
+        }
+    });
+    (anchors, by_name, nodes)
 }
