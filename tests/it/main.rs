@@ -13,6 +13,7 @@ mod first_boot;
 mod fuzz;
 mod keys;
 mod nix;
+mod outputs;
 mod pve_standin;
 mod reliability;
 mod seeds;
