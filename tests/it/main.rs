@@ -9,6 +9,7 @@ mod deploy_image;
 mod docs;
 mod errors;
 mod exact;
+mod faults;
 mod first_boot;
 mod fuzz;
 mod keys;
