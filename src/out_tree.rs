@@ -173,19 +173,38 @@ fn check_below(root: BorrowedFd<'_>, root_path: &Path, rel: &str) -> Result<()> 
     Ok(())
 }
 
-/// [`replaceable`] for a file path the user gave (its directory is the user's: links on the
-/// way are followed, the file itself is not).
+/// Refuses (exit 2) a file path the user gave when it exists as anything but a regular
+/// file. Its directory is the user's: links on the way are followed, the file itself is not.
 ///
 /// # Errors
 /// [`Error::Usage`] naming the path and what it is; [`Error::Write`] when its directory
 /// cannot be opened.
 pub(crate) fn check_file_target(path: &Path, option: &str) -> Result<()> {
+    open_file_target(path, option).map(drop)
+}
+
+/// [`check_file_target`], just before writing: also removes the staging files a killed run
+/// left in that directory.
+///
+/// # Errors
+/// As [`check_file_target`].
+pub(crate) fn file_target(path: &Path, option: &str) -> Result<()> {
+    if let Some(dir) = open_file_target(path, option)? {
+        atomic::remove_abandoned_staging_in(dir.as_fd());
+    }
+    Ok(())
+}
+
+fn open_file_target(path: &Path, option: &str) -> Result<Option<OwnedFd>> {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| Error::Usage(format!("{option} `{}` names no file", path.display())))?;
     match atomic::open_dir(CWD, parent, OFlags::empty()) {
-        Ok(dir) => replaceable(dir.as_fd(), name, path, &format!("give {option} another path")),
+        Ok(dir) => {
+            replaceable(dir.as_fd(), name, path, &format!("give {option} another path"))?;
+            Ok(Some(dir))
+        }
         // A missing directory holds nothing to refuse; the write reports it if it stays missing.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(Error::Write { path: path.to_path_buf(), source }),
     }
 }

@@ -61,7 +61,7 @@ pub(crate) fn write_iso(iso: &Path, seed_dir: &Path) -> Result<()> {
         .args(files)
         .run_ok()?;
     let image = Zeroizing::new(finished.stdout);
-    out_tree::check_file_target(iso, "--iso")?;
+    out_tree::file_target(iso, "--iso")?;
     atomic::write(iso, &image, 0o600)
 }
 

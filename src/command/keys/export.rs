@@ -88,10 +88,10 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
     if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
         atomic::secret_dir(dir)?;
     }
+    // Checked again just before the write: only a regular file is ever replaced (never a
+    // FIFO or a device such as /dev/null).
+    out_tree::file_target(&args.output, "--output")?;
     if args.force {
-        // Checked again just before the write: only a regular file is ever replaced (never a
-        // FIFO or a device such as /dev/null).
-        out_tree::check_file_target(&args.output, "--output")?;
         atomic::write(&args.output, text.as_bytes(), 0o600)?;
     } else {
         atomic::create_secret(&args.output, text.as_bytes())?;
