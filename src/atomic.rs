@@ -199,15 +199,33 @@ impl Batch {
     ///
     /// # Errors
     /// [`Error::Write`] for the first file that cannot take its name; those before it have.
-    pub fn commit(self) -> Result<Vec<File>> {
+    pub fn commit(mut self) -> Result<Vec<File>> {
         let mut locked = Vec::new();
-        for (dir, name, path, staged, how) in self.staged {
-            let file = commit_one(&At { dir: dir.as_fd(), name: &name, path: &path }, staged, how)?;
-            if how == Place::ReplaceLocked {
-                locked.push(file);
+        let mut pending = std::mem::take(&mut self.staged).into_iter();
+        for (dir, name, path, staged, how) in pending.by_ref() {
+            match commit_one(&At { dir: dir.as_fd(), name: &name, path: &path }, staged, how) {
+                Ok(file) if how == Place::ReplaceLocked => locked.push(file),
+                Ok(_) => {}
+                Err(e) => {
+                    // The rest are removed by `drop`, as after a failed stage.
+                    self.staged = pending.collect();
+                    return Err(e);
+                }
             }
         }
         Ok(locked)
+    }
+}
+
+/// A batch dropped before its commit (a later file failed to stage) removes the staging
+/// files it named; unnamed ones vanish with their descriptors.
+impl Drop for Batch {
+    fn drop(&mut self) {
+        for (dir, _, _, staged, _) in &self.staged {
+            if let Some(name) = &staged.name {
+                let _ = rustix::fs::unlinkat(dir, name.as_str(), AtFlags::empty());
+            }
+        }
     }
 }
 

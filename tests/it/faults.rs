@@ -1,5 +1,7 @@
 //! Faults beyond a kill: a full disk in the middle of a 200-host `vm-fresh`, a `keys rotate`
-//! and a `sops rekey`; a read-only directory and a read-only file inside the fleet. After
+//! and a `sops rekey`; a read-only directory and a read-only file inside the fleet; an I/O
+//! error (EIO) on every write in one directory, from a small FUSE file system
+//! (`fuse_eio.py`). After
 //! each, every file holds its old or its new complete content, the error names the file,
 //! the exit status is 1, and a re-run without the fault leaves a fleet `sops check` accepts
 //! and real sops decrypts.
@@ -34,12 +36,48 @@ fn can_mount() -> bool {
     false
 }
 
+/// Whether FUSE can be mounted (for EIO): `/dev/fuse` and python3.
+fn can_fuse() -> bool {
+    if Path::new("/dev/fuse").exists() && crate::common::which("python3").is_some() {
+        return true;
+    }
+    assert!(!peers_required(), "the EIO tests need /dev/fuse and python3");
+    eprintln!("skipping: no /dev/fuse or python3, so no EIO can be injected");
+    false
+}
+
 /// What the run is given in place of a healthy fleet directory.
 enum Fault<'a> {
     /// The fleet on a tmpfs of this many bytes.
     Disk(u64),
     /// The fleet on a roomy tmpfs with these paths (relative to the fleet) bound read-only.
     ReadOnly(&'a [&'a str]),
+    /// The fleet behind `fuse_eio.py`: every write to a file in a directory of this name
+    /// fails with EIO.
+    Eio(&'a str),
+}
+
+/// The script that runs the command on a tmpfs copy of the fleet of `size` bytes, after
+/// `extra` (more mounts), and copies the result out.
+fn tmpfs_script(size: u64, extra: &str) -> String {
+    format!(
+        "set -u\nfleet=$1; copy=$2; shift 2\nmkdir \"$copy\" && cp -a \"$fleet/.\" \"$copy/\" || exit 99\n\
+         mount -t tmpfs -o size={size},mode=0755 tmpfs \"$fleet\" || exit 98\ncp -a \"$copy/.\" \"$fleet/\" || exit 98\n\
+         {extra}cd \"$fleet\"\n\"$@\"; rc=$?\nrm -rf \"$copy\" && mkdir \"$copy\" && cp -a \"$fleet/.\" \"$copy/\" || exit 96\nexit $rc\n"
+    )
+}
+
+/// The script that mounts the fleet behind the EIO file system: the copy is its backing
+/// directory, so it holds the fleet as the run left it.
+fn eio_script(fail_dir: &str) -> String {
+    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fuse_eio.py");
+    format!(
+        "set -u\nfleet=$1; copy=$2; shift 2\nmkdir \"$copy\" && cp -a \"$fleet/.\" \"$copy/\" || exit 99\n\
+         python3 {} \"$copy\" \"$fleet\" {fail_dir} & server=$!\n\
+         for i in $(seq 200); do mountpoint -q \"$fleet\" && break; sleep 0.05; done\nmountpoint -q \"$fleet\" || exit 98\n\
+         cd \"$fleet\"\n\"$@\"; rc=$?\ncd /\numount \"$fleet\" && wait $server || exit 96\nexit $rc\n",
+        server.display()
+    )
 }
 
 /// Runs `hostsmith ARGS` in the fleet under `fault`, then puts the fleet as the run left it
@@ -47,17 +85,14 @@ enum Fault<'a> {
 fn run_with_fault(f: &TestFleet, fault: &Fault<'_>, args: &[&str]) -> Output {
     let copy = f.tmp.path().join("copy");
     let _ = std::fs::remove_dir_all(&copy);
-    let (size, read_only) = match fault {
-        Fault::Disk(size) => (*size, String::new()),
+    let script = match fault {
+        Fault::Disk(size) => tmpfs_script(*size, ""),
         Fault::ReadOnly(paths) => {
-            (64 << 20, paths.iter().map(|p| format!("mount --bind -o ro \"$fleet/{p}\" \"$fleet/{p}\" || exit 97\n")).collect())
+            let binds: String = paths.iter().map(|p| format!("mount --bind -o ro \"$fleet/{p}\" \"$fleet/{p}\" || exit 97\n")).collect();
+            tmpfs_script(64 << 20, &binds)
         }
+        Fault::Eio(dir) => eio_script(dir),
     };
-    let script = format!(
-        "set -u\nfleet=$1; copy=$2; shift 2\nmkdir \"$copy\" && cp -a \"$fleet/.\" \"$copy/\" || exit 99\n\
-         mount -t tmpfs -o size={size},mode=0755 tmpfs \"$fleet\" || exit 98\ncp -a \"$copy/.\" \"$fleet/\" || exit 98\n\
-         {read_only}cd \"$fleet\"\n\"$@\"; rc=$?\nrm -rf \"$copy\" && mkdir \"$copy\" && cp -a \"$fleet/.\" \"$copy/\" || exit 96\nexit $rc\n"
-    );
     let mut cmd = Command::new("unshare");
     cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script, "sh"])
         .arg(&f.dir)
@@ -179,6 +214,13 @@ fn assert_consistent(f: &TestFleet, hosts: &[String], step: usize) {
     for h in hosts {
         assert!(f.dir.join(format!("hosts/{h}.json")).is_file(), "hosts/{h}.json is missing after the re-run");
     }
+}
+
+/// No file was added, removed or changed (named, not dumped).
+#[track_caller]
+fn assert_unchanged(before: &BTreeMap<PathBuf, Vec<u8>>, after: &BTreeMap<PathBuf, Vec<u8>>, why: &str) {
+    let changed: Vec<_> = before.keys().chain(after.keys()).filter(|p| before.get(*p) != after.get(*p)).collect();
+    assert!(changed.is_empty(), "{why}, yet these changed: {changed:?}");
 }
 
 /// The one error line a fault gives: the file and the cause, nothing else.
@@ -329,4 +371,54 @@ fn a_read_only_directory_or_file_in_the_fleet_fails_vm_fresh_naming_it_and_a_rer
         assert_before_or_after(&f, &before, &faulted, &files(&f.dir));
         assert_consistent(&f, &new, 1);
     }
+}
+
+#[test]
+fn an_io_error_on_the_records_fails_vm_fresh_naming_the_file_and_changes_nothing() {
+    if !can_mount() || !can_fuse() {
+        return;
+    }
+    let old = names("old", 3);
+    let f = fleet_with(&old);
+    let new = names("web", 5);
+    let mut args = vec!["-q", "vm-fresh"];
+    args.extend(new.iter().map(String::as_str));
+    let before = files(&f.dir);
+    let out = run_with_fault(&f, &Fault::Eio("hosts"), &args);
+    assert_error_names_a_file(&out, r"Input/output error \(os error 5\)");
+    let faulted = files(&f.dir);
+    assert_unchanged(&before, &faulted, "every file was staged before any was named");
+    ok(&f.run(&args));
+    assert_before_or_after(&f, &before, &faulted, &files(&f.dir));
+    assert_consistent(&f, &new, 1);
+}
+
+#[test]
+fn an_io_error_on_the_sops_files_fails_each_rekey_and_leaves_every_file_as_it_was() {
+    if !can_mount() || !can_fuse() {
+        return;
+    }
+    let hosts = names("web", 5);
+    let f = fleet_with(&hosts);
+    let recipient = age::x25519::Identity::generate().to_public().to_string();
+    let text = f
+        .read(".sops.yaml")
+        .replacen("keys:\n", &format!("keys:\n  - &admin2 {recipient}\n"), 1)
+        .replace("          - *admin\n", "          - *admin\n          - *admin2\n");
+    std::fs::write(f.dir.join(".sops.yaml"), text).expect("write");
+    let args = ["-q", "sops", "rekey"];
+    let before = files(&f.dir);
+    let out = run_with_fault(&f, &Fault::Eio("sops"), &args);
+    let err = stderr(&out);
+    let line =
+        Regex::new(r"^failed      sops/[a-z0-9]+\.yaml: cannot write `[^`]+/sops/[a-z0-9]+\.yaml`: Input/output error \(os error 5\)$")
+            .expect("re");
+    let (failures, last) = err.trim_end().rsplit_once('\n').expect("lines");
+    assert_eq!(failures.lines().filter(|l| line.is_match(l)).count(), 6, "stderr: {err}");
+    assert_eq!((last, out.status.code()), ("error: 6 problem(s) found", Some(1)), "stderr: {err}");
+    let faulted = files(&f.dir);
+    assert_unchanged(&before, &faulted, "no file was half re-keyed");
+    ok(&f.run(&args));
+    assert_before_or_after(&f, &before, &faulted, &files(&f.dir));
+    assert_consistent(&f, &hosts, 1);
 }
