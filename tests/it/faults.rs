@@ -257,8 +257,8 @@ fn fleet_with(hosts: &[String]) -> TestFleet {
     f
 }
 
-/// Runs `args` on a tmpfs with room for half of what the run needs beyond the fleet, checks
-/// the failure, re-runs on a healthy disk and checks the fleet.
+/// Runs the enrolment `args` on a tmpfs with room for half of what the run needs beyond the
+/// fleet, checks the failure, re-runs on a healthy disk and checks the fleet.
 fn full_disk_scenario(f: &TestFleet, args: &[&str], hosts: &[String]) -> (u64, u64) {
     let need = peak_need(f, args);
     let before = files(&f.dir);
@@ -266,6 +266,8 @@ fn full_disk_scenario(f: &TestFleet, args: &[&str], hosts: &[String]) -> (u64, u
     let out = run_with_fault(f, &Fault::Disk(size), args);
     assert_error_names_a_file(&out, r"No space left on device \(os error 28\)");
     let faulted = files(&f.dir);
+    // An enrolment stages every file before it names one: the full disk stops it first.
+    assert_unchanged(&before, &faulted, "the run ran out of space while staging");
     ok(&f.run(args));
     assert_before_or_after(f, &before, &faulted, &files(&f.dir));
     assert_consistent(f, hosts, 10);
