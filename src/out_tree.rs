@@ -54,11 +54,16 @@ impl OutDir {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     atomic::create_dir(parent, 0o700)?;
                 }
-                match rustix::fs::mkdirat(CWD, path, Mode::from_raw_mode(0o700)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
+                let created = match rustix::fs::mkdirat(CWD, path, Mode::from_raw_mode(0o700)) {
+                    Ok(()) => true,
+                    Err(Errno::EXIST) => false,
                     Err(e) => return Err(err(e.into())),
-                }
+                };
                 let fd = atomic::open_dir(CWD, path, OFlags::empty()).map_err(err)?;
+                if created {
+                    // Exactly 0700, whatever the umask.
+                    rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o700)).map_err(|e| err(e.into()))?;
+                }
                 check_private(path, fd.as_fd())?;
                 Ok(Self { fd, path: path.to_path_buf() })
             }
