@@ -74,8 +74,8 @@ fn eio_script(fail_dir: &str) -> String {
     format!(
         "set -u\nfleet=$1; copy=$2; shift 2\nmkdir \"$copy\" && cp -a \"$fleet/.\" \"$copy/\" || exit 99\n\
          python3 {} \"$copy\" \"$fleet\" {fail_dir} & server=$!\n\
-         for i in $(seq 200); do mountpoint -q \"$fleet\" && break; sleep 0.05; done\nmountpoint -q \"$fleet\" || exit 98\n\
-         cd \"$fleet\"\n\"$@\"; rc=$?\ncd /\numount \"$fleet\" && wait $server || exit 96\nexit $rc\n",
+         for i in $(seq 200); do mountpoint -q \"$fleet\" && break; sleep 0.05; done\nmountpoint -q \"$fleet\" || {{ kill $server; exit 98; }}\n\
+         cd \"$fleet\"\n\"$@\"; rc=$?\ncd /\numount \"$fleet\" || {{ kill $server; exit 96; }}\nwait $server || exit 96\nexit $rc\n",
         server.display()
     )
 }
