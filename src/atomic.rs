@@ -1,16 +1,46 @@
 //! File writes that are all-or-nothing, and files for secrets.
 //!
-//! Every write goes to a temporary file in the same directory, is fsynced and renamed over
-//! the target, then the directory is fsynced: a crash leaves the old file or the new one,
-//! never a torn one. Secret outputs are created 0600 inside 0700 directories from the start,
-//! so there is no moment where they are readable by others.
+//! A new file is staged unnamed (`O_TMPFILE`) in the directory it belongs in, written,
+//! fsynced, and only then given a name: linked straight to its final name when that name is
+//! free, otherwise linked to a staging name and renamed over the old file; then the
+//! directory is fsynced. A crash leaves the old file or the new one, never a torn one, and a
+//! crash before the link leaves nothing at all: the kernel frees an unnamed file when its
+//! last descriptor closes, however the process ends. So a process killed while writing a
+//! private key leaves no file holding it. Only where the file system has no `O_TMPFILE` is
+//! the staging file named from the start.
+//!
+//! Files are created with their final mode (set with `fchmod`, whatever the umask), and
+//! everything is done relative to an open directory, so no path is resolved twice.
 
-use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
+use rustix::fs::{AtFlags, CWD, FileType, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+
 use crate::error::{Error, Result};
+
+/// The name prefix of staging files.
+pub const STAGING_PREFIX: &str = ".hostsmith-tmp-";
+
+/// The environment variable naming a test-only crash point (see docs/testing.md): the
+/// process aborts there, as if killed. It can only make a run stop early.
+pub const CRASH_ENV: &str = "HOSTSMITH_CRASH_AT";
+
+/// Aborts the process when [`CRASH_ENV`] names `point`, or `point:<file name>` for `name`.
+fn crash_point(point: &str, name: &OsStr) {
+    let Some(want) = std::env::var_os(CRASH_ENV) else { return };
+    let want = want.as_bytes();
+    let named = [point.as_bytes(), b":", name.as_bytes()].concat();
+    if want == point.as_bytes() || want == named.as_slice() {
+        std::process::abort();
+    }
+}
 
 /// Writes `contents` to `path` atomically with `mode`. Returns false (and touches nothing,
 /// not even the mtime) when the file already holds exactly these bytes.
@@ -18,12 +48,11 @@ use crate::error::{Error, Result};
 /// # Errors
 /// [`Error::Write`] with the path.
 pub fn write_if_changed(path: &Path, contents: &[u8], mode: u32) -> Result<bool> {
-    if let Ok(existing) = fs::read(path)
-        && existing == contents
-    {
+    let (dir, name) = open_parent(path)?;
+    if read_regular(dir.as_fd(), name).is_some_and(|existing| existing == contents) {
         return Ok(false);
     }
-    write(path, contents, mode)?;
+    place(&At { dir: dir.as_fd(), name, path }, contents, mode, Place::Replace).map(drop)?;
     Ok(true)
 }
 
@@ -32,59 +61,317 @@ pub fn write_if_changed(path: &Path, contents: &[u8], mode: u32) -> Result<bool>
 /// # Errors
 /// [`Error::Write`] with the path.
 pub fn write(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    replace(path, contents, mode, false).map(drop)
+    let (dir, name) = open_parent(path)?;
+    place(&At { dir: dir.as_fd(), name, path }, contents, mode, Place::Replace).map(drop)
 }
 
-/// Like [`write`], but the new file is locked (`flock`) before it is renamed into place, and
+/// Like [`write`], but the new file is locked (`flock`) before it takes its name, and
 /// returned: the fleet lock lives on `.sops.yaml`, and replacing that file must not open a
 /// moment in which its new inode is unlocked.
 ///
 /// # Errors
 /// [`Error::Write`] with the path.
 pub fn write_locked(path: &Path, contents: &[u8], mode: u32) -> Result<File> {
-    replace(path, contents, mode, true)
+    let (dir, name) = open_parent(path)?;
+    place(&At { dir: dir.as_fd(), name, path }, contents, mode, Place::ReplaceLocked)
 }
 
-/// The name prefix of staging files.
-pub const STAGING_PREFIX: &str = ".hostsmith-tmp-";
+/// Creates a new 0600 file holding `contents`; never overwrites. The file appears complete
+/// or not at all.
+///
+/// # Errors
+/// [`Error::Write`]; `AlreadyExists` when the file exists.
+pub fn create_secret(path: &Path, contents: &[u8]) -> Result<()> {
+    let (dir, name) = open_parent(path)?;
+    place(&At { dir: dir.as_fd(), name, path }, contents, 0o600, Place::CreateNew).map(drop)
+}
 
-/// Stages `contents` in a temporary file beside `path`, fsyncs it and renames it over
-/// `path`; then fsyncs the directory. The staging file is locked (`flock`) from the start, so
-/// [`remove_abandoned_staging`] can tell it from one a killed process left; with `lock` the
-/// lock is kept on the renamed file, which is returned (otherwise it goes when the caller
-/// drops the file).
-fn replace(path: &Path, contents: &[u8], mode: u32, lock: bool) -> Result<File> {
-    let err = |source| Error::Write { path: path.to_path_buf(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp =
-        tempfile::Builder::new().prefix(STAGING_PREFIX).permissions(Permissions::from_mode(mode)).tempfile_in(dir).map_err(err)?;
-    tmp.as_file().lock().map_err(err)?;
-    tmp.write_all(contents).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    let file = tmp.persist(path).map_err(|e| err(e.error))?;
-    sync_dir(dir).map_err(err)?;
-    if !lock {
-        file.unlock().map_err(err)?;
+/// A file name in an open directory; `path` names it in messages.
+pub(crate) struct At<'a> {
+    pub dir: BorrowedFd<'a>,
+    pub name: &'a OsStr,
+    pub path: &'a Path,
+}
+
+/// How a staged file takes its name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// Replace whatever has the name (a rename never follows a link).
+    Replace,
+    /// Like `Replace`, and the returned file keeps its lock.
+    ReplaceLocked,
+    /// Fail with `AlreadyExists` when the name is taken.
+    CreateNew,
+}
+
+/// Stages `contents` in `at.dir`, fsyncs it and gives it `at.name` as `how` says; then
+/// fsyncs the directory. The staged file is locked (`flock`) from the start, so
+/// [`remove_abandoned_staging`] can tell a staging file being renamed from one a killed
+/// process left.
+pub(crate) fn place(at: &At<'_>, contents: &[u8], mode: u32, how: Place) -> Result<File> {
+    let staged = stage_in(at, contents, mode)?;
+    commit_one(at, staged, how)
+}
+
+/// A file written and fsynced, not yet named (or, without `O_TMPFILE`, under a staging name).
+struct Staged {
+    file: File,
+    name: Option<String>,
+}
+
+fn stage_in(at: &At<'_>, contents: &[u8], mode: u32) -> Result<Staged> {
+    let err = |source| Error::Write { path: at.path.to_path_buf(), source };
+    let (mut file, name) = stage(at.dir, mode).map_err(err)?;
+    if let Err(e) = fill(&mut file, contents, mode) {
+        if let Some(n) = &name {
+            let _ = rustix::fs::unlinkat(at.dir, n.as_str(), AtFlags::empty());
+        }
+        return Err(err(e));
     }
-    Ok(file)
+    crash_point("staged", at.name);
+    Ok(Staged { file, name })
+}
+
+fn commit_one(at: &At<'_>, staged: Staged, how: Place) -> Result<File> {
+    let err = |source| Error::Write { path: at.path.to_path_buf(), source };
+    if let Err(e) = name_it(&staged.file, staged.name.as_deref(), at, how) {
+        if let Some(n) = &staged.name {
+            let _ = rustix::fs::unlinkat(at.dir, n.as_str(), AtFlags::empty());
+        }
+        return Err(err(e));
+    }
+    rustix::fs::fsync(at.dir).map_err(|e| err(e.into()))?;
+    if how != Place::ReplaceLocked {
+        staged.file.unlock().map_err(err)?;
+    }
+    Ok(staged.file)
+}
+
+/// Files written together: every one is staged (written and fsynced, unnamed) before the
+/// first takes its name, in the order staged. A run that cannot write all of them (a full
+/// disk, a read-only directory, a quota) fails while staging and changes none; only naming
+/// is left for the commit, which needs no space for data. A kill during the commit leaves
+/// each file as it was or as it will be, as with single writes.
+pub struct Batch {
+    staged: Vec<(OwnedFd, std::ffi::OsString, std::path::PathBuf, Staged, Place)>,
+}
+
+impl Batch {
+    /// A new batch. Each staged file holds a descriptor until the commit, so the soft limit
+    /// on open files is raised to the hard one (a 1000-host run stages 2000 files).
+    #[must_use]
+    pub fn new() -> Self {
+        use rustix::process::{Resource, getrlimit, setrlimit};
+        let mut limit = getrlimit(Resource::Nofile);
+        if limit.current < limit.maximum {
+            limit.current = limit.maximum;
+            let _ = setrlimit(Resource::Nofile, limit);
+        }
+        Self { staged: Vec::new() }
+    }
+
+    /// Stages `contents` for `path` with `mode`.
+    ///
+    /// # Errors
+    /// [`Error::Write`] with the path; nothing of the batch has been named then.
+    pub fn stage(&mut self, path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+        self.push(path, contents, mode, Place::Replace)
+    }
+
+    /// Like [`Batch::stage`]; the commit returns this file still locked (see [`write_locked`]).
+    ///
+    /// # Errors
+    /// As [`Batch::stage`].
+    pub fn stage_locked(&mut self, path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+        self.push(path, contents, mode, Place::ReplaceLocked)
+    }
+
+    fn push(&mut self, path: &Path, contents: &[u8], mode: u32, how: Place) -> Result<()> {
+        let (dir, name) = open_parent(path)?;
+        let staged = stage_in(&At { dir: dir.as_fd(), name, path }, contents, mode)?;
+        let name = name.to_os_string();
+        self.staged.push((dir, name, path.to_path_buf(), staged, how));
+        Ok(())
+    }
+
+    /// Names every staged file, in order. Returns the files staged with
+    /// [`Batch::stage_locked`], locked.
+    ///
+    /// # Errors
+    /// [`Error::Write`] for the first file that cannot take its name; those before it have.
+    pub fn commit(mut self) -> Result<Vec<File>> {
+        let mut locked = Vec::new();
+        let mut pending = std::mem::take(&mut self.staged).into_iter();
+        for (dir, name, path, staged, how) in pending.by_ref() {
+            match commit_one(&At { dir: dir.as_fd(), name: &name, path: &path }, staged, how) {
+                Ok(file) if how == Place::ReplaceLocked => locked.push(file),
+                Ok(_) => {}
+                Err(e) => {
+                    // The rest are removed by `drop`, as after a failed stage.
+                    self.staged = pending.collect();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(locked)
+    }
+}
+
+/// A batch dropped before its commit (a later file failed to stage) removes the staging
+/// files it named; unnamed ones vanish with their descriptors.
+impl Drop for Batch {
+    fn drop(&mut self) {
+        for (dir, _, _, staged, _) in &self.staged {
+            if let Some(name) = &staged.name {
+                let _ = rustix::fs::unlinkat(dir, name.as_str(), AtFlags::empty());
+            }
+        }
+    }
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An unnamed file in `dir`, or (where `O_TMPFILE` is unsupported) a named one, locked.
+fn stage(dir: BorrowedFd<'_>, mode: u32) -> io::Result<(File, Option<String>)> {
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    let (fd, name) = match rustix::fs::openat(dir, ".", flags, Mode::from_raw_mode(mode)) {
+        Ok(fd) => (fd, None),
+        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {
+            let (fd, name) = create_named(dir, mode)?;
+            (fd, Some(name))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let file = File::from(fd);
+    file.lock()?;
+    Ok((file, name))
+}
+
+/// Creates a new file with a random staging name in `dir`.
+fn create_named(dir: BorrowedFd<'_>, mode: u32) -> io::Result<(OwnedFd, String)> {
+    let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    loop {
+        let name = staging_name();
+        match rustix::fs::openat(dir, name.as_str(), flags, Mode::from_raw_mode(mode)) {
+            Ok(fd) => return Ok((fd, name)),
+            Err(Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn staging_name() -> String {
+    format!("{STAGING_PREFIX}{:016x}", rand::random::<u64>())
+}
+
+fn fill(file: &mut File, contents: &[u8], mode: u32) -> io::Result<()> {
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// Gives a staged file its final name.
+fn name_it(file: &File, staged: Option<&str>, at: &At<'_>, how: Place) -> io::Result<()> {
+    match (staged, how) {
+        (None, Place::CreateNew) => link(file, at.dir, at.name),
+        (None, _) => match link(file, at.dir, at.name) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let name = loop {
+                    let name = staging_name();
+                    match link(file, at.dir, OsStr::new(&name)) {
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                        done => break done.map(|()| name)?,
+                    }
+                };
+                crash_point("linked", at.name);
+                rename_or_unlink(at.dir, &name, at.name)
+            }
+            other => other,
+        },
+        (Some(name), Place::CreateNew) => {
+            rustix::fs::linkat(at.dir, name, at.dir, at.name, AtFlags::empty())?;
+            rustix::fs::unlinkat(at.dir, name, AtFlags::empty())?;
+            Ok(())
+        }
+        (Some(name), _) => Ok(rustix::fs::renameat(at.dir, name, at.dir, at.name)?),
+    }
+}
+
+fn rename_or_unlink(dir: BorrowedFd<'_>, from: &str, to: &OsStr) -> io::Result<()> {
+    rustix::fs::renameat(dir, from, dir, to).map_err(|e| {
+        let _ = rustix::fs::unlinkat(dir, from, AtFlags::empty());
+        e.into()
+    })
+}
+
+/// Links the unnamed `file` as `name` in `dir`. Through `/proc/self/fd` (which needs no
+/// privilege); `AT_EMPTY_PATH` (which needs CAP_DAC_READ_SEARCH) where /proc is missing.
+fn link(file: &File, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    match rustix::fs::linkat(CWD, proc_path.as_str(), dir, name, AtFlags::SYMLINK_FOLLOW) {
+        Err(Errno::NOENT) if !Path::new("/proc/self/fd").exists() => Ok(rustix::fs::linkat(file, "", dir, name, AtFlags::EMPTY_PATH)?),
+        done => Ok(done?),
+    }
+}
+
+/// Opens the directory `path` is in (following links: fleet and user paths are the user's
+/// to arrange) and returns it with the file name.
+fn open_parent(path: &Path) -> Result<(OwnedFd, &OsStr)> {
+    let err = |source| Error::Write { path: path.to_path_buf(), source };
+    let name = path.file_name().ok_or_else(|| err(io::Error::new(io::ErrorKind::InvalidInput, "the path names no file")))?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    Ok((open_dir(CWD, dir, OFlags::empty()).map_err(err)?, name))
+}
+
+/// Opens a directory for `*at` calls and fsync (`extra` adds e.g. `O_NOFOLLOW`).
+pub(crate) fn open_dir<P: rustix::path::Arg>(base: BorrowedFd<'_>, path: P, extra: OFlags) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(base, path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | extra, Mode::empty())?)
+}
+
+/// The contents of `name` in `dir` when it is a regular file (no link followed, no FIFO
+/// opened for long).
+fn read_regular(dir: BorrowedFd<'_>, name: &OsStr) -> Option<Vec<u8>> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let mut file = File::from(rustix::fs::openat(dir, name, flags, Mode::empty()).ok()?);
+    if FileType::from_raw_mode(rustix::fs::fstat(&file).ok()?.st_mode) != FileType::RegularFile {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    Some(bytes)
 }
 
 /// Removes the staging files in `dir` that no live process is writing: a process killed
-/// between staging and renaming leaves one behind (harmless, as the target is untouched, but
-/// litter a user may commit). A staging file in use is locked by its writer; the OS drops the
-/// lock when the writer dies, however it dies. Returns how many were removed; errors are
-/// ignored (this is cleaning up, and a file that cannot be removed is left as it is).
+/// between linking a staging file and renaming it (or, without `O_TMPFILE`, between
+/// creating and renaming it) leaves one behind. A staging file in use is locked by its
+/// writer; the OS drops the lock when the writer dies, however it dies. Returns how many
+/// were removed; errors are ignored (this is cleaning up, and a file that cannot be removed
+/// is left as it is).
 pub fn remove_abandoned_staging(dir: &Path) -> usize {
-    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    open_dir(CWD, dir, OFlags::empty()).map_or(0, |fd| remove_abandoned_staging_in(fd.as_fd()))
+}
+
+/// [`remove_abandoned_staging`] in an open directory.
+pub(crate) fn remove_abandoned_staging_in(dir: BorrowedFd<'_>) -> usize {
+    let Ok(entries) = rustix::fs::Dir::read_from(dir) else { return 0 };
     let mut removed = 0;
     for entry in entries.flatten() {
-        if !entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+        let name = entry.file_name();
+        if !name.to_bytes().starts_with(STAGING_PREFIX.as_bytes()) {
             continue;
         }
-        let path = entry.path();
-        let Ok(file) = File::open(&path) else { continue };
-        if file.try_lock().is_ok() && fs::remove_file(&path).is_ok() {
-            tracing::debug!("removed `{}`, left by an interrupted run", path.display());
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let Ok(fd) = rustix::fs::openat(dir, name, flags, Mode::empty()) else { continue };
+        let regular = rustix::fs::fstat(&fd).is_ok_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::RegularFile);
+        if regular
+            && rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok()
+            && rustix::fs::unlinkat(dir, name, AtFlags::empty()).is_ok()
+        {
+            tracing::debug!("removed `{}`, left by an interrupted run", name.to_string_lossy());
             removed += 1;
         }
     }
@@ -99,35 +386,24 @@ pub fn create_dir(dir: &Path, mode: u32) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    fs::DirBuilder::new().recursive(true).mode(mode).create(dir).map_err(|source| Error::Write { path: dir.to_path_buf(), source })
+    std::fs::DirBuilder::new().recursive(true).mode(mode).create(dir).map_err(|source| Error::Write { path: dir.to_path_buf(), source })
 }
 
 /// Creates a directory for secret outputs, 0700, and tightens an existing one to 0700.
+/// For this tool's own state directories; output trees the user names go through
+/// [`crate::out_tree`], which never changes a directory it did not create.
 ///
 /// # Errors
 /// [`Error::Write`] with the path.
 pub fn secret_dir(dir: &Path) -> Result<()> {
     create_dir(dir, 0o700)?;
-    fs::set_permissions(dir, Permissions::from_mode(0o700)).map_err(|source| Error::Write { path: dir.to_path_buf(), source })
-}
-
-/// Creates a new 0600 file holding `contents`; never overwrites (`create_new`).
-///
-/// # Errors
-/// [`Error::Write`]; `AlreadyExists` when the file exists.
-pub fn create_secret(path: &Path, contents: &[u8]) -> Result<()> {
-    let err = |source| Error::Write { path: path.to_path_buf(), source };
-    let mut file: File = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(err)?;
-    file.write_all(contents).map_err(err)?;
-    file.sync_all().map_err(err)
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|source| Error::Write { path: dir.to_path_buf(), source })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]
@@ -160,9 +436,12 @@ mod tests {
         assert_eq!(left, vec![format!("{STAGING_PREFIX}live"), "keep.json".to_string()]);
         drop(held);
         assert_eq!(remove_abandoned_staging(d.path()), 1);
-        // A finished write leaves nothing locked behind it.
+        // A finished write leaves nothing locked behind it, replacing or creating.
         write(&d.path().join("f"), b"a", 0o644).expect("write");
+        write(&d.path().join("f"), b"b", 0o644).expect("write");
+        assert_eq!(fs::read(d.path().join("f")).expect("read"), b"b");
         assert!(File::open(d.path().join("f")).expect("open").try_lock().is_ok());
+        assert_eq!(fs::read_dir(d.path()).expect("ls").count(), 2, "keep.json and f only");
     }
 
     #[test]
@@ -173,5 +452,15 @@ mod tests {
         assert_eq!(fs::metadata(&p).expect("meta").permissions().mode() & 0o777, 0o600);
         assert!(create_secret(&p, b"y").is_err());
         assert_eq!(fs::read(&p).expect("read"), b"x");
+        assert_eq!(fs::read_dir(d.path()).expect("ls").count(), 1, "no staging file left");
+    }
+
+    #[test]
+    fn the_mode_is_exact_whatever_the_umask() {
+        let d = tempfile::tempdir().expect("tmp");
+        let p = d.path().join("pub");
+        write(&p, b"x", 0o644).expect("write");
+        write(&p, b"y", 0o640).expect("write");
+        assert_eq!(fs::metadata(&p).expect("meta").permissions().mode() & 0o7777, 0o640);
     }
 }

@@ -238,4 +238,10 @@ impl FleetLock {
         self.files.push(file);
         Ok(())
     }
+
+    /// Keeps the lock on a new `.sops.yaml` that was locked before it took its name
+    /// ([`crate::atomic::Batch::stage_locked`]).
+    pub fn hold(&mut self, file: File) {
+        self.files.push(file);
+    }
 }

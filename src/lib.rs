@@ -23,6 +23,7 @@ pub(crate) mod journal;
 pub(crate) mod keyscan;
 pub(crate) mod known_hosts;
 pub(crate) mod openssh;
+pub(crate) mod out_tree;
 pub(crate) mod output;
 pub(crate) mod process;
 pub(crate) mod proxmox;

@@ -88,6 +88,12 @@ impl Output {
         }
     }
 
+    /// A problem worth seeing even with `--quiet` (a file that failed), on stderr.
+    #[allow(clippy::unused_self, reason = "a method beside `line` and `note`, so every command prints through `ctx.out`")]
+    pub fn problem(&self, text: impl AsRef<str>) {
+        eprintln!("{}", text.as_ref());
+    }
+
     /// The machine-readable result, printed only with `--json`.
     pub fn json(&self, value: &impl serde::Serialize) {
         if self.json {

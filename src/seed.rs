@@ -1,9 +1,11 @@
 //! Writing first-boot material to disk: the NoCloud seed directory and image, and the
 //! nixos-anywhere `--extra-files` tree. These outputs hold the private host key because the
-//! user asked for them; they are created 0600 in 0700 directories.
+//! user asked for them; they are created 0600 in 0700 directories, under the rules of
+//! [`crate::out_tree`].
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
 
 use crate::admin_identity::Identities;
 use crate::atomic;
@@ -11,42 +13,42 @@ use crate::cloud_init::{self, Seed, SeedInputs, SeedParams};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
+use crate::out_tree::{self, OutDir};
 use crate::process::Program;
 use crate::ssh_keys::Keypair;
 
-/// Writes `user-data`, `meta-data` and (when present) `network-config` into `dir`.
-/// Returns the files written.
+/// Writes `user-data`, `meta-data` and (when present) `network-config` into `dir`, an
+/// output directory (see [`crate::out_tree`]). Returns the files written.
 ///
 /// # Errors
-/// [`Error::Write`] with the path.
+/// [`Error::Usage`] for an output directory hostsmith refuses, [`Error::Write`] otherwise.
 pub(crate) fn write_seed_dir(dir: &Path, seed: &Seed) -> Result<Vec<PathBuf>> {
-    atomic::secret_dir(dir)?;
-    let mut files = vec![(dir.join("user-data"), seed.user_data.as_bytes()), (dir.join("meta-data"), seed.meta_data.as_bytes())];
+    write_seed_into(&OutDir::root(dir)?, seed)
+}
+
+/// [`write_seed_dir`] into an open output directory.
+pub(crate) fn write_seed_into(dir: &OutDir, seed: &Seed) -> Result<Vec<PathBuf>> {
+    let mut files = vec![("user-data", seed.user_data.as_bytes()), ("meta-data", seed.meta_data.as_bytes())];
     if let Some(n) = &seed.network_config {
-        files.push((dir.join("network-config"), n.as_bytes()));
+        files.push(("network-config", n.as_bytes()));
     }
-    let mut written = Vec::new();
-    for (path, bytes) in files {
-        atomic::write(&path, bytes, 0o600)?;
-        written.push(path);
-    }
-    Ok(written)
+    files.into_iter().map(|(name, bytes)| dir.write(name, bytes, 0o600)).collect()
 }
 
 /// Builds a NoCloud seed image (ISO 9660 with Rock Ridge and Joliet, volume label `cidata`)
-/// at `iso` with `xorriso`, from a seed directory written by [`write_seed_dir`]. The image
-/// is created 0600 next to its final place and renamed there.
+/// at `iso` with `xorriso`, from a seed directory written by [`write_seed_dir`]. xorriso
+/// writes the image to its stdout, and hostsmith writes it like any secret (0600, staged
+/// unnamed, see [`atomic`]): no named partial image is ever on disk. `iso` may replace only
+/// a regular file.
 ///
 /// # Errors
-/// [`Error::Program`] when xorriso is missing or fails, [`Error::Write`] otherwise.
+/// [`Error::Program`] when xorriso is missing or fails, [`Error::Usage`] when `iso` is not a
+/// regular file, [`Error::Write`] otherwise.
 pub(crate) fn write_iso(iso: &Path, seed_dir: &Path) -> Result<()> {
-    let parent = iso.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    out_tree::check_file_target(iso, "--iso")?;
     let err = |source| Error::Write { path: iso.to_path_buf(), source };
     // Absolute paths: xorriso's genisoimage mode has no `--`, so no argument may start with '-'.
-    let parent = parent.canonicalize().map_err(err)?;
     let seed_dir = seed_dir.canonicalize().map_err(err)?;
-    let staging = tempfile::Builder::new().prefix(".hostsmith-iso-").tempdir_in(&parent).map_err(err)?;
-    let tmp = staging.path().join("seed.iso");
     let mut files = Vec::new();
     for name in ["user-data", "meta-data", "network-config"] {
         let p = seed_dir.join(name);
@@ -54,31 +56,27 @@ pub(crate) fn write_iso(iso: &Path, seed_dir: &Path) -> Result<()> {
             files.push(p.to_string_lossy().into_owned());
         }
     }
-    Program::new("xorriso")
-        .args(["-as", "genisoimage", "-quiet", "-output", &tmp.to_string_lossy(), "-volid", "cidata", "-joliet", "-rock"])
+    let finished = Program::new("xorriso")
+        .args(["-as", "genisoimage", "-quiet", "-output", "-", "-volid", "cidata", "-joliet", "-rock"])
         .args(files)
         .run_ok()?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    std::fs::rename(&tmp, iso).map_err(err)?;
-    Ok(())
+    let image = Zeroizing::new(finished.stdout);
+    out_tree::file_target(iso, "--iso")?;
+    atomic::write(iso, &image, 0o600)
 }
 
 /// Writes the tree nixos-anywhere copies onto the new machine:
 /// `<out>/<persist>/etc/ssh/ssh_host_ed25519_key` (0600) and `.pub` (0644). `out` itself is
 /// 0700 so the key is private on this machine; the directories inside are 0755 because
-/// nixos-anywhere copies modes, and the target's `/etc/ssh` must stay readable.
+/// nixos-anywhere copies modes, and the target's `/etc/ssh` must stay readable. No link
+/// inside `out` is followed (see [`crate::out_tree`]).
 ///
 /// # Errors
-/// [`Error::Write`] with the path.
-pub(crate) fn write_extra_files(out: &Path, persist: &str, key: &Keypair) -> Result<Vec<PathBuf>> {
-    atomic::secret_dir(out)?;
-    let prefix = persist.trim_matches('/');
-    let ssh_dir = if prefix.is_empty() { out.join("etc/ssh") } else { out.join(prefix).join("etc/ssh") };
-    atomic::create_dir(&ssh_dir, 0o755)?;
-    let private = ssh_dir.join("ssh_host_ed25519_key");
-    let public = ssh_dir.join("ssh_host_ed25519_key.pub");
-    atomic::write(&private, key.openssh_private()?.as_bytes(), 0o600)?;
-    atomic::write(&public, format!("{}\n", key.public_line()).as_bytes(), 0o644)?;
+/// [`Error::Usage`] for an output directory hostsmith refuses, [`Error::Write`] otherwise.
+pub(crate) fn write_extra_files(out: &OutDir, persist: &str, key: &Keypair) -> Result<Vec<PathBuf>> {
+    let ssh_dir = out.descend(&format!("{}/etc/ssh", persist.trim_matches('/')), 0o755)?;
+    let private = ssh_dir.write("ssh_host_ed25519_key", key.openssh_private()?.as_bytes(), 0o600)?;
+    let public = ssh_dir.write("ssh_host_ed25519_key.pub", format!("{}\n", key.public_line()).as_bytes(), 0o644)?;
     Ok(vec![private, public])
 }
 
@@ -101,7 +99,7 @@ pub(crate) fn check_persist(persist: &str) -> Result<()> {
 pub(crate) fn emit(
     fleet: &Fleet,
     host: &HostName,
-    out: &Path,
+    out: &OutDir,
     iso: Option<&Path>,
     inputs: &SeedInputs,
     ids: &mut Identities,
@@ -115,9 +113,9 @@ pub(crate) fn emit(
         sudo: inputs.sudo.as_deref(),
         network: inputs.network.clone(),
     })?;
-    let mut written = write_seed_dir(out, &seed)?;
+    let mut written = write_seed_into(out, &seed)?;
     if let Some(iso) = iso {
-        write_iso(iso, out)?;
+        write_iso(iso, out.path())?;
         written.push(iso.to_path_buf());
     }
     Ok(written)

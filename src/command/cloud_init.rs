@@ -7,13 +7,14 @@ use crate::admin_identity::Identities;
 use crate::command::{Context, host_names};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
+use crate::out_tree::OutDir;
 use crate::seed;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     #[arg(value_name = "HOST")]
     pub host: String,
-    /// Directory for user-data, meta-data and network-config (created 0700).
+    /// Directory for user-data, meta-data and network-config (created 0700; an existing one must be yours and closed to others).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Also write a NoCloud seed image (volume label `cidata`) here.
@@ -31,7 +32,8 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     let mut ids = Identities::for_fleet(&fleet);
     fleet.record(&host)?.ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;
     let inputs = args.seed.resolve(&fleet)?;
-    let written = seed::emit(&fleet, &host, &args.out, args.iso.as_deref(), &inputs, &mut ids)?;
+    OutDir::check_root(&args.out, &[])?;
+    let written = seed::emit(&fleet, &host, &OutDir::root(&args.out)?, args.iso.as_deref(), &inputs, &mut ids)?;
     ctx.out.json(&serde_json::json!({ "host": host.as_str(), "files": written }));
     for p in &written {
         ctx.out.line(format!("wrote {}", p.display()));

@@ -90,9 +90,10 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     atomic::write(&dir.join("admin-ssh-key.pub"), format!("{}\n", ssh_admin.public_line()).as_bytes(), 0o644)?;
     let inputs = SeedOptions { authorized_keys: vec![ssh_admin.public_line()], ..SeedOptions::default() }.resolve(&fleet)?;
     let mut ids = Identities::for_fleet(&fleet);
+    let seeds = crate::out_tree::OutDir::root(&dir.join("seeds"))?;
     for h in &report.hosts {
         let host = HostName::parse(&h.name)?;
-        emit(&fleet, &host, &dir.join("seeds").join(host.as_str()), None, &inputs, &mut ids)?;
+        emit(&fleet, &host, &seeds.descend(host.as_str(), 0o700)?, None, &inputs, &mut ids)?;
     }
 
     let out = &ctx.out;

@@ -23,6 +23,7 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     let text = known_hosts::lines(&records);
     match &args.out {
         Some(path) => {
+            crate::out_tree::file_target(path, "--out")?;
             atomic::write_if_changed(path, text.as_bytes(), 0o644)?;
             ctx.out.json(&serde_json::json!({ "file": path, "hosts": records.len() }));
             ctx.out.line(format!("wrote {} ({} host(s))", path.display(), records.len()));

@@ -11,6 +11,7 @@ use crate::enroll::{self, KeySource, Options, Request};
 use crate::error::Result;
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
+use crate::out_tree::OutDir;
 use crate::seed;
 use crate::seed::emit;
 
@@ -53,6 +54,15 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     seed::check_persist(&fleet.config.host.persist)?;
     // First-boot options are checked before any key is made.
     let seed_inputs = args.cloud_init.as_ref().map(|_| args.seed.resolve(&fleet)).transpose()?;
+    let names: Vec<&str> = hosts.iter().map(HostName::as_str).collect();
+    if let Some(dir) = &args.cloud_init {
+        OutDir::check_root(dir, &names)?;
+    }
+    if let Some(dir) = &args.extra_files {
+        let persist = &fleet.config.host.persist;
+        let trees: Vec<String> = names.iter().map(|h| format!("{h}/{persist}/etc/ssh")).collect();
+        OutDir::check_root(dir, &trees.iter().map(String::as_str).collect::<Vec<_>>())?;
+    }
     let requests = hosts
         .iter()
         .map(|host| Request { host: host.clone(), source: if recover.contains(host) { KeySource::Recover } else { KeySource::Generate } })
@@ -65,29 +75,30 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
         return Ok(());
     }
     let mut ids = Identities::for_fleet(&fleet);
+    let cloud_init = args.cloud_init.as_deref().map(OutDir::root).transpose()?;
+    let extra_files = args.extra_files.as_deref().map(OutDir::root).transpose()?;
+    let roots = Roots { cloud_init: cloud_init.as_ref().zip(seed_inputs.as_ref()), extra_files: extra_files.as_ref() };
     for host in &hosts {
-        emit_first_boot(&fleet, host, &args, seed_inputs.as_ref(), &mut ids, ctx)?;
+        emit_first_boot(&fleet, host, &roots, &mut ids, ctx)?;
     }
     Ok(())
 }
 
-fn emit_first_boot(
-    fleet: &Fleet,
-    host: &HostName,
-    args: &Args,
-    inputs: Option<&SeedInputs>,
-    ids: &mut Identities,
-    ctx: &Context,
-) -> Result<()> {
-    if let (Some(dir), Some(inputs)) = (&args.cloud_init, inputs) {
-        let out = dir.join(host.as_str());
-        for p in emit(fleet, host, &out, None, inputs, ids)? {
+/// The output directories of `--cloud-init` (with the seed's inputs) and `--extra-files`.
+struct Roots<'a> {
+    cloud_init: Option<(&'a OutDir, &'a SeedInputs)>,
+    extra_files: Option<&'a OutDir>,
+}
+
+fn emit_first_boot(fleet: &Fleet, host: &HostName, roots: &Roots<'_>, ids: &mut Identities, ctx: &Context) -> Result<()> {
+    if let Some((dir, inputs)) = roots.cloud_init {
+        for p in emit(fleet, host, &dir.descend(host.as_str(), 0o700)?, None, inputs, ids)? {
             ctx.out.line(format!("wrote {}", p.display()));
         }
     }
-    if let Some(dir) = &args.extra_files {
+    if let Some(dir) = roots.extra_files {
         let (_, key) = crate::host_file::host_keypair(fleet, host, ids)?;
-        for p in seed::write_extra_files(&dir.join(host.as_str()), &fleet.config.host.persist, &key)? {
+        for p in seed::write_extra_files(&dir.descend(host.as_str(), 0o700)?, &fleet.config.host.persist, &key)? {
             ctx.out.line(format!("wrote {}", p.display()));
         }
     }

@@ -1,5 +1,7 @@
 //! Writing a planned enrolment, in the order that makes a crash recoverable (see the
-//! module docs of [`super`]): host files, shared files, `.sops.yaml`, records last.
+//! module docs of [`super`]): host files, shared files, `.sops.yaml`, records last. Every
+//! file is staged before the first is named ([`atomic::Batch`]), so a full disk or a
+//! read-only file fails the run before anything changed.
 
 use super::plan::Planned;
 use crate::atomic;
@@ -18,44 +20,49 @@ pub(super) fn all(
     dry_run: bool,
 ) -> Result<Vec<String>> {
     let mut files = Vec::new();
+    let mut batch = atomic::Batch::new();
     for p in planned {
         if let Some(text) = &p.host_file_text {
             files.push(p.outcome.host_file.clone());
             if !dry_run {
-                host_file(fleet, &p.outcome.host_file, text)?;
+                host_file(fleet, &p.outcome.host_file, text, &mut batch)?;
             }
         }
     }
     for (rel, text) in shared {
         files.push(rel.clone());
         if !dry_run {
-            atomic::write(&fleet.root.join(rel), text.as_bytes(), 0o644)?;
+            batch.stage(&fleet.root.join(rel), text.as_bytes(), 0o644)?;
         }
     }
     if let Some(text) = sops_config {
         files.push(SOPS_CONFIG.to_string());
         if !dry_run {
-            lock.replace_sops_config(fleet, text.as_bytes())?;
+            batch.stage_locked(&fleet.sops_config_path(), text.as_bytes(), 0o644)?;
         }
     }
     for p in planned {
-        if let Some(rel) = record(fleet, p, dry_run)? {
+        if let Some(rel) = record(fleet, p, dry_run, &mut batch)? {
             files.push(rel);
         }
+    }
+    // The new `.sops.yaml` was locked before it took its name; the fleet lock keeps it.
+    for file in batch.commit()? {
+        lock.hold(file);
     }
     Ok(files)
 }
 
-fn host_file(fleet: &Fleet, rel: &str, text: &str) -> Result<()> {
+fn host_file(fleet: &Fleet, rel: &str, text: &str, batch: &mut atomic::Batch) -> Result<()> {
     let path = fleet.root.join(rel);
     if let Some(dir) = path.parent() {
         atomic::create_dir(dir, 0o755)?;
     }
-    atomic::write(&path, text.as_bytes(), 0o644)
+    batch.stage(&path, text.as_bytes(), 0o644)
 }
 
-/// Writes the host's record when it changed; returns its relative path then.
-fn record(fleet: &Fleet, p: &Planned, dry_run: bool) -> Result<Option<String>> {
+/// Stages the host's record when it changed; returns its relative path then.
+fn record(fleet: &Fleet, p: &Planned, dry_run: bool, batch: &mut atomic::Batch) -> Result<Option<String>> {
     let json = p.record.to_json();
     let path = fleet.record_path(&HostName::parse(&p.record.name)?);
     if std::fs::read_to_string(&path).ok().as_deref() == Some(json.as_str()) {
@@ -63,7 +70,7 @@ fn record(fleet: &Fleet, p: &Planned, dry_run: bool) -> Result<Option<String>> {
     }
     if !dry_run {
         atomic::create_dir(&fleet.records_dir(), 0o755)?;
-        atomic::write(&path, json.as_bytes(), 0o644)?;
+        batch.stage(&path, json.as_bytes(), 0o644)?;
     }
     Ok(Some(format!("hosts/{}.json", p.record.name)))
 }

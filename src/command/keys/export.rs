@@ -4,7 +4,8 @@
 //! This is one of the few places a private key leaves its SOPS file in clear, and only
 //! because the user asked: the file is created 0600 (`create_new`, so an existing file is
 //! never clobbered or followed through a symlink) inside a directory created 0700 when it
-//! is missing; `--force` replaces an existing file atomically, again 0600. An existing
+//! is missing; `--force` replaces an existing regular file atomically, again 0600 (never a
+//! FIFO, device, socket or link: those are refused). An existing
 //! directory is left as it is (tightening `/tmp` or `$HOME` would be worse).
 
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use crate::deploy_keys;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host_file::DEPLOY_KEYS_FIELD;
+use crate::out_tree;
 use crate::sops::file::Value;
 use crate::ssh_keys::Keypair;
 
@@ -56,11 +58,14 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
     if args.output.is_dir() {
         return Err(Error::Usage(format!("`{}` is a directory: give the path of the key file to create", args.output.display())));
     }
-    if !args.force && args.output.symlink_metadata().is_ok() {
-        return Err(Error::Usage(format!(
-            "`{}` already exists: pass --force to replace it, or choose another path",
-            args.output.display()
-        )));
+    match args.output.symlink_metadata() {
+        Ok(_) if !args.force => {
+            return Err(Error::Usage(format!(
+                "`{}` already exists: pass --force to replace it, or choose another path",
+                args.output.display()
+            )));
+        }
+        _ => out_tree::check_file_target(&args.output, "--output")?,
     }
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let mut ids = Identities::for_fleet(&fleet);
@@ -83,6 +88,9 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
     if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
         atomic::secret_dir(dir)?;
     }
+    // Checked again just before the write: only a regular file is ever replaced (never a
+    // FIFO or a device such as /dev/null).
+    out_tree::file_target(&args.output, "--output")?;
     if args.force {
         atomic::write(&args.output, text.as_bytes(), 0o600)?;
     } else {

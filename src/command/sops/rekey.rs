@@ -101,7 +101,7 @@ pub(crate) fn run(args: &RekeyArgs, ctx: &Context) -> Result<()> {
     };
     ctx.out.json(&report);
     for o in outcomes.iter().filter(|o| o.status != Status::Unchanged) {
-        if o.status == Status::Failed { ctx.out.note(outcome_line(o)) } else { ctx.out.line(outcome_line(o)) }
+        if o.status == Status::Failed { ctx.out.problem(outcome_line(o)) } else { ctx.out.line(outcome_line(o)) }
     }
     let verb = if args.dry_run { "would re-key" } else { "re-keyed" };
     ctx.out.line(format!(
