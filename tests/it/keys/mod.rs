@@ -3,6 +3,7 @@
 
 mod delete;
 mod deploy;
+mod deploy_check;
 mod import_export;
 mod list;
 mod migrate;
