@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::deploy_keys;
-use crate::github_keys::{self, RemoteKey, Repo};
+use crate::github_keys::{self, LastUsed, RemoteKey, Repo};
 use crate::record::HostRecord;
 
 /// Where a key stands in the fleet's rotation.
@@ -118,9 +118,9 @@ fn fleet_keys(records: &[HostRecord], name: &str) -> Vec<FleetKey> {
 /// `, last used T`, `, never used`, or nothing when GitHub does not say.
 fn used(k: &RemoteKey) -> String {
     match &k.last_used {
-        Some(Some(t)) => format!(", last used {t}"),
-        Some(None) => ", never used".to_string(),
-        None => String::new(),
+        LastUsed::At(t) => format!(", last used {t}"),
+        LastUsed::Never => ", never used".to_string(),
+        LastUsed::Unknown => String::new(),
     }
 }
 
@@ -129,96 +129,121 @@ fn used(k: &RemoteKey) -> String {
 #[must_use]
 pub(crate) fn reconcile(records: &[HostRecord], hosts: &BTreeSet<String>, repo: &Repo, name: &str, remote: &[RemoteKey]) -> RepoReport {
     let fleet = fleet_keys(records, name);
-    let register = |host: &str| {
-        let deploy = if repo.name() == name { String::new() } else { format!(" --deploy {name}") };
-        format!("`hostsmith deploy-keys {host} --register github --repo {repo}{deploy}`")
-    };
-    let delete = |id: u64| format!("`gh repo deploy-key delete {id} --repo {repo}`");
+    let says = Says { repo, name };
     let mut report =
         RepoReport { repo: repo.clone(), deploy_key: name.to_string(), on_github: remote.len(), matched: Vec::new(), problems: Vec::new() };
     let mut sorted: Vec<&RemoteKey> = remote.iter().collect();
     sorted.sort_by_key(|k| k.id);
     let mut found = BTreeSet::new();
     for k in sorted {
-        let Some((i, f)) = fleet.iter().enumerate().find(|(_, f)| f.material.as_deref() == Some(k.key.as_str())) else {
-            let added = k.created_at.as_ref().map(|t| format!(", added {t}")).unwrap_or_default();
-            report.problems.push(Finding {
+        match fleet.iter().position(|f| f.material.as_deref() == Some(k.key.as_str())) {
+            None => report.problems.push(Finding {
                 kind: Kind::Unknown,
                 host: None,
                 fingerprint: k.fingerprint.clone(),
                 github: Some(k.clone()),
-                message: format!(
-                    "{repo}: key {} \"{}\" ({}{added}{}) is no key of this fleet: if nobody needs it, {}",
-                    k.id,
-                    k.title,
-                    k.fingerprint,
-                    used(k),
-                    delete(k.id)
-                ),
-            });
-            continue;
-        };
-        found.insert(i);
-        if !hosts.contains(&f.host) {
-            continue;
-        }
-        let (h, fp, id) = (&f.host, &f.fingerprint, k.id);
-        let problem = if !k.read_only {
-            Some((
-                Kind::Writable,
-                format!(
-                    "{repo}: {h}'s {} key {fp} is registered with write access (key {id}): deploy keys of this fleet are read-only; {}, then {}",
-                    f.state.as_str(),
-                    delete(id),
-                    register(h)
-                ),
-            ))
-        } else {
-            match f.state {
-                State::Active => None,
-                State::Pending => Some((
-                    Kind::NotActivated,
-                    format!(
-                        "{repo}: {h}'s new key {fp} is registered (key {id}) but {h} does not use it yet: `hostsmith deploy-keys {h} --activate {name}`"
-                    ),
-                )),
-                State::Retired => Some((
-                    Kind::Retired,
-                    format!(
-                        "{repo}: {h}'s retired key {fp} is still registered (key {id}{}): once {h} runs with its new key, {}",
-                        used(k),
-                        delete(id)
-                    ),
-                )),
+                message: says.unknown(k),
+            }),
+            Some(i) => {
+                found.insert(i);
+                if hosts.contains(&fleet[i].host) {
+                    registered(&fleet[i], k, &says, &mut report);
+                }
             }
-        };
-        match problem {
-            Some((kind, message)) => {
-                report.problems.push(Finding { kind, host: Some(h.clone()), fingerprint: fp.clone(), github: Some(k.clone()), message })
-            }
-            None => report.matched.push(Matched { host: h.clone(), state: f.state, github: k.clone() }),
         }
     }
-    for (i, f) in fleet.iter().enumerate() {
-        if found.contains(&i) || !hosts.contains(&f.host) {
-            continue;
-        }
-        let (h, fp) = (&f.host, &f.fingerprint);
-        let (kind, message) = match f.state {
-            State::Active => (
-                Kind::Missing,
-                format!("{repo}: {h}'s active key {fp} is not registered, so {h} cannot fetch the repository: {}", register(h)),
-            ),
-            State::Pending => (
-                Kind::Unregistered,
-                format!("{repo}: {h}'s new key {fp} is not registered yet ({h} keeps its old key until then): {}", register(h)),
-            ),
+    for (_, f) in fleet.iter().enumerate().filter(|(i, f)| !found.contains(i) && hosts.contains(&f.host)) {
+        let kind = match f.state {
+            State::Active => Kind::Missing,
+            State::Pending => Kind::Unregistered,
             // A retired key GitHub no longer has is the end of a rotation.
             State::Retired => continue,
         };
-        report.problems.push(Finding { kind, host: Some(h.clone()), fingerprint: fp.clone(), github: None, message });
+        let message = says.absent(f);
+        report.problems.push(Finding { kind, host: Some(f.host.clone()), fingerprint: f.fingerprint.clone(), github: None, message });
     }
     report
+}
+
+/// A fleet key GitHub has: a match, or what is wrong with how it is registered.
+fn registered(f: &FleetKey, k: &RemoteKey, says: &Says<'_>, report: &mut RepoReport) {
+    let kind = match (k.read_only, f.state) {
+        (false, _) => Kind::Writable,
+        (true, State::Active) => {
+            report.matched.push(Matched { host: f.host.clone(), state: f.state, github: k.clone() });
+            return;
+        }
+        (true, State::Pending) => Kind::NotActivated,
+        (true, State::Retired) => Kind::Retired,
+    };
+    let message = says.registered(kind, f, k);
+    report.problems.push(Finding {
+        kind,
+        host: Some(f.host.clone()),
+        fingerprint: f.fingerprint.clone(),
+        github: Some(k.clone()),
+        message,
+    });
+}
+
+/// The messages of findings in one repository, each with the command that fixes it.
+struct Says<'a> {
+    repo: &'a Repo,
+    name: &'a str,
+}
+
+impl Says<'_> {
+    fn register(&self, host: &str) -> String {
+        let deploy = if self.repo.name() == self.name { String::new() } else { format!(" --deploy {}", self.name) };
+        format!("`hostsmith deploy-keys {host} --register github --repo {}{deploy}`", self.repo)
+    }
+
+    fn delete(&self, id: u64) -> String {
+        format!("`gh repo deploy-key delete {id} --repo {}`", self.repo)
+    }
+
+    fn unknown(&self, k: &RemoteKey) -> String {
+        let added = k.created_at.as_ref().map(|t| format!(", added {t}")).unwrap_or_default();
+        format!(
+            "{}: key {} \"{}\" ({}{added}{}) is no key of this fleet: if nobody needs it, {}",
+            self.repo,
+            k.id,
+            k.title,
+            k.fingerprint,
+            used(k),
+            self.delete(k.id)
+        )
+    }
+
+    fn registered(&self, kind: Kind, f: &FleetKey, k: &RemoteKey) -> String {
+        let (repo, h, fp, id) = (self.repo, &f.host, &f.fingerprint, k.id);
+        match kind {
+            Kind::Writable => format!(
+                "{repo}: {h}'s {} key {fp} is registered with write access (key {id}): deploy keys of this fleet are read-only; {}, then {}",
+                f.state.as_str(),
+                self.delete(id),
+                self.register(h)
+            ),
+            Kind::NotActivated => format!(
+                "{repo}: {h}'s new key {fp} is registered (key {id}) but {h} does not use it yet: `hostsmith deploy-keys {h} --activate {}`",
+                self.name
+            ),
+            _ => format!(
+                "{repo}: {h}'s retired key {fp} is still registered (key {id}{}): once {h} runs with its new key, {}",
+                used(k),
+                self.delete(id)
+            ),
+        }
+    }
+
+    fn absent(&self, f: &FleetKey) -> String {
+        let (repo, h, fp) = (self.repo, &f.host, &f.fingerprint);
+        if f.state == State::Active {
+            format!("{repo}: {h}'s active key {fp} is not registered, so {h} cannot fetch the repository: {}", self.register(h))
+        } else {
+            format!("{repo}: {h}'s new key {fp} is not registered yet ({h} keeps its old key until then): {}", self.register(h))
+        }
+    }
 }
 
 /// The line for a key that matches.

@@ -273,3 +273,38 @@ pub fn activate(fleet: &Fleet, host: &HostName, repo: &str, expected: Option<&st
     }
     Ok(Activation { repo: repo.to_string(), title: title(host.as_str(), repo), fingerprint: key.fingerprint(), retired })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(extra: &serde_json::Value) -> HostRecord {
+        let key = Keypair::generate("k").expect("key").public_line();
+        let mut v = serde_json::json!({
+            "schema": 1, "name": "web01", "ssh_host_ed25519_public": key, "fingerprint": "f", "age_recipient": "a",
+            "deploy_keys": { "nix-config": key }, "created_at": "2026-01-01T00:00:00Z", "rotated_at": null,
+        });
+        for (k, x) in extra.as_object().expect("object") {
+            v[k] = x.clone();
+        }
+        serde_json::from_value(v).expect("record")
+    }
+
+    #[test]
+    fn a_key_is_as_old_as_its_activation_then_the_retirement_before_it_then_the_host() {
+        let r = record(&serde_json::json!({}));
+        assert_eq!(active_since(&r, "nix-config"), Some(("2026-01-01T00:00:00Z".into(), Since::Created)));
+        assert_eq!(active_since(&r, "other"), None);
+        let retired =
+            serde_json::json!([{ "repo": "nix-config", "public": "x", "fingerprint": "y", "retired_at": "2026-03-01T00:00:00Z" }]);
+        let r = record(&serde_json::json!({ RETIRED_RECORD: retired }));
+        assert_eq!(active_since(&r, "nix-config"), Some(("2026-03-01T00:00:00Z".into(), Since::Retired)));
+        let mut r = r;
+        let fp = fingerprint_of(&r.deploy_keys["nix-config"]);
+        set_activated(&mut r, "nix-config", &fp, "2026-04-01T00:00:00Z");
+        assert_eq!(active_since(&r, "nix-config"), Some(("2026-04-01T00:00:00Z".into(), Since::Activated)));
+        // An activation recorded for another key (the record was edited since) does not count.
+        set_activated(&mut r, "nix-config", "SHA256:other", "2026-05-01T00:00:00Z");
+        assert_eq!(active_since(&r, "nix-config").map(|s| s.1), Some(Since::Retired));
+    }
+}

@@ -65,10 +65,25 @@ pub(crate) struct RemoteKey {
     pub(crate) title: String,
     pub(crate) read_only: bool,
     pub(crate) created_at: Option<String>,
-    /// When GitHub last saw the key used: `Some(None)` for never, `None` when GitHub does
-    /// not say (older servers lack the field).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) last_used: Option<Option<String>>,
+    /// When GitHub last saw the key used.
+    #[serde(skip_serializing_if = "LastUsed::is_unknown")]
+    pub(crate) last_used: LastUsed,
+}
+
+/// GitHub's `last_used`: a time, `null` (never used), or absent (older servers lack it);
+/// written to JSON the same three ways.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub(crate) enum LastUsed {
+    Unknown,
+    Never,
+    At(String),
+}
+
+impl LastUsed {
+    fn is_unknown(&self) -> bool {
+        *self == LastUsed::Unknown
+    }
 }
 
 /// The `gh` command line that lists `repo`'s deploy keys, every page.
@@ -137,8 +152,8 @@ fn parse_key(item: &serde_json::Value) -> std::result::Result<RemoteKey, String>
         read_only,
         created_at: time(obj.get("created_at"), "created_at")?,
         last_used: match obj.get("last_used") {
-            None => None,
-            v => Some(time(v, "last_used")?),
+            None => LastUsed::Unknown,
+            v => time(v, "last_used")?.map_or(LastUsed::Never, LastUsed::At),
         },
     })
 }
@@ -216,7 +231,7 @@ mod tests {
         let keys = parse_listing(format!("{}\n{}", page(1), page(2)).as_bytes()).expect("listing");
         assert_eq!(keys.iter().map(|k| k.id).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(keys[0].fingerprint, crate::deploy_keys::fingerprint_of(&line));
-        assert_eq!(keys[0].last_used, Some(None));
+        assert_eq!(keys[0].last_used, LastUsed::Never);
         assert_eq!(parse_listing(b"[]").expect("empty"), []);
     }
 

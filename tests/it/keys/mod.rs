@@ -9,6 +9,7 @@ mod list;
 mod migrate;
 mod rekey;
 mod rotate;
+mod rotate_aged;
 
 use std::path::Path;
 use std::process::Command;
