@@ -33,7 +33,7 @@ pub(crate) struct Args {
     /// Check this repository (repeatable); its deploy key is the one named like the repository.
     #[arg(long, value_name = "OWNER/NAME")]
     pub repo: Vec<String>,
-    /// The deploy key to compare with the one `--repo` repository, when it is named otherwise.
+    /// The deploy key to compare with the `--repo` repository, when it is named otherwise.
     #[arg(long = "deploy", value_name = "NAME", requires = "repo")]
     pub deploy: Option<String>,
 }
