@@ -116,6 +116,39 @@ pub fn retired(record: &HostRecord) -> Vec<RetiredDeployKey> {
     record.extra.get(RETIRED_RECORD).and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default()
 }
 
+/// Whether `name` is a deploy key name as `host.deploy_keys` allows it (letters, digits,
+/// `-`, `_`, `.`): records are untrusted, and their names end up in commands and on screen.
+#[must_use]
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 100 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+/// Checks what a record says before its names are printed or used: the host name, and the
+/// names of its deploy keys (active, pending and retired).
+///
+/// # Errors
+/// [`Error::Usage`] naming the value, escaped.
+pub fn check_names(record: &HostRecord) -> Result<()> {
+    if crate::host_name::HostName::parse(&record.name).is_err() {
+        return Err(Error::Usage(format!(
+            "a record in `hosts/` names the host `{}`, which is not a host name: restore it from version control",
+            record.name.escape_debug()
+        )));
+    }
+    let pending = pending(record);
+    let retired = retired(record);
+    let names = record.deploy_keys.keys().chain(pending.keys()).chain(retired.iter().map(|r| &r.repo));
+    if let Some(bad) = names.into_iter().find(|n| !valid_name(n)) {
+        return Err(Error::Usage(format!(
+            "host `{}`: its record names a deploy key `{}`, which is not a repository name: restore `hosts/{}.json` from version control",
+            record.name,
+            bad.escape_debug(),
+            record.name
+        )));
+    }
+    Ok(())
+}
+
 /// The fingerprint of a public key line, or `?` when it does not parse.
 #[must_use]
 pub fn fingerprint_of(line: &str) -> String {

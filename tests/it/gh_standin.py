@@ -6,7 +6,8 @@
 # - records every call in DIR/gh.log: `argv: [a] [b] ...`, and for `repo deploy-key add` the
 #   key it read on stdin as `stdin:...` (the tests assert the command lines real gh would get);
 # - emulates `gh auth status` (exit status from the state's "auth"), `gh repo deploy-key add -
-#   --title T --repo O/R [--allow-write]`, and `gh api` for repos/O/R/keys: GET (with
+#   --title T --repo O/R [--allow-write]`, `gh repo deploy-key list|delete ID --repo O/R`,
+#   and `gh api` for repos/O/R/keys: GET (with
 #   ?per_page=&page=, default 30 per page; --paginate prints every page as its own JSON
 #   array, back to back, as gh does), POST (-f title= -f key= -F read_only=), GET and DELETE
 #   of repos/O/R/keys/ID. Unknown repositories and ids fail like gh: the API's error object
@@ -85,6 +86,26 @@ def deploy_key_add(args):
     save(state)
 
 
+def deploy_key_list_or_delete(verb, args):
+    repo = args[args.index("--repo") + 1]
+    state = load()
+    if repo not in state["repos"]:
+        sys.stderr.write("HTTP 404: Not Found (https://api.github.com/repos/%s/keys)\n" % repo)
+        sys.exit(1)
+    keys = state["repos"][repo]
+    if verb == "list":
+        for k in keys:
+            sys.stdout.write("%d\t%s\t%s\t%s\t%s\n" % (k["id"], k["title"], k["key"], "read-only" if k["read_only"] else "read-write", k["created_at"]))
+        return
+    found = [k for k in keys if str(k["id"]) == args[0]]
+    if not found:
+        sys.stderr.write("HTTP 404: Not Found (https://api.github.com/repos/%s/keys/%s)\n" % (repo, args[0]))
+        sys.exit(1)
+    keys.remove(found[0])
+    save(state)
+    sys.stdout.write("Deploy key deleted from %s\n" % repo)
+
+
 def api(args):
     method, paginate, fields, path = "GET", False, {}, None
     i = 0
@@ -153,6 +174,8 @@ def main():
         sys.exit(load().get("auth", 0))
     if args[:3] == ["repo", "deploy-key", "add"]:
         return deploy_key_add(args[3:])
+    if args[:2] == ["repo", "deploy-key"] and args[2:3] in (["list"], ["delete"]):
+        return deploy_key_list_or_delete(args[2], args[3:])
     if args[:1] == ["api"]:
         return api(args[1:])
     sys.stderr.write("stand-in gh: `%s` is not emulated\n" % " ".join(args))

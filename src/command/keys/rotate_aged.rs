@@ -63,6 +63,9 @@ pub(super) fn run(req: &Request<'_>, ctx: &Context) -> Result<()> {
     let limit = duration::parse_seconds("--older-than", req.older_than)?;
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let records = records(&fleet, req.hosts)?;
+    for r in &records {
+        deploy_keys::check_names(r)?;
+    }
     if let Some(repo) = req.repo
         && !records.iter().any(|r| r.deploy_keys.contains_key(repo))
     {

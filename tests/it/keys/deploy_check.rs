@@ -231,3 +231,45 @@ fn a_host_named_check_is_still_reachable_after_double_dash() {
     let text = ok(&f.run(&["deploy-keys", "--", "check"]));
     assert!(text.starts_with("check-nix-config-deploy  (nix-config, "), "{text}");
 }
+
+/// The commands a message says to run (the backticked `gh …` and `hostsmith …`).
+fn fixes(message: &str) -> Vec<String> {
+    message.split('`').skip(1).step_by(2).filter(|c| c.starts_with("gh ") || c.starts_with("hostsmith ")).map(String::from).collect()
+}
+
+#[test]
+fn running_the_commands_check_prints_makes_github_and_the_fleet_agree() {
+    let f = TestFleet::new();
+    let Some(gh) = drifted(&f) else { return };
+    std::os::unix::fs::symlink(crate::common::bin(), gh.bin.join("hostsmith")).expect("symlink");
+    let mut counts = Vec::new();
+    for _ in 0..4 {
+        let out = with_stand_in(&f, &gh.bin, &["--json", "deploy-keys", "check", "--owner", "acme"]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+        let problems: Vec<String> = v["repositories"]
+            .as_array()
+            .expect("repos")
+            .iter()
+            .flat_map(|r| r["problems"].as_array().expect("problems").iter().map(|p| p["message"].as_str().expect("message").to_string()))
+            .collect();
+        counts.push(problems.len());
+        if problems.is_empty() {
+            assert_eq!(out.status.code(), Some(0));
+            break;
+        }
+        for cmd in problems.iter().flat_map(|m| fixes(m)) {
+            let mut c = std::process::Command::new("sh");
+            c.args(["-c", &cmd]).current_dir(&f.dir);
+            f.env(&mut c);
+            ok(&crate::common::run(c.env("PATH", gh.path())));
+        }
+    }
+    // Activating web03's new key retires its old one, still registered: one more round.
+    assert_eq!(counts, [5, 1, 0]);
+    let state = gh.state();
+    let read_only = |repo: &str| {
+        state["repos"][repo].as_array().expect("keys").iter().map(|k| k["read_only"].as_bool().expect("bool")).collect::<Vec<_>>()
+    };
+    assert_eq!(read_only("acme/nix-config"), [true; 3], "web01, web02, web03: one read-only key each");
+    assert_eq!(read_only("acme/nix-secrets"), [true; 3]);
+}

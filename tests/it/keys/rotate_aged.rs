@@ -146,3 +146,30 @@ fn a_record_whose_time_is_not_a_time_changes_nothing() {
         .run();
     f.assert_unchanged(&before, "a hostile record");
 }
+
+#[test]
+fn deploy_without_a_name_rotates_every_deploy_key_of_one_host() {
+    let f = TestFleet::new();
+    f.init_with(&["web01"]);
+    ok(&f.run(&["keys", "rotate", "web01", "--deploy"]));
+    let pending = record(&f, "web01")["deploy_keys_pending"].as_object().expect("pending").keys().cloned().collect::<Vec<_>>();
+    assert_eq!(pending, ["nix-config", "nix-secrets"]);
+}
+
+#[test]
+fn a_deploy_key_name_with_a_newline_in_a_record_is_refused_before_anything_runs() {
+    let f = aged_fleet();
+    let mut r = record(&f, "web01");
+    let key = r["deploy_keys"]["nix-config"].clone();
+    r["deploy_keys"]["x\nProxyCommand evil"] = key;
+    std::fs::write(f.dir.join("hosts/web01.json"), serde_json::to_string_pretty(&r).expect("json") + "\n").expect("write");
+    let before = f.snapshot();
+    for args in [&["keys", "rotate", "--deploy", "--older-than", "1m"][..], &["deploy-keys", "check", "--owner", "acme"]] {
+        Test::new(&f)
+            .args(args)
+            .stderr("error: host `web01`: its record names a deploy key `x\\nProxyCommand evil`, which is not a repository name: restore `hosts/web01.json` from version control\n")
+            .status(2)
+            .run();
+    }
+    f.assert_unchanged(&before, "a hostile deploy key name");
+}
