@@ -134,9 +134,16 @@ pub(crate) fn reconcile(records: &[HostRecord], hosts: &BTreeSet<String>, repo: 
         RepoReport { repo: repo.clone(), deploy_key: name.to_string(), on_github: remote.len(), matched: Vec::new(), problems: Vec::new() };
     let mut sorted: Vec<&RemoteKey> = remote.iter().collect();
     sorted.sort_by_key(|k| k.id);
+    // Material → the first fleet key holding it (records by name; in a record, active first).
+    let mut by_material = std::collections::HashMap::new();
+    for (i, f) in fleet.iter().enumerate() {
+        if let Some(m) = &f.material {
+            by_material.entry(m.as_str()).or_insert(i);
+        }
+    }
     let mut found = BTreeSet::new();
     for k in sorted {
-        match fleet.iter().position(|f| f.material.as_deref() == Some(k.key.as_str())) {
+        match by_material.get(k.key.as_str()).copied() {
             None => report.problems.push(Finding {
                 kind: Kind::Unknown,
                 host: None,
