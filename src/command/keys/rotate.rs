@@ -8,6 +8,7 @@
 //!
 //! A deploy key rotation keeps the old key active until the new one is registered on the
 //! forge (see [`crate::deploy_keys`]), so the host never loses access to its repository.
+//! `--deploy --older-than AGE` does that for every deploy key past an age ([`super::rotate_aged`]).
 
 use serde::Serialize;
 

@@ -273,3 +273,45 @@ fn running_the_commands_check_prints_makes_github_and_the_fleet_agree() {
     assert_eq!(read_only("acme/nix-config"), [true; 3], "web01, web02, web03: one read-only key each");
     assert_eq!(read_only("acme/nix-secrets"), [true; 3]);
 }
+
+#[test]
+fn keys_added_and_removed_through_gh_api_are_what_check_sees() {
+    let f = TestFleet::new();
+    f.init_with(&["web01"]);
+    let Some(gh) = Forge::new(&f) else { return };
+    let public = key(&record(&f, "web01"), "nix-config");
+    let gh_api = |args: &[&str]| {
+        let mut c = std::process::Command::new(gh.bin.join("gh"));
+        c.arg("api").args(args);
+        crate::common::run(&mut c)
+    };
+    let added = gh_api(&[
+        "-X",
+        "POST",
+        "repos/acme/nix-config/keys",
+        "-f",
+        "title=by hand",
+        "-f",
+        &format!("key={public}"),
+        "-F",
+        "read_only=true",
+    ]);
+    let id = serde_json::from_slice::<serde_json::Value>(&added.stdout).expect("json")["id"].as_u64().expect("id");
+    let check = ["deploy-keys", "check", "--repo", "acme/nix-config"];
+    Test::new(&f)
+        .args(&check)
+        .env("PATH", &gh.path())
+        .stdout(&format!(
+            "acme/nix-config: web01 active key <FP> registered read-only (key {id}, never used)\nok: 1 repository, 1 key(s) registered read-only as the fleet records them, none unknown\n"
+        ))
+        .run();
+    assert!(gh_api(&["-X", "DELETE", &format!("repos/acme/nix-config/keys/{id}")]).status.success());
+    assert_eq!(gh_api(&["-X", "DELETE", &format!("repos/acme/nix-config/keys/{id}")]).status.code(), Some(1), "gone, as on GitHub");
+    Test::new(&f)
+        .args(&check)
+        .env("PATH", &gh.path())
+        .stdout("problem: acme/nix-config: web01's active key <FP> is not registered, so web01 cannot fetch the repository: `hostsmith deploy-keys web01 --register github --repo acme/nix-config`\n")
+        .stderr("error: 1 problem(s) found\n")
+        .status(1)
+        .run();
+}
