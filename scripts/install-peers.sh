@@ -31,6 +31,11 @@ apt_peers=(
   "nsenter|util-linux|enters the first-boot namespaces"
   "unshare|util-linux|the first-boot namespaces and the tests' private sshd mounts"
   "flock|util-linux|the sync script's lock on the test host"
+  "setpriv|util-linux|the sync script drops from root to the user with it (guest agent)"
+  "runuser|util-linux|the sync script's second way to drop from root to the user"
+  "zsh|zsh|a login shell the remote sync command must pass through"
+  "fish|fish|a login shell the remote sync command must pass through"
+  "tcsh|tcsh|a login shell the remote sync command must pass through (csh syntax)"
   "nix-instantiate|nix-bin|parses and evaluates the flake's Nix code"
   "tmux|tmux|a real terminal for the progress and table display"
 )

@@ -71,6 +71,8 @@ pub(crate) enum Command {
     Connect(command::connect::Args),
     /// Read the sync audit log.
     Audit(command::audit::Args),
+    /// Let this fleet's settings that run programs (sync.key_command, proxmox.ssh_config) run here.
+    Trust(command::trust::Args),
     /// Read or change a setting of hostsmith.toml.
     #[command(subcommand)]
     Config(command::config::ConfigCommand),
@@ -105,7 +107,7 @@ pub fn main() -> ExitCode {
     match run(cli.command, &ctx) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{} {e}", ctx.out.paint_err("error:", crate::output::Tone::Bad));
+            eprintln!("{} {}", ctx.out.paint_err("error:", crate::output::Tone::Bad), crate::output::terminal_safe(&e.to_string()));
             ExitCode::from(u8::try_from(e.code()).unwrap_or(1))
         }
     }
@@ -126,6 +128,7 @@ fn run(command: Command, ctx: &Context) -> Result<()> {
         Command::Sync(args) => command::sync::run(args, ctx),
         Command::Connect(args) => command::connect::run(args, ctx),
         Command::Audit(args) => command::audit::run(args, ctx),
+        Command::Trust(args) => command::trust::run(&args, ctx),
         Command::Config(cmd) => command::config::run(cmd, ctx),
         Command::Keys(cmd) => command::keys::run(cmd, ctx),
         Command::DeployKeys(args) => command::deploy_keys::run(&args, ctx),

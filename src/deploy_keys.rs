@@ -27,14 +27,12 @@ use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host_file::DEPLOY_KEYS_FIELD;
 use crate::host_name::HostName;
-use crate::record::{self, HostRecord};
+use crate::record::{self, HostRecord, PENDING_RECORD, RETIRED_RECORD};
 use crate::sops::file::Value;
 use crate::ssh_keys::{self, Keypair};
 
 /// The map of new, not yet registered deploy keys in the host's SOPS file.
 pub const PENDING_FIELD: &str = "deploy-keys-pending";
-const PENDING_RECORD: &str = "deploy_keys_pending";
-const RETIRED_RECORD: &str = "deploy_keys_retired";
 const ACTIVATED_RECORD: &str = "deploy_keys_activated";
 
 /// When a deploy key became the active one, as `deploy_keys_activated` records it.
@@ -87,14 +85,7 @@ pub fn title(host: &str, repo: &str) -> String {
     format!("{host}-{repo}-deploy")
 }
 
-/// A deploy key that was replaced; remove it from the forge once the host uses the new one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RetiredDeployKey {
-    pub repo: String,
-    pub public: String,
-    pub fingerprint: String,
-    pub retired_at: String,
-}
+pub use crate::record::RetiredDeployKey;
 
 /// Pending deploy keys of a record: repository → public key line.
 #[must_use]
@@ -114,39 +105,6 @@ fn set_pending(record: &mut HostRecord, pending: &BTreeMap<String, String>) {
 #[must_use]
 pub fn retired(record: &HostRecord) -> Vec<RetiredDeployKey> {
     record.extra.get(RETIRED_RECORD).and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default()
-}
-
-/// Whether `name` is a deploy key name as `host.deploy_keys` allows it (letters, digits,
-/// `-`, `_`, `.`): records are untrusted, and their names end up in commands and on screen.
-#[must_use]
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 100 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-}
-
-/// Checks what a record says before its names are printed or used: the host name, and the
-/// names of its deploy keys (active, pending and retired).
-///
-/// # Errors
-/// [`Error::Usage`] naming the value, escaped.
-pub fn check_names(record: &HostRecord) -> Result<()> {
-    if crate::host_name::HostName::parse(&record.name).is_err() {
-        return Err(Error::Usage(format!(
-            "a record in `hosts/` names the host `{}`, which is not a host name: restore it from version control",
-            record.name.escape_debug()
-        )));
-    }
-    let pending = pending(record);
-    let retired = retired(record);
-    let names = record.deploy_keys.keys().chain(pending.keys()).chain(retired.iter().map(|r| &r.repo));
-    if let Some(bad) = names.into_iter().find(|n| !valid_name(n)) {
-        return Err(Error::Usage(format!(
-            "host `{}`: its record names a deploy key `{}`, which is not a repository name: restore `hosts/{}.json` from version control",
-            record.name,
-            bad.escape_debug(),
-            record.name
-        )));
-    }
-    Ok(())
 }
 
 /// The fingerprint of a public key line, or `?` when it does not parse.

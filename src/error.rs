@@ -24,7 +24,7 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
-    #[error("cannot read `{path}`: {source}")]
+    #[error("cannot read `{path}`: {}", read_reason(source))]
     Read { path: PathBuf, source: std::io::Error },
 
     #[error("cannot write `{path}`: {source}")]
@@ -77,6 +77,10 @@ pub enum Error {
     #[error("{0}")]
     Key(String),
 
+    /// A record in `hosts/` that is not what hostsmith writes: forged, hand-edited or damaged.
+    #[error("`{path}` is not a valid host record: {message}; restore it from version control")]
+    Record { path: PathBuf, message: String },
+
     #[error("host `{host}`: {message}")]
     Inconsistent { host: String, message: String },
 
@@ -110,10 +114,14 @@ impl Error {
             | Error::Config { .. }
             | Error::Key(_)
             | Error::UnknownHost { .. }
+            | Error::Record { .. }
             | Error::SopsRules { .. }
             | Error::SopsConfig { .. } => EXIT_USAGE,
             Error::Mismatch { .. } => EXIT_MISMATCH,
             Error::LeftOnNode { error, .. } => error.code(),
+            // Text that is not UTF-8 is bad input; other read failures are the system's.
+            Error::Read { source, .. } if source.kind() == std::io::ErrorKind::InvalidData => EXIT_USAGE,
+            Error::SopsEngine { source, .. } if source.is_bad_input() => EXIT_USAGE,
             Error::Read { .. }
             | Error::Write { .. }
             | Error::SopsEngine { .. }
@@ -126,6 +134,14 @@ impl Error {
             | Error::Program { .. }
             | Error::Problems { .. } => EXIT_FAILURE,
         }
+    }
+}
+
+fn read_reason(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::InvalidData {
+        "it is not UTF-8 text; restore the file from version control".into()
+    } else {
+        e.to_string()
     }
 }
 

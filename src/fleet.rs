@@ -10,6 +10,10 @@ use crate::record::HostRecord;
 
 pub(crate) const SOPS_CONFIG: &str = ".sops.yaml";
 
+/// The largest `.sops.yaml` read: far beyond any real fleet, small enough that a hostile file
+/// cannot make a run take gigabytes.
+const MAX_SOPS_CONFIG: u64 = 16 << 20;
+
 /// A fleet: its root directory and configuration.
 pub struct Fleet {
     pub root: PathBuf,
@@ -59,12 +63,51 @@ impl Fleet {
         self.records_dir().join(format!("{host}.json"))
     }
 
+    /// `rel` below the fleet, for a file hostsmith reads and then replaces (a host file, a
+    /// shared file): refused when it is a symbolic link or its directory resolves outside the
+    /// fleet. A link there could make a run re-encrypt another project's secrets into this
+    /// fleet, or break the link by replacing it.
+    ///
+    /// # Errors
+    /// [`Error::Usage`] naming the path.
+    pub fn confined(&self, rel: &str) -> Result<PathBuf> {
+        let path = self.root.join(rel);
+        if path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::Usage(format!(
+                "`{}` is a symbolic link: hostsmith replaces fleet files atomically and does not follow links in a fleet (one could point outside it); make it a regular file",
+                path.display()
+            )));
+        }
+        let root = std::fs::canonicalize(&self.root).map_err(|source| Error::Read { path: self.root.clone(), source })?;
+        if let Some(dir) = path.parent()
+            && let Ok(dir) = std::fs::canonicalize(dir)
+            && !dir.starts_with(&root)
+        {
+            return Err(Error::Usage(format!(
+                "`{}` leads outside the fleet (its directory is `{}`): keep the fleet's SOPS files inside it",
+                path.display(),
+                dir.display()
+            )));
+        }
+        Ok(path)
+    }
+
     /// Reads `.sops.yaml`; its absence is a clear error.
     ///
     /// # Errors
     /// [`Error::NoSopsConfig`] or a read error.
     pub fn read_sops_config(&self) -> Result<String> {
         let path = self.sops_config_path();
+        if let Ok(m) = std::fs::metadata(&path)
+            && m.len() > MAX_SOPS_CONFIG
+        {
+            return Err(Error::Usage(format!(
+                "`{}` is {} MiB; hostsmith reads at most {} MiB (a fleet of 10,000 hosts needs about 2 MiB): remove what does not belong in it",
+                path.display(),
+                m.len() >> 20,
+                MAX_SOPS_CONFIG >> 20
+            )));
+        }
         match std::fs::read_to_string(&path) {
             Ok(t) => Ok(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoSopsConfig { dir: self.root.clone() }),
@@ -79,10 +122,14 @@ impl Fleet {
     pub fn record(&self, host: &HostName) -> Result<Option<HostRecord>> {
         let path = self.record_path(host);
         match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| Error::Inconsistent {
-                host: host.to_string(),
-                message: format!("`{}` is not a valid host record ({e}); restore it from version control", path.display()),
-            }),
+            Ok(text) => {
+                let record: HostRecord = serde_json::from_str(&text)
+                    .map_err(|e| Error::Record { path: path.clone(), message: crate::output::terminal_safe(&e.to_string()) })?;
+                match crate::record::problem(&record, host.as_str()) {
+                    None => Ok(Some(record)),
+                    Some(message) => Err(Error::Record { path, message }),
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(Error::Read { path, source }),
         }
@@ -125,6 +172,12 @@ impl Fleet {
     pub fn lock(&self) -> Result<FleetLock> {
         use std::os::unix::fs::MetadataExt;
         let path = self.sops_config_path();
+        if path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::Usage(format!(
+                "`{}` is a symbolic link: hostsmith replaces it atomically, which would cut the link and leave its target stale; make `.sops.yaml` a regular file (`cp --remove-destination \"$(readlink -f .sops.yaml)\" .sops.yaml`)",
+                path.display()
+            )));
+        }
         loop {
             let file = match File::open(&path) {
                 Ok(f) => f,

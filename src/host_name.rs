@@ -50,7 +50,7 @@ impl HostName {
 }
 
 /// The name as it may be shown in an error: control characters escaped, long names cut.
-fn printable(name: &str) -> String {
+pub(crate) fn printable(name: &str) -> String {
     let shown: String = name.chars().take(70).flat_map(char::escape_debug).collect();
     if name.chars().count() > 70 { format!("{shown}…") } else { shown }
 }

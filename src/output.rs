@@ -110,3 +110,14 @@ fn paint(on: bool, text: &str, tone: Tone) -> String {
     };
     format!("\x1b[{code}m{text}\x1b[0m")
 }
+
+/// `text` safe to put on a terminal: control characters other than newline and tab are shown
+/// escaped (`\u{1b}`), so text that came from a fleet file (a record, `.sops.yaml`, a host's
+/// reply) cannot move the cursor, retitle the window or forge lines of output.
+#[must_use]
+pub(crate) fn terminal_safe(text: &str) -> String {
+    if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return text.to_string();
+    }
+    text.chars().map(|c| if c.is_control() && c != '\n' && c != '\t' { c.escape_debug().collect() } else { c.to_string() }).collect()
+}

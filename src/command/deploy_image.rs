@@ -91,11 +91,17 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     let seed_opts = SeedOptions { user: args.user.clone(), authorized_keys: args.authorized_keys.clone(), ..SeedOptions::default() };
     let inputs = seed_opts.resolve(&fleet)?;
     let mut ssh = Ssh::new(target);
-    ssh.config = fleet.config.proxmox.ssh_config.as_deref().map(expand_home);
-    let node = Node::ssh(ssh);
+    let ssh_config = fleet.config.proxmox.ssh_config.as_deref().map(expand_home);
     if args.dry_run {
-        return dry_run(&fleet, &d, &node, ctx);
+        // The fleet's ssh configuration can run programs: a dry run does not use it.
+        let probe = ssh_config.is_none();
+        return dry_run(&fleet, &d, &Node::ssh(ssh), probe, ctx);
     }
+    if ssh_config.is_some() {
+        crate::trust::require(&fleet, "proxmox.ssh_config")?;
+    }
+    ssh.config = ssh_config;
+    let node = Node::ssh(ssh);
     let done = deploy::deploy(&fleet, &d, &node, &inputs, &ctx.out)?;
     report(&d, &done, ctx);
     Ok(())
@@ -175,9 +181,14 @@ fn resolve(args: &Args, fleet: &Fleet, host: crate::host_name::HostName, vm_id: 
 
 /// Prints the plan. Runs only the read-only checks; when the node cannot be reached, says
 /// so and still prints the plan (exit 0). A failed check fails as a real run would.
-fn dry_run(fleet: &Fleet, d: &Deployment, node: &Node, ctx: &Context) -> Result<()> {
+fn dry_run(fleet: &Fleet, d: &Deployment, node: &Node, probe: bool, ctx: &Context) -> Result<()> {
     let out = &ctx.out;
-    let (reachable, checked) = match node.probe(Duration::from_secs(30)) {
+    let probed = if probe {
+        node.probe(Duration::from_secs(30))
+    } else {
+        Err(Error::Usage("`proxmox.ssh_config` comes from the fleet and can run programs, so a dry run does not reach the node".into()))
+    };
+    let (reachable, checked) = match probed {
         Ok(name) => (true, Some(deploy::check(node, d, &name)?)),
         Err(e) => {
             out.note(format!("note: {e}\nnote: the plan below was not checked against the node"));

@@ -24,6 +24,7 @@ pub(crate) mod report;
 pub(crate) mod sops;
 pub(crate) mod ssh_config;
 pub(crate) mod sync;
+pub(crate) mod trust;
 pub(crate) mod verify;
 pub(crate) mod vm_fresh;
 

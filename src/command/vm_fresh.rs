@@ -17,8 +17,12 @@ use crate::seed::emit;
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Hosts to give an identity (RFC 1123 names).
-    #[arg(required = true, value_name = "HOST")]
+    #[arg(required_unless_present = "recover", value_name = "HOST")]
     pub hosts: Vec<String>,
+    /// Reuse the key in HOST's existing host file although it has no record and this machine
+    /// did not write it (a fleet from elsewhere): only for files whose origin you know.
+    #[arg(long, value_name = "HOST")]
+    pub recover: Vec<String>,
     /// Replace the host keys of hosts that already have one.
     #[arg(long)]
     pub rotate: bool,
@@ -38,12 +42,21 @@ pub(crate) struct Args {
 /// # Errors
 /// Invalid names, a fleet that cannot be changed safely, or a failed write.
 pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
-    let hosts = host_names(&args.hosts)?;
+    let recover = host_names(&args.recover)?;
+    let mut hosts = host_names(&args.hosts)?;
+    for h in &recover {
+        if !hosts.contains(h) {
+            hosts.push(h.clone());
+        }
+    }
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     seed::check_persist(&fleet.config.host.persist)?;
     // First-boot options are checked before any key is made.
     let seed_inputs = args.cloud_init.as_ref().map(|_| args.seed.resolve(&fleet)).transpose()?;
-    let requests = hosts.iter().map(|host| Request { host: host.clone(), source: KeySource::Generate }).collect();
+    let requests = hosts
+        .iter()
+        .map(|host| Request { host: host.clone(), source: if recover.contains(host) { KeySource::Recover } else { KeySource::Generate } })
+        .collect();
     let bar = ctx.out.progress_bar(2 * hosts.len() as u64, "keys and files");
     let report = enroll::run_with_progress(&fleet, requests, Options { rotate: args.rotate, dry_run: args.dry_run }, &bar)?;
     bar.finish();

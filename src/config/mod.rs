@@ -112,13 +112,36 @@ impl Config {
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
-        let dir = &self.sops.host_dir;
-        if dir.is_empty() || dir.starts_with('/') || dir.split('/').any(|c| c == ".." || c.is_empty()) {
-            return Err(format!("sops.host_dir `{dir}` must be a relative directory inside the fleet, without `..`"));
+        let dir = self.sops.host_dir.trim_end_matches('/');
+        if !is_inside_path(dir) {
+            return Err(format!("sops.host_dir `{}` must be a relative directory inside the fleet, without `..`", dir.escape_debug()));
+        }
+        for file in &self.sops.shared {
+            if !is_inside_path(file) {
+                return Err(format!(
+                    "sops.shared: `{}` must be a relative file path inside the fleet, without `..` (hostsmith re-encrypts shared files, so it only touches the fleet's own)",
+                    file.escape_debug()
+                ));
+            }
+        }
+        let group = &self.sops.hosts_group;
+        if group.is_empty() || !group.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(format!(
+                "sops.hosts_group `{}` is not a valid group name: use letters, digits, '-' and '_' (default \"hosts\")",
+                group.escape_debug()
+            ));
+        }
+        for admin in self.sops.admins.iter().flatten() {
+            if admin.is_empty() || admin.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(format!("sops.admins: `{}` is not an anchor name or an age recipient", admin.escape_debug()));
+            }
         }
         for name in &self.host.deploy_keys {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
-                return Err(format!("host.deploy_keys: `{name}` is not a valid repository name; use letters, digits, '-', '_' and '.'"));
+            if !is_repo_name(name) {
+                return Err(format!(
+                    "host.deploy_keys: `{}` is not a valid repository name; use letters, digits, '-', '_' and '.', not starting with '.' or '-'",
+                    name.escape_debug()
+                ));
             }
         }
         for pattern in &self.sops.exclude_from_shared {
@@ -154,6 +177,34 @@ impl Config {
     }
 }
 
+/// `~/rest` with `$HOME` put in, as settings that name the user's own files allow.
+#[must_use]
+pub(crate) fn expand_home(p: &str) -> std::path::PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => std::path::PathBuf::from(home).join(rest),
+        _ => std::path::PathBuf::from(p),
+    }
+}
+
+/// A relative path that stays inside the fleet: not absolute, no `..`, `.` or empty
+/// components, no control characters.
+fn is_inside_path(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && !path.chars().any(char::is_control)
+        && path.split('/').all(|c| !c.is_empty() && c != ".." && c != ".")
+}
+
+/// A repository name as deploy keys use it: it becomes part of file names, ssh host aliases
+/// and key titles, so only what GitHub itself allows, and never a leading '.' or '-'.
+#[must_use]
+pub(crate) fn is_repo_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with(['.', '-'])
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
 fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     span.map_or_else(String::new, |s| {
         let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
@@ -187,5 +238,10 @@ mod tests {
     fn bad_values_are_refused() {
         assert!(Config::parse("[sops]\nhost_dir = \"../x\"\n").is_err());
         assert!(Config::parse("[host]\ndeploy_keys = [\"a b\"]\n").is_err());
+        for bad in ["../otherproj/prod.yaml", "/etc/prod.yaml", "sops/../../x.yaml", "sops//x.yaml", ""] {
+            let err = Config::parse(&format!("[sops]\nshared = [{bad:?}]\n")).expect_err(bad);
+            assert!(err.contains("inside the fleet"), "{bad}: {err}");
+        }
+        assert!(Config::parse("[sops]\nhosts_group = \"\"\n").expect_err("empty").contains("hosts_group"));
     }
 }

@@ -11,7 +11,9 @@
 //!
 //! A re-run that finds a host file without a record takes the key from that file instead
 //! of generating a new one, so keys are never silently replaced; `--rotate` is the only way
-//! to replace one.
+//! to replace one. It does so only when this machine's [`crate::journal`] says it wrote that
+//! key there (or the user asks with `--recover`): a record-less host file is also what a
+//! forger would leave.
 
 mod plan;
 mod write;
@@ -20,13 +22,16 @@ use crate::admin_identity::Identities;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
+use crate::journal::Journal;
 use crate::sops::rules::{EditPolicy, SopsConfig};
 use crate::ssh_keys::Keypair;
 
 /// Where a host's key comes from.
 pub(crate) enum KeySource {
-    /// Generate one (or reuse the one already stored for the host).
+    /// Generate one (or reuse the one this machine stored for the host in an interrupted run).
     Generate,
+    /// Reuse the key in the host's existing file, whoever wrote it (`--recover`).
+    Recover,
     /// An existing machine: only its public key is known.
     Public(ssh_key::PublicKey),
     /// An existing private key to adopt.
@@ -102,12 +107,14 @@ pub(crate) fn run_with_progress(fleet: &Fleet, requests: Vec<Request>, opts: Opt
     let config = parse_config(fleet, &config_text)?;
     let policy = policy(fleet, fleet.config.admins(&fleet.root)?.to_vec());
     let mut identities = Identities::for_fleet(fleet);
+    let mut journal = Journal::open(&fleet.root)?;
 
     let mut planned = Vec::new();
     for req in requests {
-        planned.push(plan::host(fleet, &config, req, opts, &mut identities)?);
+        planned.push(plan::host(fleet, &config, req, opts, &mut identities, &journal)?);
         bar.inc(1);
     }
+    plan::refuse_shared_keys(fleet, &planned)?;
     let (edited, changes) = plan::edit_sops_config(fleet, &config, &config_text, &planned, &policy)?;
     let new_config = parse_config(fleet, &edited)?;
     plan::encrypt_host_files(fleet, &new_config, &mut planned, bar)?;
@@ -115,7 +122,18 @@ pub(crate) fn run_with_progress(fleet: &Fleet, requests: Vec<Request>, opts: Opt
     let shared = plan::shared_files(fleet, &new_config, rotated_any, &mut identities)?;
 
     let config_change = (edited != config_text).then_some(edited.as_str());
+    let noted: Vec<(String, String)> = planned
+        .iter()
+        .filter(|p| p.host_file_text.is_some() && !matches!(p.outcome.action, Action::Unchanged | Action::Updated))
+        .map(|p| (p.outcome.name.clone(), p.outcome.fingerprint.clone()))
+        .collect();
+    if !opts.dry_run {
+        journal.note(noted.iter().cloned())?;
+    }
     let files = write::all(fleet, &mut lock, &planned, &shared, config_change, opts.dry_run)?;
+    if !opts.dry_run {
+        journal.forget(noted.iter().map(|(h, _)| h.as_str()))?;
+    }
     Ok(Report { hosts: planned.into_iter().map(|p| p.outcome).collect(), sops_config_changes: changes, files, dry_run: opts.dry_run })
 }
 

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host_file::{DEPLOY_KEYS_FIELD, HOST_KEY_FIELD, set_secret, stored_deploy_key, stored_host_key};
 use crate::host_name::HostName;
+use crate::journal::Journal;
 use crate::record::{self, HostRecord, Origin, RetiredKey};
 use crate::sops::file::{Decrypted, EncryptedFile, EncryptionOptions, Map, SopsFileError};
 use crate::sops::rules::{EditPolicy, HostKey, SopsConfig, SopsConfigError};
@@ -27,6 +28,9 @@ pub(super) struct Planned {
     pub host_file_text: Option<String>,
     /// The decrypted document, to be encrypted once the recipients are known.
     document: Option<HostDocument>,
+    /// The key was not generated in this run (given, adopted or recovered), so another host
+    /// may already hold it.
+    key_given: bool,
 }
 
 enum HostDocument {
@@ -54,19 +58,33 @@ struct Chosen {
 /// Plans one host: a complete host only gets what is missing; any other gets its key
 /// (generated, recovered from its host file, or the one given), its deploy keys and a new
 /// record.
-pub(super) fn host(fleet: &Fleet, config: &SopsConfig, req: Request, opts: Options, ids: &mut Identities) -> Result<Planned> {
+pub(super) fn host(
+    fleet: &Fleet,
+    config: &SopsConfig,
+    req: Request,
+    opts: Options,
+    ids: &mut Identities,
+    journal: &Journal,
+) -> Result<Planned> {
     let host = req.host;
     let rel = fleet.host_file_rel(&host);
-    let abs = fleet.root.join(&rel);
+    let abs = fleet.confined(&rel)?;
     let record = fleet.record(&host)?;
-    let explicit_key = !matches!(req.source, KeySource::Generate);
+    let explicit_key = matches!(req.source, KeySource::Private(_) | KeySource::Public(_));
+    let recover = matches!(req.source, KeySource::Recover);
+    if recover && record.is_some() {
+        return Err(Error::Usage(format!(
+            "host `{host}` has a record: --recover is for a host file without one; run `hostsmith vm-fresh {host}` to complete the host"
+        )));
+    }
     if let (Some(rec), false, false) = (&record, opts.rotate, explicit_key) {
         return complete_host(fleet, config, &host, rec, rel, &abs, ids);
     }
     // A host file without a record (an interrupted run, or a fleet from elsewhere): reuse its
-    // key unless a new one was asked for.
+    // key unless a new one was asked for, and only when its origin is known.
     let existing = if abs.is_file() { Some(ids.decrypt_file(&abs)?) } else { None };
-    let chosen = choose_key(req.source, existing.as_ref(), record.is_some(), opts.rotate, &host, &abs)?;
+    let found = Found { existing: existing.as_ref(), has_record: record.is_some(), rotate: opts.rotate, rel: &rel, abs: &abs };
+    let chosen = choose_key(req.source, &found, &host, journal)?;
     let mut document = match existing {
         Some(d) => HostDocument::Existing { decrypted: Box::new(d), rotate_data_key: chosen.action == Action::Rotated },
         None => HostDocument::New(Map::new()),
@@ -79,12 +97,18 @@ pub(super) fn host(fleet: &Fleet, config: &SopsConfig, req: Request, opts: Optio
         }
     }
     let (deploy_keys, added) = fill_deploy_keys(doc, &host, record.as_ref(), &fleet.config.host.deploy_keys, &abs)?;
-    let new_record = new_record(&host, record.as_ref(), &chosen, explicit_key, deploy_keys)?;
+    let mut new_record = new_record(&host, record.as_ref(), &chosen, explicit_key, deploy_keys)?;
+    if recover {
+        // Its maker is unknown: hostsmith did not generate it on this machine.
+        new_record.origin = Origin::Imported;
+    }
+    let key_given = explicit_key || chosen.action == Action::Recovered;
     Ok(Planned {
         outcome: outcome(&host, chosen.action, &new_record, rel, added),
         record: new_record,
         host_file_text: None,
         document: Some(document),
+        key_given,
     })
 }
 
@@ -104,6 +128,17 @@ fn complete_host(
             host: host.to_string(),
             message: format!(
                 "the record exists but `{rel}` is missing: restore it from version control, or run `hostsmith vm-fresh --rotate {host}` to give the host a new key"
+            ),
+        });
+    }
+    let text = std::fs::read_to_string(abs).map_err(|source| Error::Read { path: abs.to_path_buf(), source })?;
+    let stored = EncryptedFile::parse(&text).map_err(|e| Error::SopsEngine { path: abs.to_path_buf(), source: e })?;
+    if !stored.age_recipients().iter().flatten().any(|r| r == &rec.age_recipient) {
+        return Err(Error::Inconsistent {
+            host: host.to_string(),
+            message: format!(
+                "`{rel}` is not encrypted for the host's recorded key ({}): a rotation was interrupted after the host file was written, or the file was replaced; run `hostsmith keys rotate {host}` to give the host a fresh key",
+                rec.age_recipient
             ),
         });
     }
@@ -132,31 +167,44 @@ fn complete_host(
         document = Some(HostDocument::Existing { decrypted: Box::new(decrypted), rotate_data_key: false });
     }
     let action = if added.is_empty() && config.host_recipient(host.as_str()).is_some() { Action::Unchanged } else { Action::Updated };
-    Ok(Planned { outcome: outcome(host, action, &record, rel, added), record, host_file_text: None, document })
+    Ok(Planned { outcome: outcome(host, action, &record, rel, added), record, host_file_text: None, document, key_given: false })
+}
+
+/// What is already on disk for a host that is not simply complete.
+struct Found<'a> {
+    existing: Option<&'a Decrypted>,
+    has_record: bool,
+    rotate: bool,
+    rel: &'a str,
+    abs: &'a Path,
 }
 
 /// The key for a host that is not simply complete: the one given, the one its host file
-/// holds (a recovery), or a new one.
-fn choose_key(
-    source: KeySource,
-    existing: Option<&Decrypted>,
-    has_record: bool,
-    rotate: bool,
-    host: &HostName,
-    abs: &Path,
-) -> Result<Chosen> {
+/// holds (a recovery, when the journal or the user vouches for it), or a new one.
+fn choose_key(source: KeySource, found: &Found<'_>, host: &HostName, journal: &Journal) -> Result<Chosen> {
     // With a record, any new key is a rotation.
-    let replacing = |fresh: Action| if has_record { Action::Rotated } else { fresh };
+    let replacing = |fresh: Action| if found.has_record { Action::Rotated } else { fresh };
+    let recover = matches!(source, KeySource::Recover);
     Ok(match source {
         KeySource::Private(k) => Chosen { public: k.public().clone(), keypair: Some(*k), action: replacing(Action::Imported) },
         KeySource::Public(public) => Chosen { keypair: None, public, action: replacing(Action::Adopted) },
-        KeySource::Generate => {
-            let stored = match (existing, rotate) {
-                (Some(d), false) => stored_host_key(d.document(), abs)?,
+        KeySource::Generate | KeySource::Recover => {
+            let stored = match (found.existing, found.rotate) {
+                (Some(d), false) => stored_host_key(d.document(), found.abs)?,
                 _ => None,
             };
             match stored {
-                Some(k) => Chosen { public: k.public().clone(), keypair: Some(k), action: Action::Recovered },
+                Some(k) if recover || journal.wrote(host.as_str(), &k.fingerprint()) => {
+                    Chosen { public: k.public().clone(), keypair: Some(k), action: Action::Recovered }
+                }
+                Some(_) => return Err(orphan(host, found.rel)),
+                None if recover => {
+                    return Err(Error::Usage(format!(
+                        "host `{host}`: there is no key to recover: `{}` {}",
+                        found.rel,
+                        if found.existing.is_some() { "holds no host key" } else { "does not exist" }
+                    )));
+                }
                 None => {
                     let k = Keypair::generate(&format!("root@{host}"))?;
                     Chosen { public: k.public().clone(), keypair: Some(k), action: replacing(Action::Created) }
@@ -164,6 +212,41 @@ fn choose_key(
             }
         }
     })
+}
+
+/// A host file without a record that this machine did not write.
+fn orphan(host: &HostName, rel: &str) -> Error {
+    Error::Usage(format!(
+        "`{rel}` exists, but host `{host}` has no record and this machine did not write that file (an interrupted run here would have noted it); \
+         anyone who can write to the fleet can make such a file, so its key is not used: if you know where the file comes from, run \
+         `hostsmith vm-fresh --recover {host}`; otherwise remove it, or run `hostsmith vm-fresh --rotate {host}` to give `{host}` a new key"
+    ))
+}
+
+/// Refuses a run that would give a host a key another host already holds (a copied host
+/// file, or another host's key imported or adopted): the two would share one identity, and
+/// either could read the other's secrets.
+pub(super) fn refuse_shared_keys(fleet: &Fleet, planned: &[Planned]) -> Result<()> {
+    if !planned.iter().any(|p| p.key_given) {
+        return Ok(());
+    }
+    let mut holders: BTreeMap<String, String> = fleet.records()?.into_iter().map(|r| (r.fingerprint, r.name)).collect();
+    for p in planned {
+        let o = &p.outcome;
+        if let Some(other) = holders.get(&o.fingerprint).filter(|other| **other != o.name) {
+            let why = if o.action == Action::Recovered {
+                format!("`{}` holds host `{other}`'s key ({}): it is a copy of that host's file", o.host_file, o.fingerprint)
+            } else {
+                format!("the key {} is already host `{other}`'s", o.fingerprint)
+            };
+            return Err(Error::Usage(format!(
+                "host `{}`: {why}; a host key belongs to one host, so give `{}` its own key (`hostsmith vm-fresh --rotate {}`)",
+                o.name, o.name, o.name
+            )));
+        }
+        holders.insert(o.fingerprint.clone(), o.name.clone());
+    }
+    Ok(())
 }
 
 /// Every wanted deploy key: the stored one, or a new one written into `doc`. Returns the
@@ -326,7 +409,7 @@ fn encrypt(fleet: &Fleet, rel: &str, doc: HostDocument, groups: Groups) -> Resul
 pub(super) fn shared_files(fleet: &Fleet, config: &SopsConfig, rotate: bool, ids: &mut Identities) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for rel in &fleet.config.sops.shared {
-        let abs = fleet.root.join(rel);
+        let abs = fleet.confined(rel)?;
         if !abs.is_file() {
             continue;
         }

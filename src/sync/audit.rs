@@ -65,21 +65,14 @@ pub struct Entry {
     pub added: Vec<String>,
     pub duration_ms: u64,
     pub error: Option<String>,
+    /// What the host's `authorized_keys` holds that the admin should know: a key on a line
+    /// sshd rejects, or present only with restricting options. Absent when there is none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
-/// hostsmith's state directory: `$XDG_STATE_HOME/hostsmith`, else `~/.local/state/hostsmith`.
-///
-/// # Errors
-/// [`Error::Usage`] when neither variable is usable.
-pub fn state_dir() -> Result<PathBuf> {
-    if let Some(x) = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
-        return Ok(x.join("hostsmith"));
-    }
-    match std::env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
-        Some(home) => Ok(home.join(".local/state/hostsmith")),
-        None => Err(Error::Usage("neither XDG_STATE_HOME nor HOME is set: hostsmith has nowhere to keep its audit log".into())),
-    }
-}
+/// hostsmith's state directory (see [`crate::state::dir`]).
+pub use crate::state::dir as state_dir;
 
 /// The audit log's path.
 ///

@@ -2,8 +2,8 @@
 //! agent, `qm guest exec VMID --pass-stdin 1 -- sh -c BOOTSTRAP` on the node over ssh. It
 //! is the counterpart of a cloud's run-command: it reaches a VM whose sshd does not accept
 //! us yet. The same fixed script and stdin protocol as over ssh; the agent runs it as root,
-//! and the script then finds the user's home in the password database and hands created
-//! files to the user.
+//! and the script then runs itself again as the user (`setpriv`, `runuser` or `su`) before
+//! it touches a file of the user's, so the user's own paths are never followed as root.
 
 use std::path::Path;
 use std::time::Duration;

@@ -9,7 +9,6 @@
 //! somebody tampered with that file, and a sync should stop there rather than carry on.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use ssh_key::{Algorithm, EcdsaCurve, PublicKey, public::KeyData};
@@ -182,13 +181,7 @@ fn looks_like_key(entry: &str) -> bool {
     ["ssh-", "ecdsa-", "sk-"].iter().any(|p| entry.starts_with(p))
 }
 
-/// `~/…` under `$HOME`; anything else as it is.
-pub(crate) fn expand_home(p: &str) -> PathBuf {
-    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-        _ => PathBuf::from(p),
-    }
-}
+pub(crate) use crate::config::expand_home;
 
 /// A POSIX portable login name: `[A-Za-z_][A-Za-z0-9._-]*`, at most 32 characters. It goes
 /// to `ssh -l` and to the remote script (on stdin), so nothing else is accepted.

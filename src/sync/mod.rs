@@ -24,7 +24,7 @@ use crate::error::Error;
 use audit::{Entry, Outcome};
 use plan::{Known, Plan};
 use progress::Progress;
-use remote::{KeyState, Mode, Reply};
+use remote::{KeyState, Mode, Note, Reply};
 use ssh::{SshTarget, Trouble};
 
 pub(crate) use crate::config::SyncMethod as Method;
@@ -148,6 +148,13 @@ pub fn perform(plan: &Plan, command: &str, progress: &Progress, started: Instant
         Err(f) if f.method == Method::Skip => (Outcome::Skipped, Method::Skip, None),
         Err(f) => (Outcome::Failed, f.method, Some(f.error.to_string())),
     };
+    let warnings = match &result {
+        Ok(r) => warnings(plan, &r.reply),
+        Err(_) => Vec::new(),
+    };
+    for w in &warnings {
+        progress.out.note(format!("warning: {w}"));
+    }
     let added = match &result {
         Ok(r) => {
             plan.keys.iter().zip(&r.reply.states).filter(|(_, s)| **s != KeyState::Present).map(|(k, _)| k.fingerprint.clone()).collect()
@@ -166,8 +173,33 @@ pub fn perform(plan: &Plan, command: &str, progress: &Progress, started: Instant
         added,
         duration_ms: elapsed_ms(started),
         error,
+        warnings,
     };
     Performed { entry, result }
+}
+
+/// One warning per note of the host's reply, naming the file, the line and the key by its
+/// fingerprint (never the line's text, which is the host's).
+#[must_use]
+pub fn warnings(plan: &Plan, reply: &Reply) -> Vec<String> {
+    let place = format!("{}@{}:~/.ssh/authorized_keys line", plan.user, plan.host);
+    let fingerprint = |n: &Note| plan.keys.get(n.key() - 1).map_or("?", |k| k.fingerprint.as_str());
+    reply
+        .notes
+        .iter()
+        .map(|n| match n {
+            Note::Restricted { line, options, .. } => format!(
+                "{place} {line}: key {} is there with {} ({}), which may keep it from a shell; \
+                 sync counts it present and leaves the line alone (edit the line to lift them)",
+                fingerprint(n),
+                if options.len() == 1 { "a restricting option" } else { "restricting options" },
+                options.join(", ")
+            ),
+            Note::Invalid { line, why, .. } => {
+                format!("{place} {line}: sshd ignores this line with key {} ({why}); it does not count as present", fingerprint(n))
+            }
+        })
+        .collect()
 }
 
 /// The audit entry for a run refused before anything was sent.
@@ -185,6 +217,7 @@ pub fn refused(command: &str, host: &str, known: &Known, error: &Error, started:
         added: Vec::new(),
         duration_ms: elapsed_ms(started),
         error: Some(format!("refused before connecting: {error}")),
+        warnings: Vec::new(),
     }
 }
 
@@ -203,6 +236,7 @@ pub fn skipped(command: &str, plan_host: &str, address: &str, user: &str, starte
         added: Vec::new(),
         duration_ms: elapsed_ms(started),
         error: None,
+        warnings: Vec::new(),
     }
 }
 

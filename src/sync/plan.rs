@@ -122,6 +122,16 @@ pub fn plan(fleet: &Fleet, host: &HostName, opts: &Options) -> std::result::Resu
         ));
         return Err((known, e));
     }
+    // The node's ssh configuration comes from the fleet and can run programs
+    // (`ProxyCommand`): never in a dry run, and only once trusted.
+    let pve_ssh_config = match &fleet.config.proxmox.ssh_config {
+        Some(_) if opts.dry_run => None,
+        Some(p) if matches!(method, Method::Auto | Method::GuestAgent) && (pve.is_some() || record.proxmox_node.is_some()) => {
+            crate::trust::require(fleet, "proxmox.ssh_config").map_err(|e| (known.clone(), e))?;
+            Some(keys::expand_home(p))
+        }
+        _ => None,
+    };
     let (keys, source) = if method == Method::Skip {
         (Vec::new(), "nothing (skipped)".to_string())
     } else {
@@ -134,7 +144,7 @@ pub fn plan(fleet: &Fleet, host: &HostName, opts: &Options) -> std::result::Resu
         user,
         identity: opts.identity.clone(),
         pve,
-        pve_ssh_config: fleet.config.proxmox.ssh_config.as_deref().map(keys::expand_home),
+        pve_ssh_config,
         keys,
         source,
         method,
@@ -150,6 +160,11 @@ fn source_keys(fleet: &Fleet, host: &HostName, opts: &Options, timeout: Duration
     }
     let command = &fleet.config.sync.key_command;
     if !command.is_empty() {
+        // A fleet-supplied program: never in a dry run, and only once trusted.
+        if opts.dry_run {
+            return Ok((Vec::new(), "sync.key_command (not run in a dry run)".into()));
+        }
+        crate::trust::require(fleet, "sync.key_command")?;
         return Ok((keys::from_command(command, host, timeout)?, format!("sync.key_command ({})", command[0])));
     }
     Ok((keys::from_entries(&fleet.config.cloud_init.authorized_keys, "cloud_init.authorized_keys")?, "cloud_init.authorized_keys".into()))

@@ -18,6 +18,8 @@
 //! The script is not sent with `sh -s` because a shell reading its program from a pipe may
 //! read ahead in blocks (dash does) and swallow the request lines; `dd` as above does not.
 
+use std::fmt;
+
 use crate::error::{Error, Result};
 
 use super::keys::{SyncKey, UserName};
@@ -75,6 +77,78 @@ pub enum KeyState {
     Missing,
 }
 
+/// The options sshd honours that limit what a key may do (`restrict`, `command=`, …): a
+/// key whose line carries one is present, but may not get a shell.
+pub const LIMITING_OPTIONS: &[&str] = &[
+    "restrict",
+    "no-port-forwarding",
+    "no-agent-forwarding",
+    "no-x11-forwarding",
+    "verify-required",
+    "no-pty",
+    "no-user-rc",
+    "command",
+    "from",
+    "expiry-time",
+    "permitopen",
+    "permitlisten",
+    "tunnel",
+];
+
+/// Why sshd rejects a line that holds a wanted key: the script's reason codes, checked
+/// here so that nothing from the host's file reaches a terminal unvetted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejected {
+    /// An option sshd does not know, by name when the name is plain.
+    UnknownOption(Option<String>),
+    /// An unterminated double quote in the options.
+    Quotes,
+    /// `NAME=` not followed by a double-quoted value.
+    MissingQuote(String),
+    /// `command=`, `from=` or `principals=` twice.
+    Duplicate(String),
+    /// A value sshd cannot parse (`expiry-time=`, `environment=`, `permitopen=`, …).
+    BadValue(String),
+    /// `principals=` on a line without `cert-authority`.
+    PrincipalsWithoutCa,
+    /// The key's text is on the line, but not where sshd reads a key.
+    Unreadable,
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejected::UnknownOption(Some(name)) => write!(f, "unknown option `{name}`"),
+            Rejected::UnknownOption(None) => f.write_str("an unknown option"),
+            Rejected::Quotes => f.write_str("an unterminated quote in its options"),
+            Rejected::MissingQuote(name) => write!(f, "`{name}=` without a double-quoted value"),
+            Rejected::Duplicate(name) => write!(f, "`{name}=` given twice"),
+            Rejected::BadValue(name) => write!(f, "an invalid `{name}=` value"),
+            Rejected::PrincipalsWithoutCa => f.write_str("`principals=` without `cert-authority`"),
+            Rejected::Unreadable => f.write_str("no key where sshd reads one (stray characters before the key type?)"),
+        }
+    }
+}
+
+/// What the script noticed about a key's lines in `authorized_keys`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// The first line sshd accepts for the key limits it with these options.
+    Restricted { key: usize, line: u64, options: Vec<String> },
+    /// A line holding the key that sshd rejects as a whole.
+    Invalid { key: usize, line: u64, why: Rejected },
+}
+
+impl Note {
+    /// The 1-based index of the key in the request.
+    #[must_use]
+    pub fn key(&self) -> usize {
+        match self {
+            Note::Restricted { key, .. } | Note::Invalid { key, .. } => *key,
+        }
+    }
+}
+
 /// What the script reported.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Reply {
@@ -83,6 +157,7 @@ pub struct Reply {
     pub lock: Option<String>,
     /// `.ssh` or `.ssh/authorized_keys`, when the script created them.
     pub created: Vec<String>,
+    pub notes: Vec<Note>,
 }
 
 /// Reads the script's output. Lines before its first line (a chatty login script) are
@@ -99,6 +174,7 @@ pub fn parse_reply(stdout: &[u8], keys: usize, via: &str) -> Result<Reply> {
     }
     let mut reply = Reply::default();
     for line in lines {
+        let unexpected = || fail(format!("unexpected reply line `{}`", line.escape_debug()));
         let mut words = line.splitn(3, ' ');
         match (words.next(), words.next(), words.next()) {
             (Some("ok"), None, None) => {
@@ -112,22 +188,60 @@ pub fn parse_reply(stdout: &[u8], keys: usize, via: &str) -> Result<Reply> {
             }
             (Some("lock"), Some(kind), None) => reply.lock = Some(kind.to_string()),
             (Some("created"), Some(what), None) => reply.created.push(what.to_string()),
+            (Some("note"), Some(_), Some(_)) => reply.notes.push(parse_note(line, keys).ok_or_else(unexpected)?),
             (Some("key"), Some(index), Some(state)) => {
                 let state = match state {
                     "present" => KeyState::Present,
                     "added" => KeyState::Added,
                     "missing" => KeyState::Missing,
-                    _ => return Err(fail(format!("unexpected reply line `{}`", line.escape_debug()))),
+                    _ => return Err(unexpected()),
                 };
                 if index != (reply.states.len() + 1).to_string() {
                     return Err(fail("the host reported keys out of order".into()));
                 }
                 reply.states.push(state);
             }
-            _ => return Err(fail(format!("unexpected reply line `{}`", line.escape_debug()))),
+            _ => return Err(unexpected()),
         }
     }
     Err(fail("the sync script on the host did not finish (killed, or the connection dropped)".into()))
+}
+
+/// `note INDEX restricted LINE OPT[,OPT…]` or `note INDEX invalid LINE REASON [NAME]`, with
+/// every word checked against what the script can print.
+fn parse_note(line: &str, keys: usize) -> Option<Note> {
+    let words: Vec<&str> = line.split(' ').collect();
+    let key: usize = words.get(1)?.parse().ok().filter(|k| (1..=keys).contains(k))?;
+    let number: u64 = words.get(3)?.parse().ok()?;
+    let known = |name: &str| -> Option<String> { LIMITING_OPTIONS.contains(&name).then(|| name.to_string()) };
+    let option_name = |name: &str| -> Option<String> {
+        let plain = !name.is_empty() && name.len() <= 40 && name.chars().all(|c| c.is_ascii_lowercase() || c == '-');
+        plain.then(|| name.to_string())
+    };
+    match (words.get(2)?, &words[4..]) {
+        (&"restricted", [list]) => {
+            let options = list.split(',').map(known).collect::<Option<Vec<_>>>()?;
+            Some(Note::Restricted { key, line: number, options })
+        }
+        (&"invalid", [reason, rest @ ..]) => {
+            let why = match (*reason, rest) {
+                ("unknown-option", []) => Rejected::UnknownOption(None),
+                ("unknown-option", [name]) => {
+                    let plain = name.len() <= 40 && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                    Rejected::UnknownOption(Some(plain.then(|| (*name).to_string())?))
+                }
+                ("bad-quotes", []) => Rejected::Quotes,
+                ("missing-quote", [name]) => Rejected::MissingQuote(option_name(name)?),
+                ("duplicate", [name]) => Rejected::Duplicate(option_name(name)?),
+                ("bad-value", [name]) => Rejected::BadValue(option_name(name)?),
+                ("principals-without-cert-authority", []) => Rejected::PrincipalsWithoutCa,
+                ("unreadable", []) => Rejected::Unreadable,
+                _ => return None,
+            };
+            Some(Note::Invalid { key, line: number, why })
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -139,6 +253,9 @@ mod tests {
         assert_eq!(REMOTE_COMMAND, format!("sh -c '{BOOTSTRAP}'"));
         assert!(SCRIPT.trim_end().ends_with(END_MARKER));
         assert!(BOOTSTRAP.contains(END_MARKER));
+        // Run as root for another user, the script runs its own text again as that user: it
+        // finds it in the bootstrap's `s`.
+        assert!(BOOTSTRAP.contains(r#"eval "$s""#) && SCRIPT.contains("script=${s-}"));
         // One quote-free line: any login shell passes it to sh unchanged, and qm accepts it.
         assert!(!BOOTSTRAP.contains('\'') && !BOOTSTRAP.contains('\\') && !BOOTSTRAP.chars().any(char::is_control));
     }
@@ -158,6 +275,32 @@ mod tests {
             (b"hostsmith-sync 1\nerror lock held\n", 1),
         ] {
             assert!(parse_reply(bad, keys, "ssh").is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let noted = parse_reply(
+            b"hostsmith-sync 1\nnote 1 invalid 2 unknown-option badopt\nnote 1 restricted 5 command,no-pty\nkey 1 present\nok\n",
+            1,
+            "ssh",
+        )
+        .expect("notes");
+        assert_eq!(
+            noted.notes,
+            [
+                Note::Invalid { key: 1, line: 2, why: Rejected::UnknownOption(Some("badopt".into())) },
+                Note::Restricted { key: 1, line: 5, options: vec!["command".into(), "no-pty".into()] },
+            ]
+        );
+        // Notes carry only what the script can say: anything else from the host is refused.
+        for bad in [
+            "note 2 invalid 1 bad-quotes",
+            "note 1 invalid x bad-quotes",
+            "note 1 invalid 1 unknown-option a\u{1b}[2J",
+            "note 1 invalid 1 duplicate Command",
+            "note 1 invalid 1 made-up",
+            "note 1 restricted 1 command,shell",
+            "note 1 restricted 1",
+        ] {
+            let text = format!("hostsmith-sync 1\n{bad}\nkey 1 present\nok\n");
+            assert!(parse_reply(text.as_bytes(), 1, "ssh").is_err(), "{bad}");
         }
         let err = parse_reply(b"hostsmith-sync 1\nerror user no such user on the host\n", 1, "ssh").expect_err("error").to_string();
         assert!(err.contains("(user): no such user on the host"), "{err}");

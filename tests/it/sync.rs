@@ -444,6 +444,7 @@ fn guest_agent_runs_the_script_through_qm_on_the_node() {
     text.push_str(&format!("\n[proxmox]\nssh_config = \"{}\"\n", ssh_config.display()));
     std::fs::write(&toml, text).expect("write");
 
+    ok(&r.hs(&["trust"]));
     let pve = format!("root@{}", r.addr());
     let admin = r.admin_pub.to_str().expect("utf8");
     let out = r.hs(&["sync", "web01", "--user", "root", "--key", admin, "--pve", &pve]);

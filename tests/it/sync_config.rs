@@ -96,6 +96,7 @@ fn a_key_command_is_the_source_of_truth_and_is_validated_like_a_file() {
     let good = f.tmp.path().join("vault.pub");
     std::fs::write(&good, admin.public_line() + "\n").expect("write");
     ok(&hs(&f, &["config", "set", "sync.key_command", "cat", good.to_str().expect("utf8")]));
+    ok(&hs(&f, &["trust"]));
     let addr = closed_port();
     let out = hs(&f, &["sync", "web01", "--address", &addr, "--timeout", "5"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -108,6 +109,11 @@ fn a_key_command_is_the_source_of_truth_and_is_validated_like_a_file() {
     let (kind_blob, _) = admin.public_line().rsplit_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).expect("comment");
     std::fs::write(&hostile, format!("{kind_blob} x'; touch {}; '\n", marker.display())).expect("write");
     ok(&hs(&f, &["config", "set", "sync.key_command", "cat", hostile.to_str().expect("utf8")]));
+    // A changed command is a new one: it needs trusting again.
+    let out = hs(&f, &["sync", "web01", "--address", &addr]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("has not been trusted here"), "{}", stderr(&out));
+    ok(&hs(&f, &["trust"]));
     let out = hs(&f, &["sync", "web01", "--address", &addr]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("sync.key_command output line 1"), "{}", stderr(&out));

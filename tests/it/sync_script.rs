@@ -35,7 +35,7 @@ fn states(out: &Output, n: usize) -> Vec<KeyState> {
 
 #[test]
 fn every_login_shell_passes_the_constant_command_through() {
-    let mut shells: Vec<_> = ["sh", "dash", "bash", "zsh", "fish", "ksh", "mksh"].iter().filter_map(|s| which(s)).collect();
+    let mut shells: Vec<_> = ["sh", "dash", "bash", "zsh", "fish", "ksh", "mksh", "tcsh", "csh"].iter().filter_map(|s| which(s)).collect();
     shells.dedup();
     assert!(!shells.is_empty());
     for shell in shells {
@@ -239,7 +239,13 @@ fn as_root_for_another_user_the_files_go_to_that_user() {
         c.env("HOME", "/root");
         run_with_stdin(&mut c, input)
     };
-    let home = tempfile::tempdir().expect("tmp");
+    // The user's home is the user's: the script runs as the user there.
+    let games_home = || {
+        let home = tempfile::tempdir().expect("tmp");
+        std::os::unix::fs::chown(home.path(), Some(5), Some(60)).expect("chown");
+        home
+    };
+    let home = games_home();
     let k = key("a");
     let out = run_as_root_for_games(home.path(), &remote::stdin(Mode::Apply, 5, &user, std::slice::from_ref(&k)));
     assert_eq!(states(&out, 1), [KeyState::Added]);
@@ -253,8 +259,9 @@ fn as_root_for_another_user_the_files_go_to_that_user() {
     let trap = tempfile::tempdir().expect("tmp");
     let target = trap.path().join("elsewhere");
     std::fs::write(&target, "precious\n").expect("write");
-    let home = tempfile::tempdir().expect("tmp");
+    let home = games_home();
     std::fs::create_dir(home.path().join(".ssh")).expect("mkdir");
+    std::os::unix::fs::chown(home.path().join(".ssh"), Some(5), Some(60)).expect("chown");
     std::os::unix::fs::symlink(&target, home.path().join(".ssh/authorized_keys")).expect("symlink");
     let out = run_as_root_for_games(home.path(), &remote::stdin(Mode::Apply, 5, &user, std::slice::from_ref(&k)));
     let err = remote::parse_reply(&out.stdout, 1, "test").expect_err("refused").to_string();

@@ -193,7 +193,8 @@ fn a_corrupted_shared_file_stops_the_run_and_changes_nothing() {
     std::fs::write(f.dir.join("sops/shared.yaml"), tampered).expect("write");
     let before = f.snapshot();
     let out = f.run(&["vm-fresh", "db01"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // A tampered file is bad input (F19).
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("sops/shared.yaml"), "{}", stderr(&out));
     f.assert_unchanged(&before, "the run");
 }

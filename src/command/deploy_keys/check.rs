@@ -50,9 +50,6 @@ struct Report {
 pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let records = fleet.records()?;
-    for r in &records {
-        deploy_keys::check_names(r)?;
-    }
     let hosts = selected(&fleet, &records, &args.hosts)?;
     let targets = targets(args, &records, &hosts)?;
     let mut listings = Vec::new();

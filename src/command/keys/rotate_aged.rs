@@ -63,9 +63,6 @@ pub(super) fn run(req: &Request<'_>, ctx: &Context) -> Result<()> {
     let limit = duration::parse_seconds("--older-than", req.older_than)?;
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let records = records(&fleet, req.hosts)?;
-    for r in &records {
-        deploy_keys::check_names(r)?;
-    }
     if let Some(repo) = req.repo
         && !records.iter().any(|r| r.deploy_keys.contains_key(repo))
     {
@@ -120,6 +117,13 @@ fn plan_host(r: &HostRecord, only: Option<&str>, limit: u64, now: jiff::Timestam
             ))
         })?;
         let age = now.duration_since(start).as_secs();
+        // A start in the future would keep a key forever; a day covers clock skew.
+        if age < -86_400 {
+            return Err(Error::Usage(format!(
+                "host `{}`: its `{repo}` deploy key is recorded as in use since {since}, in the future: fix `hosts/{}.json`",
+                r.name, r.name
+            )));
+        }
         if u64::try_from(age).is_ok_and(|a| a < limit) {
             report.kept += 1;
         } else if pending.contains_key(repo) {

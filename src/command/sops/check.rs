@@ -41,10 +41,11 @@ pub(crate) fn run(ctx: &Context) -> Result<()> {
         host_files.push(rel);
     }
     problems.extend(config.check(&host_files, &policy).into_iter().map(|p| p.to_string()));
+    problems.extend(crate::fleet_check::problems(&fleet, &records));
     let report = CheckReport { hosts: records.len(), problems };
     ctx.out.json(&report);
     for p in &report.problems {
-        ctx.out.line(format!("problem: {p}"));
+        ctx.out.line(format!("problem: {}", crate::output::terminal_safe(p)));
     }
     if report.problems.is_empty() {
         ctx.out.line(format!("ok: {} host(s), every rule and anchor consistent", report.hosts));

@@ -31,6 +31,31 @@ pub(crate) struct RekeyArgs {
     /// Print what would change; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Re-key even a file whose new rule drops a host or an admin, hands a host file to
+    /// another host or to a catch-all rule, or whose host's rotation was interrupted.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Stops the run, before any file is touched, when a re-key would weaken a file (see
+/// [`rekey::refusals`]).
+fn refuse_unsafe(fleet: &Fleet, config: &SopsConfig, files: &[String]) -> Result<()> {
+    let admins: Vec<String> = fleet
+        .config
+        .sops
+        .admins
+        .iter()
+        .flatten()
+        .filter_map(|a| if a.starts_with("age1") { Some(a.clone()) } else { config.host_recipient(a) })
+        .collect();
+    let refused = rekey::refusals(fleet, config, files, &fleet.records()?, &admins);
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "refusing to re-key; nothing was changed:\n{}\nfix `.sops.yaml` (`hostsmith sops check` shows what is wrong), or pass --force if this is what you want",
+        refused.iter().map(|r| format!("  {r}")).collect::<Vec<_>>().join("\n")
+    )))
 }
 
 #[derive(Debug, Serialize)]
@@ -54,6 +79,9 @@ pub(crate) fn run(args: &RekeyArgs, ctx: &Context) -> Result<()> {
     let _lock = fleet.lock()?;
     let text = fleet.read_sops_config()?;
     let config = SopsConfig::parse(&text).map_err(|e| Error::SopsRules { path: fleet.sops_config_path(), source: e })?;
+    if !args.force {
+        refuse_unsafe(&fleet, &config, &files)?;
+    }
     let ids = match &fleet.admin_identities {
         Some(ids) => ids.clone(),
         None => crate::admin_identity::load_all()?,

@@ -63,3 +63,23 @@ pub enum SopsFileError {
     #[error("the value at `{path}` cannot be stored: {reason}")]
     InvalidValue { path: String, reason: String },
 }
+
+impl SopsFileError {
+    /// Whether the file itself is at fault (malformed, tampered, not SOPS), as opposed to the
+    /// environment (no identity that opens it, a feature only real sops has).
+    #[must_use]
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            SopsFileError::Yaml(_)
+                | SopsFileError::NotSops
+                | SopsFileError::Metadata(_)
+                | SopsFileError::Unsupported(_)
+                | SopsFileError::MalformedValue { .. }
+                | SopsFileError::ValueAuthentication { .. }
+                | SopsFileError::MacMismatch(_)
+                | SopsFileError::AgeStanza { .. }
+                | SopsFileError::InvalidRecipient(_)
+        )
+    }
+}

@@ -79,6 +79,13 @@ impl EncryptedFile {
         self.metadata.groups.iter().map(|g| g.age.iter().map(|k| k.recipient.clone()).collect()).collect()
     }
 
+    /// The file's MAC as stored (encrypted with its data key, under a random nonce): two files
+    /// with the same MAC are copies of one another, since sops never writes one twice.
+    #[must_use]
+    pub fn mac(&self) -> &str {
+        &self.metadata.mac
+    }
+
     /// Whether this file needs the `sops` binary: it has pgp, kms, gcp_kms, azure_kv or
     /// hc_vault keys, or several key groups (Shamir secret sharing).
     #[must_use]

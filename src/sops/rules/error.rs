@@ -17,6 +17,9 @@ pub enum SopsConfigError {
     )]
     NotAMapping { line: usize, found: String },
 
+    #[error("line {line}: key `{key}` appears twice in one mapping (first at line {first}); sops refuses such a file, so remove one")]
+    DuplicateKey { key: String, line: usize, first: usize },
+
     #[error("line {line}: `creation_rules` must be a list of rules but it is {found}; write each rule as a `- path_regex: ...` item")]
     CreationRulesNotAList { line: usize, found: String },
 

@@ -204,6 +204,9 @@ pub struct CreationRule {
     /// 1-based.
     pub line: usize,
     pub path_regex: Option<String>,
+    /// The rule is written for the path alone (an anchored literal), not a catch-all that
+    /// happens to match it.
+    pub written_for_path: bool,
     pub key_groups: Vec<KeyGroup>,
     pub shamir_threshold: Option<u64>,
     /// `unencrypted_suffix`, `encrypted_regex`, … as written, when present.
@@ -314,6 +317,7 @@ impl SopsConfig {
         Some(CreationRule {
             line: rule.line,
             path_regex: rule.path_regex.clone(),
+            written_for_path: rule.is_specific_to(path),
             key_groups: m.groups(rule).into_iter().map(|g| KeyGroup { age: g.age, pgp: g.pgp, other: g.other }).collect(),
             shamir_threshold: setting("shamir_threshold").and_then(|s| s.parse().ok()),
             settings: SETTINGS.iter().filter_map(|k| setting(k).map(|v| ((*k).to_string(), v))).collect(),

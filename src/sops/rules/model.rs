@@ -44,6 +44,8 @@ pub(crate) struct Model<'a> {
     /// The rules that are not plain literals (real regexes, and rules without `path_regex`,
     /// which match everything), by index, in order.
     dynamic: Vec<usize>,
+    /// How many nodes the text holds, aliases counted once.
+    pub nodes: usize,
 }
 
 pub(crate) struct Rule<'a> {
@@ -130,9 +132,14 @@ impl<'a> Model<'a> {
                 return Err(SopsConfigError::MultipleDocuments { line: second.line + 1, count: parsed.documents.len() });
             }
         };
+        if let Some(e) = duplicate_key(root) {
+            return Err(e);
+        }
         let mut anchors = Vec::new();
         let mut by_name: HashMap<&'a str, Vec<&'a Node>> = HashMap::new();
+        let mut nodes = 0;
         root.walk(&mut |n| {
+            nodes += 1;
             if let Some(a) = &n.anchor {
                 anchors.push((a.as_str(), n));
                 by_name.entry(a.as_str()).or_default().push(n);
@@ -149,6 +156,7 @@ impl<'a> Model<'a> {
             by_name,
             literals: HashMap::new(),
             dynamic: Vec::new(),
+            nodes,
         };
         match &root.kind {
             NodeKind::Mapping { .. } => {}
@@ -413,3 +421,24 @@ static EMPTY: Node = Node {
     anchor: None,
     tag: None,
 };
+
+/// The first mapping key written twice in one mapping (merge keys aside): sops' YAML reader
+/// refuses the file, and a reader that took either value would disagree with someone.
+fn duplicate_key(root: &Node) -> Option<SopsConfigError> {
+    let mut found = None;
+    root.walk(&mut |n| {
+        let NodeKind::Mapping { entries, .. } = &n.kind else { return };
+        if found.is_some() {
+            return;
+        }
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (k, _) in entries {
+            let Some(key) = k.as_str().filter(|k| *k != "<<") else { continue };
+            if let Some(first) = seen.insert(key, k.line + 1) {
+                found = Some(SopsConfigError::DuplicateKey { key: key.escape_debug().to_string(), line: k.line + 1, first });
+                return;
+            }
+        }
+    });
+    found
+}

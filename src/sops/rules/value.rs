@@ -60,13 +60,14 @@ impl Ops {
     }
 }
 
-/// Expansion stops (with an error) past this many nodes: a few aliases of aliases can
-/// otherwise describe an exponentially large value.
+/// Expansion stops (with an error) past this many nodes more than the text holds: a few
+/// aliases of aliases can otherwise describe an exponentially large value, while a large
+/// file without aliases is merely large.
 const BUDGET: usize = 200_000;
 
 /// The meaning of `node` with `ops` applied.
 pub(crate) fn value(model: &Model<'_>, node: &Node, ops: &Ops) -> Result<V, String> {
-    let mut budget = BUDGET;
+    let mut budget = BUDGET + model.nodes;
     build(model, node, ops, 0, &mut budget)
 }
 

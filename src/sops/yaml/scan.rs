@@ -1,5 +1,6 @@
 //! Folds saphyr's positioned events into [`Node`]s and finds anchor names and comments.
 
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use saphyr_parser::{Event, Parser, Span};
@@ -142,7 +143,7 @@ pub(super) fn parse(text: &str) -> Result<Parsed, YamlError> {
     let names = AnchorNames { text, comments: &comments };
     // Anchors were recorded by position; resolve their names from the text now that the
     // comments (which may contain `&`) are known.
-    let mut named: Vec<(usize, usize, String)> = Vec::new();
+    let mut named: HashMap<(usize, usize), String> = HashMap::new();
     for (search_from, node, depth) in &pending_anchors {
         // A scalar's span holds its properties, then its content, which may itself contain
         // `&word` (`- &hosts\n  a &b c` is the string `a &b c` anchored `hosts`): only the
@@ -153,7 +154,7 @@ pub(super) fn parse(text: &str) -> Result<Parsed, YamlError> {
             node.span.start.max(*search_from)
         };
         if let Some(name) = names.last_anchor(*search_from, until) {
-            named.push((node.span.start, *depth, name));
+            named.insert((node.span.start, *depth), name);
         }
     }
     for doc in &mut documents {
@@ -293,7 +294,10 @@ impl AnchorNames<'_> {
         let mut found = None;
         for (off, _) in region.match_indices('&') {
             let at = from + off;
-            if self.comments.iter().any(|c| c.span.contains(&at)) {
+            // Comments are in text order: the only one that can hold `at` is the first that
+            // ends after it.
+            let i = self.comments.partition_point(|c| c.span.end <= at);
+            if self.comments.get(i).is_some_and(|c| c.span.contains(&at)) {
                 continue;
             }
             let before = self.text[..at].chars().next_back();
@@ -310,11 +314,11 @@ impl AnchorNames<'_> {
     }
 }
 
-fn assign_anchors(node: &mut Node, depth: usize, named: &mut Vec<(usize, usize, String)>) {
+fn assign_anchors(node: &mut Node, depth: usize, named: &mut HashMap<(usize, usize), String>) {
     // A collection and its first child can share a start (an indentless sequence starts on
     // its first item), so the depth tells them apart.
-    if let Some(pos) = named.iter().position(|(start, d, _)| *start == node.span.start && *d == depth) {
-        node.anchor = Some(named.remove(pos).2);
+    if let Some(name) = named.remove(&(node.span.start, depth)) {
+        node.anchor = Some(name);
     }
     match &mut node.kind {
         NodeKind::Mapping { entries, .. } => {
@@ -333,12 +337,12 @@ fn assign_anchors(node: &mut Node, depth: usize, named: &mut Vec<(usize, usize, 
 }
 
 fn check_aliases(documents: &[Node]) -> Result<(), YamlError> {
-    let mut defined: Vec<&str> = Vec::new();
+    let mut defined: HashSet<&str> = HashSet::new();
     let mut bad: Option<&Node> = None;
     for doc in documents {
         doc.walk(&mut |n| {
             if let Some(a) = &n.anchor {
-                defined.push(a);
+                defined.insert(a);
             }
             if let NodeKind::Alias { name } = &n.kind
                 && bad.is_none()

@@ -141,10 +141,27 @@ fn a_record_whose_time_is_not_a_time_changes_nothing() {
     let before = f.snapshot();
     Test::new(&f)
         .args(&["keys", "rotate", "--deploy", "--older-than", "90d"])
-        .stderr("error: host `web02`: the start of its `nix-secrets` deploy key, `yesterday\\u{1b}[2J`, is not a time: fix `hosts/web02.json` (RFC 3339, e.g. <TIME>)\n")
+        .stderr("error: `./hosts/web02.json` is not a valid host record: field `created_at` is not an RFC 3339 time like <TIME>: `yesterday\\u{1b}[2J`; restore it from version control\n")
         .status(2)
         .run();
     f.assert_unchanged(&before, "a hostile record");
+}
+
+#[test]
+fn an_activation_recorded_in_the_future_is_refused_rather_than_keeping_the_key_forever() {
+    let f = aged_fleet();
+    let mut r = record(&f, "web02");
+    r["deploy_keys_activated"]["nix-config"]["activated_at"] = serde_json::json!("2099-01-01T00:00:00Z");
+    std::fs::write(f.dir.join("hosts/web02.json"), serde_json::to_string_pretty(&r).expect("json") + "\n").expect("write");
+    let before = f.snapshot();
+    Test::new(&f)
+        .args(&["keys", "rotate", "--deploy", "--older-than", "90d"])
+        .stderr(
+            "error: host `web02`: its `nix-config` deploy key is recorded as in use since <TIME>, in the future: fix `hosts/web02.json`\n",
+        )
+        .status(2)
+        .run();
+    f.assert_unchanged(&before, "a start in the future");
 }
 
 #[test]
@@ -167,7 +184,7 @@ fn a_deploy_key_name_with_a_newline_in_a_record_is_refused_before_anything_runs(
     for args in [&["keys", "rotate", "--deploy", "--older-than", "1m"][..], &["deploy-keys", "check", "--owner", "acme"]] {
         Test::new(&f)
             .args(args)
-            .stderr("error: host `web01`: its record names a deploy key `x\\nProxyCommand evil`, which is not a repository name: restore `hosts/web01.json` from version control\n")
+            .stderr("error: `./hosts/web01.json` is not a valid host record: field `deploy_keys` names `x\\nProxyCommand evil`, which is not a repository name; restore it from version control\n")
             .status(2)
             .run();
     }

@@ -5,7 +5,25 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod validate;
+
+pub(crate) use validate::problem;
+
 pub(crate) const SCHEMA: u32 = 1;
+
+/// The open-part fields [`crate::deploy_keys`] keeps: new keys not yet registered, and keys
+/// replaced but maybe still on the forge.
+pub(crate) const PENDING_RECORD: &str = "deploy_keys_pending";
+pub(crate) const RETIRED_RECORD: &str = "deploy_keys_retired";
+
+/// A deploy key that was replaced; remove it from the forge once the host uses the new one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredDeployKey {
+    pub repo: String,
+    pub public: String,
+    pub fingerprint: String,
+    pub retired_at: String,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostRecord {

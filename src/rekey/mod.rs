@@ -16,6 +16,8 @@
 //! by the core count fit that exactly, and an async runtime (tokio) would add a dependency and
 //! a scheduler without adding any concurrency the pool does not already have.
 
+mod guard;
+
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -25,6 +27,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use age::x25519::Identity;
 use serde::Serialize;
+
+pub(crate) use guard::refusals;
 
 use crate::atomic;
 use crate::error::{Error, Result};
