@@ -79,7 +79,8 @@ pub(crate) enum Command {
     /// The key lifecycle: list, show, public, export, import, rotate, delete, migrate.
     #[command(subcommand)]
     Keys(command::keys::KeysCommand),
-    /// Print a host's deploy keys with the steps to add them read-only, or register them.
+    /// Print a host's deploy keys with the steps to add them read-only, or register them;
+    /// `check` compares the fleet's with GitHub's.
     DeployKeys(command::deploy_keys::Args),
     /// Print the `Host github.com-<repo>` blocks for a host's deploy keys.
     SshConfig(command::ssh_config::Args),

@@ -9,10 +9,17 @@
 //! it the active key and moves the old public key to `deploy_keys_retired`, to be removed from
 //! the forge once the host runs with the new one. Both record fields live in the record's open
 //! part ([`HostRecord::extra`]): records may gain fields, and every reader keeps them.
+//!
+//! How old a deploy key is (for `keys rotate --deploy --older-than`) is read from a third
+//! field of that open part, `deploy_keys_activated` (repository → the fingerprint made active
+//! and when), written by every activation. Records older than the field fall back to the
+//! time the previous key of the repository was retired (the moment this one became active),
+//! then to the record's `created_at`; a key added to an existing host by `vm-fresh` is then
+//! counted from the host's creation, so it is rotated early rather than late.
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::admin_identity::Identities;
 use crate::atomic;
@@ -26,6 +33,51 @@ use crate::ssh_keys::{self, Keypair};
 
 /// The map of new, not yet registered deploy keys in the host's SOPS file.
 pub const PENDING_FIELD: &str = "deploy-keys-pending";
+const ACTIVATED_RECORD: &str = "deploy_keys_activated";
+
+/// When a deploy key became the active one, as `deploy_keys_activated` records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Activated {
+    fingerprint: String,
+    activated_at: String,
+}
+
+/// Where the age of an active deploy key was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Since {
+    /// Its activation, recorded in `deploy_keys_activated`.
+    Activated,
+    /// The retirement of the key it replaced.
+    Retired,
+    /// The host's `created_at` (a key made with the host, or one whose start is unknown).
+    Created,
+}
+
+/// When the active key of `repo` started to be used, and where that was read from; `None`
+/// when the host has no such key.
+#[must_use]
+pub fn active_since(record: &HostRecord, repo: &str) -> Option<(String, Since)> {
+    let active = record.deploy_keys.get(repo)?;
+    let activated: BTreeMap<String, Activated> =
+        record.extra.get(ACTIVATED_RECORD).and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
+    if let Some(a) = activated.get(repo)
+        && a.fingerprint == fingerprint_of(active)
+    {
+        return Some((a.activated_at.clone(), Since::Activated));
+    }
+    if let Some(r) = retired(record).into_iter().rev().find(|r| r.repo == repo) {
+        return Some((r.retired_at, Since::Retired));
+    }
+    Some((record.created_at.clone(), Since::Created))
+}
+
+fn set_activated(record: &mut HostRecord, repo: &str, fingerprint: &str, at: &str) {
+    let mut all: BTreeMap<String, Activated> =
+        record.extra.get(ACTIVATED_RECORD).and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
+    all.insert(repo.to_string(), Activated { fingerprint: fingerprint.to_string(), activated_at: at.to_string() });
+    record.extra.insert(ACTIVATED_RECORD.into(), serde_json::json!(all));
+}
 
 /// The title of a host's deploy key on the forge (also the key's comment).
 #[must_use]
@@ -192,13 +244,15 @@ pub fn activate(fleet: &Fleet, host: &HostName, repo: &str, expected: Option<&st
     doc.set_path(&[DEPLOY_KEYS_FIELD, repo], Value::Str(private.to_string()))
         .map_err(|e| Error::SopsEngine { path: path.clone(), source: e })?;
     let text = decrypted.encrypt().map_err(|e| Error::SopsEngine { path: path.clone(), source: e })?;
+    let now = record::now();
     let retired = record.deploy_keys.insert(repo.to_string(), new_public).map(|old| RetiredDeployKey {
         repo: repo.to_string(),
         fingerprint: fingerprint_of(&old),
         public: old,
-        retired_at: record::now(),
+        retired_at: now.clone(),
     });
     set_pending(&mut record, &pend);
+    set_activated(&mut record, repo, &key.fingerprint(), &now);
     if let Some(r) = &retired {
         let mut all = self::retired(&record);
         all.push(r.clone());
@@ -209,4 +263,39 @@ pub fn activate(fleet: &Fleet, host: &HostName, repo: &str, expected: Option<&st
         atomic::write(&fleet.record_path(host), record.to_json().as_bytes(), 0o644)?;
     }
     Ok(Activation { repo: repo.to_string(), title: title(host.as_str(), repo), fingerprint: key.fingerprint(), retired })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(extra: &serde_json::Value) -> HostRecord {
+        let key = Keypair::generate("k").expect("key").public_line();
+        let mut v = serde_json::json!({
+            "schema": 1, "name": "web01", "ssh_host_ed25519_public": key, "fingerprint": "f", "age_recipient": "a",
+            "deploy_keys": { "nix-config": key }, "created_at": "2026-01-01T00:00:00Z", "rotated_at": null,
+        });
+        for (k, x) in extra.as_object().expect("object") {
+            v[k] = x.clone();
+        }
+        serde_json::from_value(v).expect("record")
+    }
+
+    #[test]
+    fn a_key_is_as_old_as_its_activation_then_the_retirement_before_it_then_the_host() {
+        let r = record(&serde_json::json!({}));
+        assert_eq!(active_since(&r, "nix-config"), Some(("2026-01-01T00:00:00Z".into(), Since::Created)));
+        assert_eq!(active_since(&r, "other"), None);
+        let retired =
+            serde_json::json!([{ "repo": "nix-config", "public": "x", "fingerprint": "y", "retired_at": "2026-03-01T00:00:00Z" }]);
+        let r = record(&serde_json::json!({ RETIRED_RECORD: retired }));
+        assert_eq!(active_since(&r, "nix-config"), Some(("2026-03-01T00:00:00Z".into(), Since::Retired)));
+        let mut r = r;
+        let fp = fingerprint_of(&r.deploy_keys["nix-config"]);
+        set_activated(&mut r, "nix-config", &fp, "2026-04-01T00:00:00Z");
+        assert_eq!(active_since(&r, "nix-config"), Some(("2026-04-01T00:00:00Z".into(), Since::Activated)));
+        // An activation recorded for another key (the record was edited since) does not count.
+        set_activated(&mut r, "nix-config", "SHA256:other", "2026-05-01T00:00:00Z");
+        assert_eq!(active_since(&r, "nix-config").map(|s| s.1), Some(Since::Retired));
+    }
 }

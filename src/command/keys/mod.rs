@@ -14,6 +14,7 @@ mod import;
 mod list;
 mod migrate;
 mod rotate;
+mod rotate_aged;
 
 use crate::command::{Context, host_names};
 use crate::error::Result;

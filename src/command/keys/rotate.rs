@@ -8,6 +8,7 @@
 //!
 //! A deploy key rotation keeps the old key active until the new one is registered on the
 //! forge (see [`crate::deploy_keys`]), so the host never loses access to its repository.
+//! `--deploy --older-than AGE` does that for every deploy key past an age ([`super::rotate_aged`]).
 
 use serde::Serialize;
 
@@ -27,12 +28,18 @@ use crate::sops::rules::SopsConfig;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    #[arg(value_name = "HOST")]
-    pub host: String,
-    /// Rotate the deploy key for REPO instead of the host key (repeatable). The new key waits
-    /// next to the old one until it is registered (`hostsmith deploy-keys`).
-    #[arg(long = "deploy", value_name = "REPO")]
+    /// The host (several, or none for every host, with --older-than).
+    #[arg(value_name = "HOST", required_unless_present = "older_than")]
+    pub hosts: Vec<String>,
+    /// Rotate the deploy key for REPO instead of the host key (repeatable; without REPO,
+    /// every deploy key). The new key waits next to the old one until it is registered
+    /// (`hostsmith deploy-keys`).
+    #[arg(long = "deploy", value_name = "REPO", num_args = 0..=1, default_missing_value = "")]
     pub deploy: Vec<String>,
+    /// Rotate only deploy keys in use longer than AGE (`90d`, `12h`, `2w`, `30m`), on every
+    /// host unless hosts are named.
+    #[arg(long, value_name = "AGE", requires = "deploy")]
+    pub older_than: Option<String>,
     /// Print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -50,7 +57,20 @@ struct HostRotation<'a> {
 /// # Errors
 /// Unknown host or deploy key, or a failure while planning or writing.
 pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
-    let host = one_host(&args.host)?;
+    if let Some(older_than) = &args.older_than {
+        let repos: Vec<&str> = args.deploy.iter().map(String::as_str).filter(|r| !r.is_empty()).collect();
+        if repos.len() > 1 {
+            return Err(Error::Usage(
+                "with `--older-than`, give `--deploy` once: `--deploy` for every deploy key, `--deploy REPO` for one".into(),
+            ));
+        }
+        let req = super::rotate_aged::Request { hosts: &args.hosts, repo: repos.first().copied(), older_than, dry_run: args.dry_run };
+        return super::rotate_aged::run(&req, ctx);
+    }
+    let [name] = args.hosts.as_slice() else {
+        return Err(Error::Usage("name one host: `hostsmith keys rotate HOST`; several hosts go with `--deploy --older-than AGE`".into()));
+    };
+    let host = one_host(name)?;
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let old = fleet.record(&host)?.ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;
     if !args.deploy.is_empty() {
@@ -129,7 +149,15 @@ pub(super) fn fail_on(outcomes: &[FileOutcome]) -> Result<()> {
 }
 
 fn rotate_deploy(fleet: &Fleet, host: &HostName, args: &Args, ctx: &Context) -> Result<()> {
-    let mut repos = args.deploy.clone();
+    let old = fleet.record(host)?.ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;
+    let mut repos: Vec<String> = if args.deploy.iter().any(String::is_empty) {
+        old.deploy_keys.keys().cloned().chain(args.deploy.iter().filter(|r| !r.is_empty()).cloned()).collect()
+    } else {
+        args.deploy.clone()
+    };
+    if repos.is_empty() {
+        return Err(Error::Usage(format!("host `{host}` has no deploy keys to rotate")));
+    }
     repos.sort();
     repos.dedup();
     let rotations = deploy_keys::rotate(fleet, host, &repos, args.dry_run)?;

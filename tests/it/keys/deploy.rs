@@ -1,33 +1,30 @@
 //! `deploy-keys`: printing, and registration through a stand-in for `gh`.
 //!
-//! GitHub cannot be reached from the tests, so `gh` is a STAND-IN: a shell script put first
-//! on PATH that records the argv and stdin of every call and answers like the real one. The
-//! test asserts the exact command line the real `gh` would receive.
+//! GitHub cannot be reached from the tests, so `gh` is a STAND-IN: `tests/it/gh_standin.py`
+//! put first on PATH, which records the argv and stdin of every call and answers like the
+//! real one (see its header). The tests assert the exact command line real `gh` would get.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{admin, decrypt, fast_sops, record};
-use crate::common::{TestFleet, ok, run, stderr};
+use crate::common::{TestFleet, ok, peer, run, stderr};
 
-/// Installs the stand-in `gh` in `dir`; `auth_exit` is what `gh auth status` exits with.
-fn stand_in_gh(dir: &Path, auth_exit: i32) -> PathBuf {
+/// Installs the stand-in `gh` in `dir` with empty `acme/nix-config` and `acme/nix-secrets`
+/// repositories; `auth_exit` is what `gh auth status` exits with. Returns the log, or `None`
+/// (test skipped) without python3.
+pub(crate) fn stand_in_gh(dir: &Path, auth_exit: i32) -> Option<PathBuf> {
+    peer("python3")?;
     std::fs::create_dir_all(dir).expect("mkdir");
-    let log = dir.join("gh.log");
-    let script = format!(
-        "#!/bin/sh\n# STAND-IN for the GitHub CLI: records each call instead of reaching GitHub.\n\
-         {{ printf 'argv:'; for a in \"$@\"; do printf ' [%s]' \"$a\"; done; printf '\\n'; }} >> '{log}'\n\
-         if [ \"$1\" = auth ]; then exit {auth_exit}; fi\n\
-         printf 'stdin:' >> '{log}'; cat >> '{log}'\n",
-        log = log.display()
-    );
     let gh = dir.join("gh");
-    std::fs::write(&gh, script).expect("write");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/gh_standin.py"), &gh).expect("copy");
     std::fs::set_permissions(&gh, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    log
+    let state = serde_json::json!({ "auth": auth_exit, "repos": { "acme/nix-config": [], "acme/nix-secrets": [] } });
+    std::fs::write(dir.join("gh-state.json"), state.to_string()).expect("state");
+    Some(dir.join("gh.log"))
 }
 
-fn with_stand_in(f: &TestFleet, dir: &Path, args: &[&str]) -> std::process::Output {
+pub(crate) fn with_stand_in(f: &TestFleet, dir: &Path, args: &[&str]) -> std::process::Output {
     let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default());
     run(f.cmd(args).env("PATH", path))
 }
@@ -58,7 +55,7 @@ fn register_github_drives_gh_read_only_and_activates_a_waiting_key() {
     let f = TestFleet::new();
     f.init_with(&["web01"]);
     let bin = f.tmp.path().join("bin");
-    let log = stand_in_gh(&bin, 0);
+    let Some(log) = stand_in_gh(&bin, 0) else { return };
     let old = record(&f, "web01");
 
     // First registration of the active key.
@@ -118,7 +115,7 @@ fn an_unauthenticated_gh_changes_nothing() {
     f.init_with(&["web01"]);
     ok(&f.run(&["keys", "rotate", "web01", "--deploy", "nix-config"]));
     let bin = f.tmp.path().join("bin");
-    let log = stand_in_gh(&bin, 1);
+    let Some(log) = stand_in_gh(&bin, 1) else { return };
     let before = f.snapshot();
     let out = with_stand_in(&f, &bin, &["deploy-keys", "web01", "--register", "github", "--repo", "acme/nix-config"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

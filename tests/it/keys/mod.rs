@@ -3,11 +3,13 @@
 
 mod delete;
 mod deploy;
+mod deploy_check;
 mod import_export;
 mod list;
 mod migrate;
 mod rekey;
 mod rotate;
+mod rotate_aged;
 
 use std::path::Path;
 use std::process::Command;

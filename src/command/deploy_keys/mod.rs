@@ -6,7 +6,10 @@
 //! <host>-<repo>-deploy --repo OWNER/NAME`, the public key on stdin; `gh` adds deploy keys
 //! read-only unless `--allow-write` is given, which hostsmith never passes. A key waiting
 //! from `keys rotate --deploy` is the one registered, and becomes the active key once `gh`
-//! succeeded; `--activate` does the same after a registration by hand.
+//! succeeded; `--activate` does the same after a registration by hand. `deploy-keys check`
+//! ([`check`]) compares the fleet's keys with what the repositories on GitHub hold.
+
+mod check;
 
 use serde::Serialize;
 
@@ -14,6 +17,7 @@ use crate::command::{Context, host_names};
 use crate::deploy_keys::{self, Activation};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
+use crate::github_keys::Repo;
 use crate::host_name::HostName;
 use crate::process::Program;
 use crate::record::HostRecord;
@@ -24,9 +28,13 @@ pub(crate) enum Forge {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub(crate) struct Args {
-    #[arg(value_name = "HOST")]
-    pub host: String,
+    #[command(subcommand)]
+    pub command: Option<DeployKeysCommand>,
+    /// The host (a host named `check` is given after `--`).
+    #[arg(value_name = "HOST", required = true)]
+    pub host: Option<String>,
     /// Register the key on this forge through its CLI (`gh` for GitHub), read-only.
     #[arg(long, value_enum, requires = "repo", value_name = "FORGE")]
     pub register: Option<Forge>,
@@ -44,6 +52,12 @@ pub(crate) struct Args {
     pub dry_run: bool,
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum DeployKeysCommand {
+    /// Compare the fleet's deploy keys with the ones registered on GitHub (through `gh api`).
+    Check(check::Args),
+}
+
 #[derive(Debug, Serialize)]
 struct KeyView {
     repo: String,
@@ -59,7 +73,11 @@ struct KeyView {
 /// Unknown host or deploy key, an invalid repository, `gh` missing, unauthenticated or
 /// failing, or a failed write.
 pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
-    let host = host_names(std::slice::from_ref(&args.host))?.remove(0);
+    if let Some(DeployKeysCommand::Check(check)) = &args.command {
+        return check::run(check, ctx);
+    }
+    let name = args.host.clone().ok_or_else(|| Error::Usage("name a host: `hostsmith deploy-keys HOST`".into()))?;
+    let host = host_names(&[name])?.remove(0);
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let record = fleet.record(&host)?.ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;
     if let Some(repo) = &args.activate {
@@ -115,20 +133,9 @@ fn show(host: &HostName, record: &HostRecord, ctx: &Context) {
     }
 }
 
-/// `OWNER/NAME`, each part as GitHub allows it.
-fn parse_repo(repo: &str) -> Result<(&str, &str)> {
-    let ok = |s: &str| {
-        !s.is_empty() && s.len() <= 100 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) && s != "." && s != ".."
-    };
-    match repo.split_once('/') {
-        Some((owner, name)) if ok(owner) && ok(name) => Ok((owner, name)),
-        _ => Err(Error::Usage(format!("`{repo}` is not a repository: give it as OWNER/NAME, e.g. `acme/nix-config`"))),
-    }
-}
-
 fn register_github(fleet: &Fleet, host: &HostName, record: &HostRecord, repo: &str, args: &Args, ctx: &Context) -> Result<()> {
-    let (_, name) = parse_repo(repo)?;
-    let key_name = args.deploy.as_deref().unwrap_or(name);
+    let parsed = Repo::parse(repo)?;
+    let key_name = args.deploy.as_deref().unwrap_or(parsed.name());
     deploy_keys::require_repo(record, key_name)?;
     let pending = deploy_keys::pending(record).get(key_name).cloned();
     let public = pending.clone().or_else(|| record.deploy_keys.get(key_name).cloned()).unwrap_or_default();
