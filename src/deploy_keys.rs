@@ -27,13 +27,12 @@ use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::host_file::DEPLOY_KEYS_FIELD;
 use crate::host_name::HostName;
-use crate::record::{self, HostRecord, PENDING_RECORD, RETIRED_RECORD};
+use crate::record::{self, ACTIVATED_RECORD, HostRecord, PENDING_RECORD, RETIRED_RECORD};
 use crate::sops::file::Value;
 use crate::ssh_keys::{self, Keypair};
 
 /// The map of new, not yet registered deploy keys in the host's SOPS file.
 pub const PENDING_FIELD: &str = "deploy-keys-pending";
-const ACTIVATED_RECORD: &str = "deploy_keys_activated";
 
 /// When a deploy key became the active one, as `deploy_keys_activated` records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

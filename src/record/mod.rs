@@ -15,6 +15,8 @@ pub(crate) const SCHEMA: u32 = 1;
 /// replaced but maybe still on the forge.
 pub(crate) const PENDING_RECORD: &str = "deploy_keys_pending";
 pub(crate) const RETIRED_RECORD: &str = "deploy_keys_retired";
+/// When each active deploy key became active: repository → fingerprint and time.
+pub(crate) const ACTIVATED_RECORD: &str = "deploy_keys_activated";
 
 /// A deploy key that was replaced; remove it from the forge once the host uses the new one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -77,6 +77,21 @@ fn deploy_key_lifecycle(r: &HostRecord) -> Result<(), String> {
             public_key(&format!("{}.{repo}", super::PENDING_RECORD), line)?;
         }
     }
+    if let Some(v) = r.extra.get(super::ACTIVATED_RECORD) {
+        #[derive(serde::Deserialize)]
+        struct Activated {
+            fingerprint: String,
+            activated_at: String,
+        }
+        let activated: std::collections::BTreeMap<String, Activated> = serde_json::from_value(v.clone())
+            .map_err(|_| format!("field `{}` is not a map of repository to activation", super::ACTIVATED_RECORD))?;
+        for (repo, a) in &activated {
+            let field = format!("{}.{repo}", super::ACTIVATED_RECORD);
+            repo_name(super::ACTIVATED_RECORD, repo)?;
+            fingerprint_form(&format!("{field}.fingerprint"), &a.fingerprint)?;
+            timestamp(&format!("{field}.activated_at"), &a.activated_at)?;
+        }
+    }
     if r.extra.contains_key(super::RETIRED_RECORD) {
         let retired: Vec<super::RetiredDeployKey> = serde_json::from_value(r.extra[super::RETIRED_RECORD].clone())
             .map_err(|_| format!("field `{}` is not a list of retired keys", super::RETIRED_RECORD))?;

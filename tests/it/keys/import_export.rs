@@ -55,7 +55,15 @@ fn import_of_a_passphrase_protected_key_made_by_ssh_keygen() {
     assert!(doc["deploy-keys"]["nix-config"].is_string());
     assert!(f.read(".sops.yaml").contains(&format!("&imp01 {}", pair.age_recipient().expect("r"))));
 
+    // A key belongs to one host: imp01's key is refused for web01.
+    let out = f.run(&["keys", "import", "web01", "--key-file", path_str(&key), "--passphrase-file", path_str(&pass)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is already host `imp01`'s"), "{}", stderr(&out));
+
     // Importing onto a known host is a rotation to that key; the old key goes to the history.
+    let key = f.tmp.path().join("web01-new");
+    assert!(ssh_keygen(&key, "ed25519", "correct horse", &[]));
+    let pair = Keypair::from_openssh(&std::fs::read_to_string(&key).expect("key"), Some(b"correct horse")).expect("parse");
     let old = record(&f, "web01");
     let text = ok(&f.run(&["keys", "import", "web01", "--key-file", path_str(&key), "--passphrase-file", path_str(&pass)]));
     assert!(text.contains("rotated    web01"), "{text}");
