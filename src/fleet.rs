@@ -150,10 +150,15 @@ impl Fleet {
         for entry in entries {
             let entry = entry.map_err(|source| Error::Read { path: dir.clone(), source })?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(stem) = name.strip_suffix(".json")
-                && let Ok(host) = HostName::parse(stem)
-                && let Some(r) = self.record(&host)?
-            {
+            let Some(stem) = name.strip_suffix(".json") else { continue };
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            // Every record is read, by hostsmith as by the Nix lib: one whose name is not a
+            // host name is not skipped silently.
+            let host = HostName::parse(stem)
+                .map_err(|e| Error::Record { path: entry.path(), message: format!("its file name is not `<host>.json`: {e}") })?;
+            if let Some(r) = self.record(&host)? {
                 out.push(r);
             }
         }

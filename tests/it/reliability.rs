@@ -591,6 +591,9 @@ fn no_private_key_material_in_output_logs_or_stray_files() {
         vec!["vm-fresh".into(), "web01".into(), "db01".into(), "app01".into()],
         vec!["vm-fresh".into(), "--rotate".into(), "db01".into()],
         vec!["vm-fresh".into(), "--dry-run".into(), "new01".into()],
+        vec!["keys".into(), "rotate".into(), "web01".into()],
+        vec!["sops".into(), "rekey".into(), "--rotate-data-key".into()],
+        vec!["trust".into(), "--show".into()],
     ];
     if iso {
         commands[3].extend(["--iso".into(), p("seed.iso")]);
