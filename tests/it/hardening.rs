@@ -277,6 +277,11 @@ fn f08_rekey_refuses_a_catch_all_rule_that_hands_host_keys_to_someone_else() {
         .status(2)
         .run();
     f.assert_unchanged(&before, "a refused re-key");
+    // Said deliberately, it is done.
+    let out = ok(&f.run(&["sops", "rekey", "--force"]));
+    assert!(out.contains("re-keyed 1,"), "{out}");
+    let rekeyed = f.read("sops/web01.yaml");
+    assert!(rekeyed.contains(&attacker) && !rekeyed.contains(&admin_recipient(&f)), "the rule was obeyed");
 }
 
 #[test]
@@ -421,6 +426,14 @@ fn f21_fleet_commands_never_run_in_a_dry_run_nor_untrusted() {
     Test::new(&f).arg("trust").stdout(&format!("trusted now: sync.key_command = [\"touch\",\"{marker_s}\"]\n")).run();
     let _ = f.run(&["sync", "web01", "--address", "127.0.0.1:9", "--timeout", "2"]);
     assert!(marker.exists(), "a trusted key_command runs");
+    Test::new(&f)
+        .args(&["trust", "--revoke"])
+        .stdout(
+            "revoked: this fleet's settings no longer run without asking
+",
+        )
+        .run();
+    assert_eq!(f.run(&["sync", "web01", "--address", "127.0.0.1:9"]).status.code(), Some(2), "revoked trust asks again");
 }
 
 #[test]

@@ -414,14 +414,9 @@ p = subprocess.run(args[args.index("--") + 1:], stdin=sys.stdin.buffer, capture_
 print(json.dumps({"exitcode": p.returncode, "exited": 1, "out-data": p.stdout.decode()}, indent=3))
 "#;
 
-#[test]
-fn guest_agent_runs_the_script_through_qm_on_the_node() {
-    let Some(r) = rig() else { return };
-    let Some(_) = peer("python3") else { return };
-    let qm = r.f.tmp.path().join("node-bin/qm");
-    std::fs::write(&qm, QM_STAND_IN).expect("write");
-    std::fs::set_permissions(&qm, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    // The record of a deployed VM, and the node reached through proxmox.ssh_config.
+/// Makes the rig's record a deployed Proxmox VM whose node is the rig's sshd, reached
+/// through `proxmox.ssh_config` (trusted, as a user would).
+pub(crate) fn as_proxmox_vm(r: &Rig) {
     let record_path = r.f.dir.join("hosts/web01.json");
     let mut record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&record_path).expect("read")).expect("json");
     record["vm_id"] = 101.into();
@@ -430,21 +425,27 @@ fn guest_agent_runs_the_script_through_qm_on_the_node() {
     let known = r.f.tmp.path().join("node_known_hosts");
     std::fs::write(&known, format!("[127.0.0.1]:{} {}\n", r.sshd.port, r.record_key.public_line())).expect("write");
     let ssh_config = r.f.tmp.path().join("node_ssh_config");
-    std::fs::write(
-        &ssh_config,
-        format!(
-            "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n",
-            r.client.display(),
-            known.display()
-        ),
-    )
-    .expect("write");
+    let config = format!(
+        "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n",
+        r.client.display(),
+        known.display()
+    );
+    std::fs::write(&ssh_config, config).expect("write");
     let toml = r.f.dir.join("hostsmith.toml");
-    let mut text = std::fs::read_to_string(&toml).expect("read");
-    text.push_str(&format!("\n[proxmox]\nssh_config = \"{}\"\n", ssh_config.display()));
-    std::fs::write(&toml, text).expect("write");
-
+    let text = std::fs::read_to_string(&toml).expect("read");
+    std::fs::write(&toml, format!("{text}\n[proxmox]\nssh_config = \"{}\"\n", ssh_config.display())).expect("write");
+    // The node's ssh configuration comes from the fleet: it runs only once trusted.
     ok(&r.hs(&["trust"]));
+}
+
+#[test]
+fn guest_agent_runs_the_script_through_qm_on_the_node() {
+    let Some(r) = rig() else { return };
+    let Some(_) = peer("python3") else { return };
+    let qm = r.f.tmp.path().join("node-bin/qm");
+    std::fs::write(&qm, QM_STAND_IN).expect("write");
+    std::fs::set_permissions(&qm, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    as_proxmox_vm(&r);
     let pve = format!("root@{}", r.addr());
     let admin = r.admin_pub.to_str().expect("utf8");
     let out = r.hs(&["sync", "web01", "--user", "root", "--key", admin, "--pve", &pve]);

@@ -43,6 +43,18 @@ fn euid() -> u32 {
 
 /// A directory every user can enter (tempdirs are 0700), for wrappers and the attacker's
 /// target.
+/// A shared directory holding the swap wrappers (`bin/`) and the root-owned target they
+/// swap `~/.ssh` for.
+fn race() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let shared = open_dir();
+    let bin = shared.path().join("bin");
+    std::fs::create_dir(&bin).expect("mkdir");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let target = root_target(shared.path());
+    swap_wrappers(&bin, &target);
+    (shared, bin, target)
+}
+
 fn open_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -130,12 +142,7 @@ fn f02_a_symlink_swapped_in_mid_run_never_hands_root_files_to_the_user() {
         (false, "hostsmith-sync 1\ncreated .ssh\nlock flock\nerror write cannot write .ssh/authorized_keys\n"),
         (true, "hostsmith-sync 1\nlock flock\nerror write cannot write .ssh/authorized_keys\n"),
     ] {
-        let shared = open_dir();
-        let bin = shared.path().join("bin");
-        std::fs::create_dir(&bin).expect("mkdir");
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let target = root_target(shared.path());
-        swap_wrappers(&bin, &target);
+        let (_shared, bin, target) = race();
         let home = games_home();
         if existing_ssh {
             std::fs::create_dir(home.path().join(".ssh")).expect("mkdir");
@@ -506,29 +513,6 @@ p = subprocess.run(cmd + args[args.index("--") + 1:], stdin=sys.stdin.buffer, ca
 print(json.dumps({"exitcode": p.returncode, "exited": 1, "out-data": p.stdout.decode()}))
 "#;
 
-/// Makes the rig's record a Proxmox VM reached through the rig's sshd as its node.
-fn as_proxmox_vm(r: &crate::sync::Rig) {
-    let record_path = r.f.dir.join("hosts/web01.json");
-    let mut record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&record_path).expect("read")).expect("json");
-    record["vm_id"] = 101.into();
-    record["proxmox_node"] = "pve1".into();
-    std::fs::write(&record_path, serde_json::to_string_pretty(&record).expect("json")).expect("write");
-    let known = r.f.tmp.path().join("node_known_hosts");
-    std::fs::write(&known, format!("[127.0.0.1]:{} {}\n", r.sshd.port, r.record_key.public_line())).expect("write");
-    let ssh_config = r.f.tmp.path().join("node_ssh_config");
-    let config = format!(
-        "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n",
-        r.client.display(),
-        known.display()
-    );
-    std::fs::write(&ssh_config, config).expect("write");
-    let toml = r.f.dir.join("hostsmith.toml");
-    let text = std::fs::read_to_string(&toml).expect("read");
-    std::fs::write(&toml, format!("{text}\n[proxmox]\nssh_config = \"{}\"\n", ssh_config.display())).expect("write");
-    // The node's ssh configuration comes from the fleet: it runs only once trusted.
-    crate::common::ok(&r.hs(&["trust"]));
-}
-
 /// F02 end to end: `hostsmith sync --method guest-agent --user games` through qm on the
 /// node, with the account's owner swapping `~/.ssh` mid-run. The sync fails (exit 1) with
 /// the script's message, root's directory and keys stay root's, and the audit says failed.
@@ -537,16 +521,11 @@ fn f02_guest_agent_sync_for_another_user_fails_cleanly_when_the_owner_races_it()
     let Some((_, _)) = games() else { return };
     let Some(r) = crate::sync::rig() else { return };
     let Some(_) = peer("python3") else { return };
-    let shared = open_dir();
-    let bin = shared.path().join("bin");
-    std::fs::create_dir(&bin).expect("mkdir");
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let target = root_target(shared.path());
-    swap_wrappers(&bin, &target);
+    let (_shared, bin, target) = race();
     let home = games_home();
     let qm = QM_FOR_GAMES.replace("WRAPPERS", &bin.display().to_string()).replace("HOME_DIR", &home.path().display().to_string());
     write_program(&r.f.tmp.path().join("node-bin/qm"), &qm);
-    as_proxmox_vm(&r);
+    crate::sync::as_proxmox_vm(&r);
     let pve = format!("root@{}", r.addr());
     let admin = r.admin_pub.to_str().expect("utf8");
     let out = r.hs(&["sync", "web01", "--user", "games", "--key", admin, "--pve", &pve, "--method", "guest-agent"]);
