@@ -69,3 +69,48 @@ fn a_terminal_gets_progress_and_a_table_and_a_pipe_gets_plain_lines() {
     assert!(!text.contains('\x1b'), "{text:?}");
     assert!(!text.contains("keys and files ["), "{text}");
 }
+
+/// Waits until the pane shows `text`, and returns the screen.
+fn wait_for(t: &Tmux, text: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut screen = String::new();
+    while Instant::now() < deadline {
+        screen = t.screen();
+        if screen.contains(text) {
+            return screen;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("`{text}` never appeared:\n{screen}");
+}
+
+/// F21 on a terminal: an untrusted setting that runs code is shown and asked about; "no"
+/// runs nothing (exit 2), "yes" runs it and remembers the answer for this fleet.
+#[test]
+fn a_terminal_is_asked_before_a_fleet_setting_runs_code() {
+    let Some(tmux) = peer("tmux") else { return };
+    let f = TestFleet::new();
+    f.init_with(&["web01"]);
+    let marker = f.tmp.path().join("ran");
+    ok(&f.run(&["config", "set", "sync.key_command", "touch", marker.to_str().expect("utf8")]));
+    let sync = format!(
+        "cd {dir} && export HOME={home} && {bin} sync web01 --address 127.0.0.1:9 --timeout 2",
+        dir = f.dir.display(),
+        home = f.home.display(),
+        bin = crate::common::bin().display(),
+    );
+    let script = format!("{sync}; echo EXIT1=$?; {sync}; echo EXIT2=$?; sleep 60");
+    let t = Tmux { tmux, socket: format!("hostsmith-trust-{}", std::process::id()) };
+    ok(&run(t.cmd().args(["new-session", "-d", "-s", "t", "-x", "200", "-y", "60", "sh", "-c", &script])));
+    let screen = wait_for(&t, "Trust it for this fleet? [y/N]");
+    assert!(screen.contains("sync.key_command in ") && screen.contains("runs code on this machine:"), "{screen}");
+    ok(&run(t.cmd().args(["send-keys", "-t", "t", "n", "Enter"])));
+    let screen = wait_for(&t, "EXIT1=");
+    assert!(screen.contains("EXIT1=2") && screen.contains("has not been trusted here"), "{screen}");
+    assert!(!marker.exists(), "refused, yet it ran");
+    wait_for(&t, "[y/N]");
+    ok(&run(t.cmd().args(["send-keys", "-t", "t", "y", "Enter"])));
+    wait_for(&t, "EXIT2=");
+    assert!(marker.exists(), "trusted on the terminal, yet it did not run");
+    assert!(ok(&f.run(&["trust", "--show"])).starts_with("trusted: sync.key_command"), "the answer is remembered");
+}
