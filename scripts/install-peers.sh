@@ -38,6 +38,8 @@ apt_peers=(
   "tcsh|tcsh|a login shell the remote sync command must pass through (csh syntax)"
   "nix-instantiate|nix-bin|parses and evaluates the flake's Nix code"
   "tmux|tmux|a real terminal for the progress and table display"
+  "gpg|gnupg|PGP admin keys: wraps and unwraps SOPS data keys, as sops does"
+  "gpg-agent|gpg-agent|holds the PGP admin secret key for gpg --decrypt"
 )
 
 # PyPI peers: "requirement|probe (a command, or 'import MODULE')|what the suite uses it for".
