@@ -34,7 +34,21 @@ impl Fleet {
                 root.display()
             )));
         }
-        Ok(Self { root: root.to_path_buf(), config: Config::load(root)?, admin_identities: None })
+        let mut config = Config::load(root)?;
+        if config.sops.shared_is_default {
+            // Unset, the shared file is the one a fleet hostsmith made has: kept when the
+            // fleet has it or `.sops.yaml` names it, dropped otherwise, so an adopted fleet is
+            // not asked about a file it never had.
+            let path = root.join(SOPS_CONFIG);
+            let named = || {
+                std::fs::metadata(&path).is_ok_and(|m| m.len() <= MAX_SOPS_CONFIG)
+                    && std::fs::read_to_string(&path).is_ok_and(|t| t.contains("sops/shared"))
+            };
+            if !root.join(crate::config::DEFAULT_SHARED).is_file() && !named() {
+                config.sops.shared.clear();
+            }
+        }
+        Ok(Self { root: root.to_path_buf(), config, admin_identities: None })
     }
 
     #[must_use]

@@ -24,6 +24,7 @@ pub(crate) mod host_file;
 pub(crate) mod host_name;
 pub(crate) mod journal;
 pub(crate) mod keyscan;
+pub(crate) mod layout_guess;
 pub(crate) mod known_hosts;
 pub(crate) mod openssh;
 pub(crate) mod out_tree;

@@ -9,6 +9,7 @@ use crate::atomic;
 use crate::command::Context;
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
+use crate::layout_guess;
 use crate::sops::rules::SopsConfig;
 
 #[derive(Debug, clap::Args)]
@@ -26,11 +27,16 @@ pub(crate) struct InitReport {
     pub identity_created: Option<PathBuf>,
     pub created: Vec<String>,
     pub dry_run: bool,
+    /// What was guessed of an existing fleet.
+    pub layout: Option<layout_guess::Layout>,
 }
 
 /// # Errors
 /// When a file cannot be written or an existing one is invalid.
 pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
+    if ctx.fleet_dir.join(crate::fleet::SOPS_CONFIG).exists() {
+        return adopt(&args, ctx);
+    }
     let ids = admin_identity::load_all()?;
     let (recipient, identity_created) = match ids.first() {
         Some(id) => (id.to_public().to_string(), None),
@@ -51,14 +57,83 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
         out.line(format!("admin identity: created `{}` (0600; back it up: it opens every secret of the fleet)", p.display()));
     }
     out.line(format!("admin recipient: {}", report.admin_recipient));
+    print_created(&report, ctx);
+    Ok(())
+}
+
+fn print_created(report: &InitReport, ctx: &Context) {
+    let out = &ctx.out;
     if report.created.is_empty() {
         out.line(format!("nothing to do: `{}` is already a fleet", report.fleet.display()));
     } else {
-        let verb = if args.dry_run { "would create" } else { "created" };
+        let verb = if report.dry_run { "would create" } else { "created" };
         out.line(format!("{verb} {} in `{}`", report.created.join(", "), report.fleet.display()));
-        out.line("next: `hostsmith vm-fresh <host>`");
+        out.line(if report.layout.is_some() { "next: `hostsmith sops check`" } else { "next: `hostsmith vm-fresh <host>`" });
+    }
+}
+
+/// `init` in a fleet that already has a `.sops.yaml`: it is read, never changed; the
+/// `hostsmith.toml` written (when missing) says what was guessed and why. No admin identity
+/// is created: the fleet already has its admins.
+fn adopt(args: &Args, ctx: &Context) -> Result<()> {
+    let dir = &ctx.fleet_dir;
+    let sops_path = dir.join(crate::fleet::SOPS_CONFIG);
+    let text = std::fs::read_to_string(&sops_path).map_err(|source| Error::Read { path: sops_path.clone(), source })?;
+    let sops = SopsConfig::parse(&text).map_err(|e| Error::SopsRules { path: sops_path.clone(), source: e })?;
+    let fleet = crate::fleet::Fleet::open(dir)?;
+    let files = crate::rekey::discover(&fleet)?;
+    let mut layout = layout_guess::guess(&sops, &files);
+    if layout.admins.is_none() {
+        // Fall back to the anchor that holds this user's own age recipient.
+        let mine: Vec<String> = admin_identity::load_all()?.iter().map(|i| i.to_public().to_string()).collect();
+        if let Some(a) = sops.anchors().into_iter().find(|a| a.value.as_ref().is_some_and(|v| mine.contains(v))) {
+            layout.admins = Some(layout_guess::Guess { value: vec![a.name], why: "holds your own age recipient".into() });
+        }
+    }
+    let config_path = dir.join(config::FILE_NAME);
+    let mut report = InitReport { fleet: dir.clone(), dry_run: args.dry_run, ..Default::default() };
+    if !config_path.exists() {
+        report.created.push(config::FILE_NAME.into());
+        if !args.dry_run {
+            atomic::write(&config_path, adopted_config(&layout).as_bytes(), 0o644)?;
+        }
+    }
+    report.layout = Some(layout);
+    ctx.out.json(&report);
+    if let Some(layout) = &report.layout {
+        for line in describe(layout) {
+            ctx.out.line(line);
+        }
+    }
+    if !report.created.is_empty() || config_path.exists() {
+        print_created(&report, ctx);
     }
     Ok(())
+}
+
+/// The guesses as lines for the terminal.
+fn describe(l: &layout_guess::Layout) -> Vec<String> {
+    let mut out = vec![format!("hosts: {}", if l.hosts.is_empty() { "none found".into() } else { l.hosts.join(", ") })];
+    out.push(match &l.admins {
+        Some(g) => format!("admins: {} ({})", admin_names(&g.value, &l.pgp_admins), g.why),
+        None => "admins: not found; set `sops.admins` in hostsmith.toml".into(),
+    });
+    out.push(match &l.host_file {
+        Some(g) => format!("host files: {} ({})", g.value, g.why),
+        None => "host files: no rule names a host's file; set `sops.host_file`".into(),
+    });
+    for (host, path) in &l.misfits {
+        out.push(format!("  {host}: its file `{path}` does not follow the template; `hostsmith keys migrate` records it"));
+    }
+    out.push(format!("shared files: {} ({})", if l.shared.value.is_empty() { "none".into() } else { l.shared.value.join(", ") }, l.shared.why));
+    if let Some(g) = &l.hosts_group {
+        out.push(format!("hosts group: {} ({})", g.value, g.why));
+    }
+    out
+}
+
+fn admin_names(admins: &[String], pgp: &[String]) -> String {
+    admins.iter().map(|a| if pgp.contains(a) { format!("{a} (PGP)") } else { a.clone() }).collect::<Vec<_>>().join(", ")
 }
 
 /// Creates `hostsmith.toml` and `.sops.yaml` in `dir` where missing, with `recipient` as the
@@ -115,9 +190,10 @@ fn config_template(admin: &str) -> String {
         r#"# hostsmith fleet configuration. Unknown keys are errors.
 
 [sops]
-# Anchor names in .sops.yaml (or age1... recipients) that can open every host file.
+# Anchor names in .sops.yaml (or age1... recipients, PGP fingerprints) that can open every
+# host file.
 admins = [{admin}]
-# Per-host SOPS files: <host_dir>/<host>.yaml
+# Per-host SOPS files: <host_dir>/<host>.yaml (or a template: host_file = "hosts/{{host}}/secrets.yaml")
 host_dir = "sops"
 # Files whose creation rules every host joins.
 shared = ["sops/shared.yaml"]
@@ -125,7 +201,12 @@ shared = ["sops/shared.yaml"]
 exclude_from_shared = []
 # Where new host anchors go when `keys:` in .sops.yaml is a mapping.
 hosts_group = "hosts"
+{HOST_AND_CLOUD_INIT}"#
+    )
+}
 
+/// The `[host]` and `[cloud_init]` sections, as every new configuration has them.
+const HOST_AND_CLOUD_INIT: &str = r#"
 [host]
 # "/persist" for impermanence layouts.
 persist = ""
@@ -137,8 +218,44 @@ deploy_keys = ["nix-config", "nix-secrets"]
 user = "admin"
 authorized_keys = ["~/.ssh/id_ed25519.pub"]
 sudo = "ALL=(ALL) NOPASSWD:ALL"
-"#
-    )
+"#;
+
+/// A configuration for an existing fleet: each guessed setting with a comment saying why.
+fn adopted_config(l: &layout_guess::Layout) -> String {
+    let list = |v: &[String]| v.iter().map(|s| toml_string(s)).collect::<Vec<_>>().join(", ");
+    let mut s = String::from(
+        "# hostsmith fleet configuration, written by `hostsmith init` from this fleet's .sops.yaml\n\
+         # and SOPS files (.sops.yaml itself was not changed). Each guessed setting says why:\n\
+         # check them, then run `hostsmith sops check`. Unknown keys are errors.\n\n[sops]\n",
+    );
+    match &l.admins {
+        Some(g) => {
+            s.push_str(&format!("# Guessed: {}.\n", g.why));
+            for a in g.value.iter().filter(|a| l.pgp_admins.contains(a)) {
+                s.push_str(&format!("# `{a}` is a PGP key: GnuPG wraps each file's data key for it.\n"));
+            }
+            s.push_str(&format!("admins = [{}]\n", list(&g.value)));
+        }
+        None => s.push_str("# Not guessed: no anchor is named by every rule. List the admin anchors of .sops.yaml.\n# admins = [\"alice\"]\n"),
+    }
+    match &l.host_file {
+        Some(g) => {
+            s.push_str(&format!("# Guessed: {}.\n", g.why));
+            for (host, path) in &l.misfits {
+                s.push_str(&format!("# Not following it: {host} (`{path}`); `hostsmith keys migrate` records its own file.\n"));
+            }
+            s.push_str(&format!("host_file = {}\n", toml_string(&g.value)));
+        }
+        None => s.push_str("# Not guessed: no rule names a host's file. Where new hosts' secrets go:\nhost_dir = \"sops\"\n"),
+    }
+    s.push_str(&format!("# Guessed: {}.\nshared = [{}]\n", l.shared.why, list(&l.shared.value)));
+    s.push_str("# Host name globs kept out of the shared rules.\nexclude_from_shared = []\n");
+    match &l.hosts_group {
+        Some(g) => s.push_str(&format!("# Guessed: {}.\nhosts_group = {}\n", g.why, toml_string(&g.value))),
+        None => s.push_str("# Where new host anchors go when `keys:` in .sops.yaml is a mapping.\nhosts_group = \"hosts\"\n"),
+    }
+    s.push_str(HOST_AND_CLOUD_INIT);
+    s
 }
 
 fn toml_string(s: &str) -> String {

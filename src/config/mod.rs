@@ -15,6 +15,9 @@ pub(crate) use sync::{MAX_TIMEOUT, SyncMethod, SyncSection};
 
 pub(crate) const FILE_NAME: &str = "hostsmith.toml";
 
+/// The shared file of a fleet hostsmith made.
+pub(crate) const DEFAULT_SHARED: &str = "sops/shared.yaml";
+
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -37,6 +40,10 @@ pub struct SopsSection {
     pub admins: Option<Vec<String>>,
     /// Files whose creation rules every host joins.
     pub shared: Vec<String>,
+    /// `shared` was not written in the configuration: the default then only stands for a
+    /// file the fleet has (see [`crate::fleet::Fleet::open`]).
+    #[serde(skip)]
+    pub shared_is_default: bool,
     /// Host name globs kept out of the shared rules.
     pub exclude_from_shared: Vec<String>,
     /// Where new anchors go when `keys:` is a mapping.
@@ -48,7 +55,8 @@ impl Default for SopsSection {
         Self {
             host_dir: "sops".into(),
             admins: None,
-            shared: vec!["sops/shared.yaml".into()],
+            shared: vec![DEFAULT_SHARED.into()],
+            shared_is_default: true,
             exclude_from_shared: Vec::new(),
             hosts_group: "hosts".into(),
         }
@@ -106,7 +114,11 @@ impl Config {
     /// # Errors
     /// A message naming the problem.
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        let config: Self = toml::from_str(text).map_err(|e| e.message().to_string() + &location(text, e.span()))?;
+        let mut config: Self = toml::from_str(text).map_err(|e| e.message().to_string() + &location(text, e.span()))?;
+        config.sops.shared_is_default = text.parse::<toml::Table>().is_ok_and(|t| {
+            let sops = t.get("sops").and_then(toml::Value::as_table);
+            !sops.is_some_and(|s| s.contains_key("shared"))
+        });
         config.validate()?;
         Ok(config)
     }

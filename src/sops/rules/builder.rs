@@ -7,8 +7,8 @@ use super::item::{Item, Target};
 /// What sops' lookup must give after the edit.
 #[derive(Debug, Clone)]
 pub(crate) enum Expect {
-    /// Exactly these key groups (in order).
-    Exactly { path: String, groups: Vec<Vec<String>> },
+    /// Exactly these age key groups (in order), and these PGP keys in the first group.
+    Exactly { path: String, groups: Vec<Vec<String>>, pgp: Vec<String> },
     /// Some group holds the recipient.
     Includes { path: String, recipient: String },
     /// No group holds the recipient (or no rule matches).

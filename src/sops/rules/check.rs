@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::model::{Model, Rule, describe};
-use super::refs::admin_refs;
+use super::refs::{admin_refs, looks_like_pgp};
 use super::{EditPolicy, SopsConfig, SopsConfigError};
 use crate::sops::yaml::{Node, NodeKind};
 
@@ -112,7 +112,8 @@ pub(crate) fn check(cfg: &SopsConfig, host_files: &[String], policy: &EditPolicy
             ),
             _ => {}
         }
-        for a in admins.iter().filter(|a| !recipients.contains(&a.recipient)) {
+        let pgp = pgp_keys(&m, rule);
+        for a in admins.iter().filter(|a| !if a.pgp { pgp.contains(&a.recipient) } else { recipients.contains(&a.recipient) }) {
             out.push(ProblemKind::AdminMissing, Some(rule.line), format!("admin {} is missing from the rule for `{path}`", a.text));
         }
     }
@@ -137,6 +138,11 @@ pub(crate) fn check(cfg: &SopsConfig, host_files: &[String], policy: &EditPolicy
         }
     }
     out.0
+}
+
+/// Every PGP key of `rule`'s groups, as sops reads them (spaces removed).
+fn pgp_keys(m: &Model<'_>, rule: &Rule<'_>) -> Vec<String> {
+    m.groups(rule).into_iter().flat_map(|g| g.pgp).map(|p| super::refs::pgp_compact(&p)).collect()
 }
 
 fn host_of(path: &str) -> Option<String> {
@@ -207,7 +213,9 @@ fn recipient_problems(m: &Model<'_>, host_files: &[String], out: &mut Report) {
             return;
         }
         seen.push(value.to_string());
-        if value.starts_with("ssh-") {
+        if looks_like_pgp(value) {
+            // A PGP key: where it is used decides whether it is right (see below).
+        } else if value.starts_with("ssh-") {
             if anchor.is_some_and(|a| hosts.iter().any(|h| h == a)) {
                 out.push(
                     ProblemKind::SshRecipient,
@@ -244,7 +252,22 @@ fn recipient_problems(m: &Model<'_>, host_files: &[String], out: &mut Report) {
         });
         for g in m.groups(rule) {
             for r in g.age {
-                consider(rule.line, &r, None, out);
+                if looks_like_pgp(&r) {
+                    out.push(
+                        ProblemKind::InvalidRecipient,
+                        Some(rule.line),
+                        format!("`{r}` is a PGP fingerprint in an age list; move it to the group's `pgp:` list"),
+                    );
+                } else {
+                    consider(rule.line, &r, None, out);
+                }
+            }
+            for p in g.pgp.iter().filter(|p| !looks_like_pgp(p)) {
+                out.push(
+                    ProblemKind::InvalidRecipient,
+                    Some(rule.line),
+                    format!("`{p}` in a pgp list is not a PGP fingerprint (40 hex digits, or a 16-digit key id)"),
+                );
             }
         }
     }

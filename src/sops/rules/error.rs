@@ -40,16 +40,16 @@ pub enum SopsConfigError {
     RecipientMismatch { host: String, line: usize, existing: String, new: String },
 
     #[error(
-        "admins {names} are neither anchors in .sops.yaml nor age1 recipients; define them under `keys:` (e.g. `- &alice age1...`) or fix `sops.admins` in hostsmith.toml"
+        "admins {names} are neither anchors in .sops.yaml nor age1 recipients or PGP fingerprints; define them under `keys:` (e.g. `- &alice age1...`) or fix `sops.admins` in hostsmith.toml"
     )]
     UnknownAdmins { names: String },
 
     #[error(
-        "line {line}: admin anchor `&{name}` names {what}, not an age recipient or a list of them; fix `sops.admins` in hostsmith.toml"
+        "line {line}: admin anchor `&{name}` names {what}, not an age recipient, a PGP fingerprint or a list of them; fix `sops.admins` in hostsmith.toml"
     )]
     AdminNotRecipient { name: String, line: usize, what: String },
 
-    #[error("no admins: `sops.admins` in hostsmith.toml is empty; list at least one anchor name or age1 recipient")]
+    #[error("no admins: `sops.admins` in hostsmith.toml is empty; list at least one anchor name, age1 recipient or PGP fingerprint")]
     NoAdmins,
 
     #[error(

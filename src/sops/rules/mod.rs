@@ -43,6 +43,7 @@ mod refs;
 mod remove;
 mod render;
 mod style;
+mod summary;
 mod targets;
 mod text;
 mod value;
@@ -52,6 +53,7 @@ use std::fmt;
 
 pub use check::{Problem, ProblemKind};
 pub use error::SopsConfigError;
+pub use summary::{KeyAnchor, RuleSummary};
 
 use crate::sops::yaml::{NodeKind, Parsed};
 use model::Model;

@@ -94,8 +94,9 @@ pub(crate) fn add_hosts(cfg: &SopsConfig, hosts: &[HostKey], policy: &EditPolicy
                 let re = format!("^{}$", super::text::escape_re2(&file));
                 b.add(target, rule_item(&style, &re, &refs));
                 b.changes.push(Change::RuleAdded { host: h.name.clone(), path_regex: re });
-                let recipients = refs.iter().map(|r| r.recipient.clone()).collect();
-                b.expect.push(Expect::Exactly { path: file.clone(), groups: vec![recipients] });
+                let recipients = refs.iter().filter(|r| !r.pgp).map(|r| r.recipient.clone()).collect();
+                let pgp = refs.iter().filter(|r| r.pgp).map(|r| r.recipient.clone()).collect();
+                b.expect.push(Expect::Exactly { path: file.clone(), groups: vec![recipients], pgp });
             }
         }
     }
@@ -158,11 +159,10 @@ fn exclusions(policy: &EditPolicy) -> Result<Vec<glob::Pattern>, SopsConfigError
 fn host_ref(m: &Model<'_>, h: &HostKey) -> AgeRef {
     // A new anchor goes under `keys:`, which precedes every rule.
     let def = m.anchor(&h.name).map(|n| (h.name.clone(), n.span.start));
-    AgeRef { text: format!("*{}", h.name), recipient: h.recipient.clone(), def }
+    AgeRef { text: format!("*{}", h.name), recipient: h.recipient.clone(), def, pgp: false }
 }
 
 fn rule_item(style: &Style, re: &str, refs: &[AgeRef]) -> Item {
-    let texts: Vec<String> = refs.iter().map(|r| r.text.clone()).collect();
-    let values: Vec<String> = refs.iter().map(|r| r.recipient.clone()).collect();
-    style.rule(re, &texts, &values)
+    let pick = |pgp: bool| -> Vec<(String, String)> { refs.iter().filter(|r| r.pgp == pgp).map(|r| (r.text.clone(), r.recipient.clone())).collect() };
+    style.rule(re, &pick(false), &pick(true))
 }

@@ -11,9 +11,26 @@ use crate::sops::yaml::{Node, NodeKind};
 #[derive(Clone)]
 pub(crate) struct AgeRef {
     pub text: String,
+    /// The `age1…` recipient, or the PGP fingerprint (spaces removed, as sops reads it).
     pub recipient: String,
     /// Where the anchor of an alias is defined (it must precede the alias).
     pub def: Option<(String, usize)>,
+    /// A PGP key (it goes in a `pgp:` list), not an age recipient.
+    pub pgp: bool,
+}
+
+/// Whether `v` is written like a PGP key as sops takes it in a `pgp:` list: a fingerprint
+/// (40 hex digits, the v4 form; 64 for v5/v6 keys) or a long key id (16), spaces allowed
+/// (sops removes them), an optional `0x`.
+pub(crate) fn looks_like_pgp(v: &str) -> bool {
+    let compact = pgp_compact(v);
+    let hex = compact.strip_prefix("0x").or_else(|| compact.strip_prefix("0X")).unwrap_or(&compact);
+    matches!(hex.len(), 16 | 40 | 64) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A PGP key as sops uses it: spaces removed.
+pub(crate) fn pgp_compact(v: &str) -> String {
+    v.chars().filter(|c| *c != ' ').collect()
 }
 
 /// Refusals common to every edit: duplicate anchors, a flow-style document.
@@ -62,17 +79,24 @@ pub(crate) fn admin_refs(m: &Model<'_>, admins: &[String]) -> Result<Vec<AgeRef>
     for admin in admins {
         if admin.starts_with("age1") {
             validate_recipient(admin)?;
-            out.push(AgeRef { text: admin.clone(), recipient: admin.clone(), def: None });
+            out.push(AgeRef { text: admin.clone(), recipient: admin.clone(), def: None, pgp: false });
             continue;
         }
         let Some(node) = m.anchor(admin) else {
-            unknown.push(format!("`{admin}`"));
+            if looks_like_pgp(admin) {
+                let fp = pgp_compact(admin);
+                out.push(AgeRef { text: super::text::scalar(&fp, crate::sops::yaml::ScalarStyle::Plain), recipient: fp, def: None, pgp: true });
+            } else {
+                unknown.push(format!("`{admin}`"));
+            }
             continue;
         };
         let not_recipient = |what: &str| SopsConfigError::AdminNotRecipient { name: admin.clone(), line: node.line + 1, what: what.into() };
         match &node.kind {
-            NodeKind::Scalar { value, .. } if looks_like_recipient(value) => {
-                out.push(AgeRef { text: format!("*{admin}"), recipient: value.clone(), def: Some((admin.clone(), node.span.start)) });
+            NodeKind::Scalar { value, .. } if looks_like_recipient(value) || looks_like_pgp(value) => {
+                let pgp = !looks_like_recipient(value);
+                let recipient = if pgp { pgp_compact(value) } else { value.clone() };
+                out.push(AgeRef { text: format!("*{admin}"), recipient, def: Some((admin.clone(), node.span.start)), pgp });
             }
             NodeKind::Sequence { items, .. } => {
                 for item in items {
@@ -95,14 +119,16 @@ pub(crate) fn looks_like_recipient(v: &str) -> bool {
 /// How an item of an existing recipient list is written again elsewhere.
 pub(crate) fn list_ref(m: &Model<'_>, item: &Node) -> Option<AgeRef> {
     let resolved = m.resolve(item);
-    let value = resolved.as_str().filter(|v| looks_like_recipient(v) && !v.contains(','))?.to_string();
+    let value = resolved.as_str().filter(|v| (looks_like_recipient(v) || looks_like_pgp(v)) && !v.contains(','))?;
+    let pgp = !looks_like_recipient(value);
+    let value = if pgp { pgp_compact(value) } else { value.to_string() };
     let name = match &item.kind {
         NodeKind::Alias { name } => Some(name.clone()),
         _ => item.anchor.clone(),
     };
     Some(match name {
-        Some(name) => AgeRef { text: format!("*{name}"), recipient: value, def: Some((name, resolved.span.start)) },
-        None => AgeRef { text: super::text::scalar(&value, crate::sops::yaml::ScalarStyle::Plain), recipient: value, def: None },
+        Some(name) => AgeRef { text: format!("*{name}"), recipient: value, def: Some((name, resolved.span.start)), pgp },
+        None => AgeRef { text: super::text::scalar(&value, crate::sops::yaml::ScalarStyle::Plain), recipient: value, def: None, pgp },
     })
 }
 

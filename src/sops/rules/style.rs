@@ -137,32 +137,48 @@ impl Style {
         }
     }
 
-    /// A creation rule with one age key group, in the file's style.
-    pub(crate) fn rule(&self, path_regex: &str, ages: &[String], value_ages: &[String]) -> Item {
+    /// A creation rule with one key group, in the file's style: `age:` (texts as written,
+    /// values as read), then `pgp:` when there are PGP keys. Each item is `(text, value)`.
+    pub(crate) fn rule(&self, path_regex: &str, ages: &[(String, String)], pgps: &[(String, String)]) -> Item {
         let re = text::scalar(path_regex, self.regex_style);
         let mut lines = vec![(0, format!("path_regex: {re}"))];
-        let age_lines = |lines: &mut Vec<(usize, String)>, indent: usize, first: Option<String>, style: AgeStyle| {
+        let list_lines = |lines: &mut Vec<(usize, String)>, indent: usize, first: Option<String>, style: AgeStyle, key: &str, items: &[(String, String)]| {
             let head = first.unwrap_or_default();
+            let texts: Vec<&str> = items.iter().map(|(t, _)| t.as_str()).collect();
             match style {
-                AgeStyle::Flow => lines.push((indent, format!("{head}age: [{}]", ages.join(", ")))),
+                AgeStyle::Flow => lines.push((indent, format!("{head}{key}: [{}]", texts.join(", ")))),
                 AgeStyle::Block { off, gap } => {
-                    lines.push((indent, format!("{head}age:")));
+                    lines.push((indent, format!("{head}{key}:")));
                     let base = indent + head.len() + off;
-                    lines.extend(ages.iter().map(|a| (base, format!("-{}{a}", sp(gap)))));
+                    lines.extend(texts.iter().map(|a| (base, format!("-{}{a}", sp(gap)))));
                 }
             }
         };
-        let age = ("age".to_string(), V::strs(value_ages.iter().cloned()));
+        let values = |items: &[(String, String)]| V::strs(items.iter().map(|(_, v)| v.clone()));
+        let mut group = vec![("age".to_string(), values(ages))];
+        if !pgps.is_empty() {
+            group.push(("pgp".to_string(), values(pgps)));
+        }
         let regex = ("path_regex".to_string(), V::Str(path_regex.into()));
         let value = match self.shape {
             Shape::KeyGroups { off, gap, age: style } => {
                 lines.push((0, "key_groups:".into()));
-                age_lines(&mut lines, off, Some(format!("-{}", sp(gap))), style);
-                V::Map(vec![regex, ("key_groups".into(), V::Seq(vec![V::Map(vec![age])]))])
+                let dash = format!("-{}", sp(gap));
+                let inner = off + dash.len();
+                list_lines(&mut lines, off, Some(dash), style, "age", ages);
+                if !pgps.is_empty() {
+                    list_lines(&mut lines, inner, None, style, "pgp", pgps);
+                }
+                V::Map(vec![regex, ("key_groups".into(), V::Seq(vec![V::Map(group)]))])
             }
             Shape::TopLevel(style) => {
-                age_lines(&mut lines, 0, None, style);
-                V::Map(vec![regex, age])
+                list_lines(&mut lines, 0, None, style, "age", ages);
+                if !pgps.is_empty() {
+                    list_lines(&mut lines, 0, None, style, "pgp", pgps);
+                }
+                let mut entries = vec![regex];
+                entries.extend(group);
+                V::Map(entries)
             }
         };
         Item { lines, flow: None, value, literal: String::new(), rule: true }

@@ -190,7 +190,7 @@ pub(crate) fn copy_refs(m: &Model<'_>, rule: &Rule<'_>, file: &str) -> Result<Ve
         _ => Ok(m
             .recipients(age.raw)
             .into_iter()
-            .map(|r| AgeRef { text: super::text::scalar(&r, crate::sops::yaml::ScalarStyle::Plain), recipient: r, def: None })
+            .map(|r| AgeRef { text: super::text::scalar(&r, crate::sops::yaml::ScalarStyle::Plain), recipient: r, def: None, pgp: false })
             .collect()),
     }
 }

@@ -81,7 +81,7 @@ pub(crate) fn check(
         let (Expect::Exactly { path, .. } | Expect::Includes { path, .. } | Expect::Excludes { path, .. }) = e;
         let got = lookups.entry(path.as_str()).or_insert_with(|| nm.recipients_for(path));
         let ok = match e {
-            Expect::Exactly { groups, .. } => got.as_ref() == Some(groups),
+            Expect::Exactly { groups, pgp, .. } => got.as_ref() == Some(groups) && pgp_of_first_group(&nm, path) == *pgp,
             Expect::Includes { recipient, .. } => got.as_ref().is_some_and(|g| g.iter().flatten().any(|r| r == recipient)),
             Expect::Excludes { recipient, .. } => !got.as_ref().is_some_and(|g| g.iter().flatten().any(|r| r == recipient)),
         };
@@ -115,6 +115,13 @@ pub(crate) fn check(
         }
     }
     Ok(Edit { text: new_text, changes })
+}
+
+/// The PGP keys of the first key group of the rule sops uses for `path`, as sops reads them.
+fn pgp_of_first_group(m: &Model<'_>, path: &str) -> Vec<String> {
+    let rule = m.rule_for(path).ok().flatten();
+    let first = rule.and_then(|r| m.groups(r).into_iter().next());
+    first.map(|g| g.pgp.iter().map(|p| super::refs::pgp_compact(p)).collect()).unwrap_or_default()
 }
 
 /// Where two values first differ, as a path (`creation_rules[2].age[1]`).

@@ -4,6 +4,7 @@
 use super::*;
 
 mod lifecycle;
+mod pgp;
 
 pub(crate) fn rec() -> String {
     age::x25519::Identity::generate().to_public().to_string()
