@@ -6,8 +6,6 @@
 //! inside the fleet: a host file is re-encrypted and replaced by every rotation, and a path
 //! leading out of the fleet would make a run rewrite someone else's file.
 
-use crate::host_name::HostName;
-
 /// What a template puts the host name in place of.
 pub(crate) const PLACEHOLDER: &str = "{host}";
 
@@ -60,7 +58,8 @@ pub(crate) fn render(template: &str, host: &str) -> String {
     template.replace(PLACEHOLDER, host)
 }
 
-/// The host whose template file `path` is, if any.
+/// The host whose template file `path` is, if any: a name of letters, digits and `-` (the
+/// characters of host names; callers parse it as one before use).
 #[must_use]
 pub(crate) fn host_of(template: &str, path: &str) -> Option<String> {
     let (prefix, _) = template.split_once(PLACEHOLDER)?;
@@ -70,7 +69,7 @@ pub(crate) fn host_of(template: &str, path: &str) -> Option<String> {
     let component = tail.split('/').next().unwrap_or_default();
     (1..=component.len())
         .map(|n| &component[..n])
-        .filter(|h| HostName::parse(h).is_ok())
+        .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
         .find(|h| render(template, h) == path)
         .map(str::to_string)
 }

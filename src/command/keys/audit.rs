@@ -158,7 +158,7 @@ pub(crate) fn rule_hosts(fleet: &Fleet, config: &SopsConfig) -> Vec<RuleHost> {
     let shared = &fleet.config.sops.shared;
     let admins = fleet.config.sops.admins.clone().unwrap_or_default();
     let template = fleet.host_file_template();
-    let is_host = |h: &str| config.host_recipient(h).is_some() && !admins.iter().any(|a| a == h);
+    let is_host = |h: &str| HostName::parse(h).is_ok() && config.host_recipient(h).is_some() && !admins.iter().any(|a| a == h);
     items
         .iter()
         .filter_map(|item| {
