@@ -294,3 +294,29 @@ fn the_nix_module_and_lib_pick_each_hosts_file() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("field `sops_file`"), "{}", stderr(&out));
 }
+
+#[test]
+fn records_live_in_records_dir() {
+    let f = template_fleet();
+    ok(&f.run(&["config", "set", "host.records_dir", "meta/hosts"]));
+    let text = ok(&f.run(&["vm-fresh", "web01"]));
+    assert!(text.contains("meta/hosts/web01.json"), "{text}");
+    assert!(f.dir.join("meta/hosts/web01.json").is_file() && !f.dir.join("hosts/web01.json").exists());
+    assert!(f.dir.join("hosts/web01/secrets.yaml").is_file());
+    ok(&f.run(&["sops", "check"]));
+    let list = ok(&f.run(&["keys", "list"]));
+    assert!(list.contains("web01"), "{list}");
+    std::fs::remove_file(f.dir.join("meta/hosts/web01.json")).expect("rm");
+    let out = f.run(&["sops", "check"]);
+    assert!(crate::common::stdout(&out).contains("no record `meta/hosts/web01.json`"), "{}", crate::common::stdout(&out));
+}
+
+#[test]
+fn a_run_removes_staging_files_a_killed_run_left_in_the_host_directory_it_writes() {
+    let f = template_fleet();
+    ok(&f.run(&["vm-fresh", "web01"]));
+    let left = f.dir.join(format!("hosts/web01/{}abandoned", hostsmith::atomic::STAGING_PREFIX));
+    std::fs::write(&left, "half a host file").expect("write");
+    ok(&f.run(&["keys", "rotate", "web01"]));
+    assert!(!left.exists(), "the staging file in hosts/web01/ is gone");
+}
