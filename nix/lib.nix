@@ -9,6 +9,13 @@ let
   repoRe = "[A-Za-z0-9_][A-Za-z0-9._-]{0,99}";
   keyRe = "ssh-ed25519 [A-Za-z0-9+/]+={0,2}( [^[:cntrl:]]*)?";
   addressRe = "[A-Za-z0-9.:-]+|[[][0-9A-Fa-f:.]+[]](:[0-9]{1,5})?";
+  # A host's own SOPS file: relative, inside the fleet (no `..`, `.` or empty component, no
+  # control character), SOPS YAML.
+  isFleetFile =
+    p:
+    builtins.isString p
+    && builtins.match "[^[:cntrl:]]*\\.ya?ml" p != null
+    && builtins.all (c: c != "" && c != "." && c != "..") (builtins.filter builtins.isString (builtins.split "/" p));
   checked =
     file: r:
     let
@@ -24,6 +31,8 @@ let
       bad "field `deploy_keys` holds a name that is not a repository name, or a value that is not a key line"
     else if !(builtins.all (matches addressRe) (r.addresses or [ ])) then
       bad "field `addresses` holds something that is not an address"
+    else if r ? sops_file && !(isFleetFile r.sops_file) then
+      bad "field `sops_file` is not a relative .yaml/.yml path inside the fleet"
     else
       r;
 
@@ -46,6 +55,16 @@ let
 
   # The record of one host (`name`) in `dir`, checked like every record.
   readHost = dir: name: checked "${name}.json" (builtins.fromJSON (builtins.readFile (dir + "/${name}.json")));
+
+  # The host's SOPS file, relative to the fleet: its record's `sops_file` when it has one,
+  # else `template` (`sops.host_file` of hostsmith.toml) with the host's name for `{host}`.
+  hostFile =
+    {
+      record ? null,
+      name,
+      template ? "sops/{host}.yaml",
+    }:
+    if record != null && record ? sops_file then record.sops_file else builtins.replaceStrings [ "{host}" ] [ name ] template;
 
   # The host's names in known_hosts: its name, then every recorded address
   # (`[addr]:port` for a port other than 22, as OpenSSH writes them).
@@ -83,6 +102,7 @@ in
   inherit
     readHosts
     readHost
+    hostFile
     hostNames
     knownHosts
     ageRecipients

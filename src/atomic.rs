@@ -389,6 +389,52 @@ pub fn create_dir(dir: &Path, mode: u32) -> Result<()> {
     std::fs::DirBuilder::new().recursive(true).mode(mode).create(dir).map_err(|source| Error::Write { path: dir.to_path_buf(), source })
 }
 
+/// Creates the missing directories of `rel` below `root`, each with exactly `mode`, opening
+/// every component without following a symbolic link: a link planted in a fleet
+/// (`hosts/web01 -> /etc`) cannot make a run create or write outside it.
+///
+/// # Errors
+/// [`Error::Usage`] when a component is a link or not a directory; [`Error::Write`].
+pub fn create_dirs_below(root: &Path, rel: &str, mode: u32) -> Result<()> {
+    let at = |p: &str| root.join(p);
+    let mut dir = open_dir(CWD, root, OFlags::empty()).map_err(|source| Error::Write { path: root.to_path_buf(), source })?;
+    let mut done = String::new();
+    for component in rel.split('/').filter(|c| !c.is_empty()) {
+        if !done.is_empty() {
+            done.push('/');
+        }
+        done.push_str(component);
+        let next = match open_dir(dir.as_fd(), component, OFlags::NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let err = |source| Error::Write { path: at(&done), source };
+                match rustix::fs::mkdirat(dir.as_fd(), component, Mode::from_raw_mode(mode)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(err(e.into())),
+                }
+                let fd = open_dir(dir.as_fd(), component, OFlags::NOFOLLOW).map_err(|e| not_a_dir(&at(&done), e))?;
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| err(e.into()))?;
+                rustix::fs::fsync(&dir).map_err(|e| err(e.into()))?;
+                fd
+            }
+            Err(e) => return Err(not_a_dir(&at(&done), e)),
+        };
+        dir = next;
+    }
+    Ok(())
+}
+
+fn not_a_dir(path: &Path, e: io::Error) -> Error {
+    if matches!(e.raw_os_error(), Some(c) if c == Errno::LOOP.raw_os_error() || c == Errno::NOTDIR.raw_os_error()) {
+        Error::Usage(format!(
+            "`{}` is a symbolic link or not a directory: hostsmith creates host file directories inside the fleet and follows no link there; make it a directory",
+            path.display()
+        ))
+    } else {
+        Error::Write { path: path.to_path_buf(), source: e }
+    }
+}
+
 /// Creates a directory for secret outputs, 0700, and tightens an existing one to 0700.
 /// For this tool's own state directories; output trees the user names go through
 /// [`crate::out_tree`], which never changes a directory it did not create.

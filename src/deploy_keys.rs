@@ -151,7 +151,7 @@ pub fn rotate(fleet: &Fleet, host: &HostName, repos: &[String], dry_run: bool) -
     for repo in repos {
         require_repo(&record, repo)?;
     }
-    let path = fleet.host_file(host);
+    let path = fleet.host_file(host, Some(&record));
     let mut decrypted = Identities::for_fleet(fleet).decrypt_file(&path)?;
     let mut pend = pending(&record);
     let mut out = Vec::new();
@@ -215,7 +215,7 @@ pub fn activate(fleet: &Fleet, host: &HostName, repo: &str, expected: Option<&st
             "host `{host}` has no new `{repo}` deploy key waiting: `hostsmith keys rotate {host} --deploy {repo}` makes one"
         ))
     })?;
-    let path = fleet.host_file(host);
+    let path = fleet.host_file(host, Some(&record));
     let mut decrypted = Identities::for_fleet(fleet).decrypt_file(&path)?;
     let doc = decrypted.document_mut();
     let private = match doc.remove_path(&[PENDING_FIELD, repo]) {
@@ -225,7 +225,7 @@ pub fn activate(fleet: &Fleet, host: &HostName, repo: &str, expected: Option<&st
                 host: host.to_string(),
                 message: format!(
                     "its record has a pending `{repo}` key but `{}` does not: run `hostsmith keys rotate {host} --deploy {repo}` again",
-                    fleet.host_file_rel(host)
+                    fleet.host_file_rel(host, Some(&record))
                 ),
             });
         }

@@ -56,25 +56,68 @@ impl Fleet {
         self.root.join(SOPS_CONFIG)
     }
 
-    /// `<host_dir>/<host>.yaml`, relative to the fleet (the form `.sops.yaml` rules match).
+    /// The host file template, `sops.host_file` (or `<host_dir>/{host}.yaml`).
     #[must_use]
-    pub fn host_file_rel(&self, host: &HostName) -> String {
-        format!("{}/{}.yaml", self.config.sops.host_dir.trim_end_matches('/'), host)
+    pub fn host_file_template(&self) -> String {
+        self.config.sops.host_file_template()
     }
 
+    /// A host's SOPS file, relative to the fleet (the form `.sops.yaml` rules match): its
+    /// record's `sops_file` when it has one, else the template's file. Every command finds a
+    /// host's file here; `record` is the host's record when there is one.
     #[must_use]
-    pub fn host_file(&self, host: &HostName) -> PathBuf {
-        self.root.join(self.host_file_rel(host))
+    pub fn host_file_rel(&self, host: &HostName, record: Option<&HostRecord>) -> String {
+        match record.and_then(|r| r.sops_file.as_deref()) {
+            Some(file) => file.to_string(),
+            None => crate::host_template::render(&self.host_file_template(), host.as_str()),
+        }
+    }
+
+    /// [`Self::host_file_rel`] below the fleet root.
+    #[must_use]
+    pub fn host_file(&self, host: &HostName, record: Option<&HostRecord>) -> PathBuf {
+        self.root.join(self.host_file_rel(host, record))
+    }
+
+    /// The hosts whose file is not the template's: host → its record's `sops_file`.
+    #[must_use]
+    pub fn host_file_overrides(records: &[HostRecord]) -> std::collections::BTreeMap<String, String> {
+        records.iter().filter_map(|r| r.sops_file.clone().map(|f| (r.name.clone(), f))).collect()
+    }
+
+    /// `host.records_dir`, relative to the fleet.
+    #[must_use]
+    pub fn records_dir_rel(&self) -> &str {
+        self.config.host.records_dir.trim_end_matches('/')
     }
 
     #[must_use]
     pub fn records_dir(&self) -> PathBuf {
-        self.root.join("hosts")
+        self.root.join(self.records_dir_rel())
+    }
+
+    /// `<records_dir>/<host>.json`, relative to the fleet, as messages name it.
+    #[must_use]
+    pub fn record_rel(&self, host: &str) -> String {
+        format!("{}/{host}.json", self.records_dir_rel())
     }
 
     #[must_use]
     pub fn record_path(&self, host: &HostName) -> PathBuf {
         self.records_dir().join(format!("{host}.json"))
+    }
+
+    /// Creates the missing directories of `rel` (a file's path relative to the fleet), 0755,
+    /// without following a symbolic link on the way; a staging file a killed run left in the
+    /// file's directory goes.
+    ///
+    /// # Errors
+    /// [`Error::Usage`] when a component is a link or not a directory; [`Error::Write`].
+    pub fn create_parent_dirs(&self, rel: &str) -> Result<()> {
+        let Some((dir, _)) = rel.rsplit_once('/') else { return Ok(()) };
+        crate::atomic::create_dirs_below(&self.root, dir, 0o755)?;
+        crate::atomic::remove_abandoned_staging(&self.root.join(dir));
+        Ok(())
     }
 
     /// `rel` below the fleet, for a file hostsmith reads and then replaces (a host file, a
@@ -149,7 +192,9 @@ impl Fleet {
         }
     }
 
-    /// Every record in `hosts/`, sorted by name.
+    /// Every record in the records' directory, sorted by name: its regular `*.json` files
+    /// (the fleet's own `hosts/<host>/` or `hosts/common/` directories beside them are not
+    /// records).
     ///
     /// # Errors
     /// When a record cannot be read or parsed.
@@ -226,11 +271,20 @@ impl Fleet {
 }
 
 impl Fleet {
-    /// Staging files a killed run left where runs write (the fleet root, the host files' and
-    /// the records' directories, the shared files' directories); see
-    /// [`crate::atomic::remove_abandoned_staging`].
+    /// Staging files a killed run left where runs write (the fleet root, the records'
+    /// directory, the host files' directory when the template has one for all hosts, the
+    /// shared files' directories); see [`crate::atomic::remove_abandoned_staging`]. A
+    /// template with a directory per host (`hosts/{host}/secrets.yaml`) is not scanned host
+    /// by host: [`Self::create_parent_dirs`] cleans the directory of each file a run writes.
     fn remove_abandoned_staging(&self) {
-        let mut dirs = vec![self.root.clone(), self.records_dir(), self.root.join(self.config.sops.host_dir.trim_end_matches('/'))];
+        let mut dirs = vec![self.root.clone(), self.records_dir()];
+        let template = self.host_file_template();
+        if let Some((dir, name)) = template.rsplit_once('/')
+            && !dir.contains(crate::host_template::PLACEHOLDER)
+            && name.contains(crate::host_template::PLACEHOLDER)
+        {
+            dirs.push(self.root.join(dir));
+        }
         dirs.extend(self.config.sops.shared.iter().filter_map(|s| self.root.join(s).parent().map(Path::to_path_buf)));
         dirs.sort();
         dirs.dedup();

@@ -34,7 +34,7 @@ pub(crate) fn problems(fleet: &Fleet, records: &[HostRecord]) -> Vec<String> {
             ));
         }
         let Ok(host) = HostName::parse(&r.name) else { continue };
-        let rel = fleet.host_file_rel(&host);
+        let rel = fleet.host_file_rel(&host, Some(r));
         let Some(file) = read(fleet, &rel) else { continue };
         note_copy(&mut by_mac, &file, &rel, &mut out);
         let recipients: Vec<String> = file.age_recipients().into_iter().flatten().collect();
@@ -55,24 +55,40 @@ pub(crate) fn problems(fleet: &Fleet, records: &[HostRecord]) -> Vec<String> {
     out
 }
 
-/// Host files that hold a host key but have no record.
+/// Template files (`sops/<host>.yaml`, `hosts/<host>/secrets.yaml`) of hosts without a
+/// record that hold a host key. Only the directory where the template puts the host name is
+/// listed, once.
 fn orphans(fleet: &Fleet, records: &[HostRecord], by_mac: &mut BTreeMap<String, String>) -> Vec<String> {
     let mut out = Vec::new();
-    let dir = fleet.root.join(fleet.config.sops.host_dir.trim_end_matches('/'));
-    let Ok(entries) = std::fs::read_dir(&dir) else { return out };
-    let mut names: Vec<String> = entries.flatten().filter_map(|e| e.file_name().into_string().ok()).collect();
-    names.sort();
-    for name in names {
-        let Some(host) = name.strip_suffix(".yaml").and_then(|s| HostName::parse(s).ok()) else { continue };
-        let rel = fleet.host_file_rel(&host);
+    let template = fleet.host_file_template();
+    let (dir, _) = crate::host_template::scan_dir(&template);
+    let Ok(entries) = std::fs::read_dir(fleet.root.join(&dir)) else { return out };
+    let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+    let mut hosts: Vec<HostName> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter_map(|name| {
+            // The entry's name is the start of the host's file below `dir`.
+            let probe = format!("{prefix}{name}");
+            (1..=name.len()).map(|n| &name[..n]).find_map(|h| {
+                let rel = crate::host_template::render(&template, h);
+                (rel == probe || rel.starts_with(&format!("{probe}/"))).then(|| HostName::parse(h).ok()).flatten()
+            })
+        })
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    for host in hosts {
+        let rel = fleet.host_file_rel(&host, None);
         if records.iter().any(|r| r.name == host.as_str()) || fleet.config.sops.shared.contains(&rel) {
             continue;
         }
         let Some(file) = read(fleet, &rel) else { continue };
         note_copy(by_mac, &file, &rel, &mut out);
         if file.raw_documents().first().is_some_and(|d| d.get(HOST_KEY_FIELD).is_some()) {
+            let record = fleet.record_rel(host.as_str());
             out.push(format!(
-                "`{rel}` holds a host key but there is no record `hosts/{host}.json`: if an interrupted run on this machine left it, run `hostsmith vm-fresh {host}`; if you know where it comes from, `hostsmith vm-fresh --recover {host}`; otherwise remove it"
+                "`{rel}` holds a host key but there is no record `{record}`: if an interrupted run on this machine left it, run `hostsmith vm-fresh {host}`; if you know where it comes from, `hostsmith vm-fresh --recover {host}`; otherwise remove it"
             ));
         }
     }

@@ -58,13 +58,13 @@ fn stored_key(doc: &Map, path: &[&str], file: &std::path::Path) -> Result<Option
 /// record.
 pub(crate) fn host_keypair(fleet: &Fleet, host: &HostName, ids: &mut Identities) -> Result<(HostRecord, Keypair)> {
     let record = fleet.record(host)?.ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;
-    let path = fleet.host_file(host);
+    let path = fleet.host_file(host, Some(&record));
     let decrypted = ids.decrypt_file(&path)?;
     let key = stored_host_key(decrypted.document(), &path)?.ok_or_else(|| Error::Inconsistent {
         host: host.to_string(),
         message: format!(
             "`{}` holds no `{HOST_KEY_FIELD}` (an adopted machine keeps its own key): first-boot material needs a key hostsmith holds; use `hostsmith vm-fresh --rotate {host}` or `hostsmith keys import`",
-            fleet.host_file_rel(host)
+            fleet.host_file_rel(host, Some(&record))
         ),
     })?;
     if key.fingerprint() != record.fingerprint {
@@ -72,7 +72,7 @@ pub(crate) fn host_keypair(fleet: &Fleet, host: &HostName, ids: &mut Identities)
             host: host.to_string(),
             message: format!(
                 "the key in `{}` is {} but the record says {}: restore the matching pair from version control",
-                fleet.host_file_rel(host),
+                fleet.host_file_rel(host, Some(&record)),
                 key.fingerprint(),
                 record.fingerprint
             ),

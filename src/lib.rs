@@ -22,6 +22,7 @@ pub(crate) mod fleet_check;
 pub(crate) mod github_keys;
 pub(crate) mod host_file;
 pub(crate) mod host_name;
+pub(crate) mod host_template;
 pub(crate) mod journal;
 pub(crate) mod keyscan;
 pub(crate) mod layout_guess;

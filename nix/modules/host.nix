@@ -10,8 +10,14 @@ let
   hostsmithLib = import ../lib.nix;
   cfg = config.hostsmith.host;
   keyPath = "${cfg.persist}/etc/ssh/ssh_host_ed25519_key";
-  recordPath = cfg.fleet + "/hosts/${cfg.name}.json";
-  record = if builtins.pathExists recordPath then hostsmithLib.readHost (cfg.fleet + "/hosts") cfg.name else null;
+  recordsDir = cfg.fleet + "/${cfg.recordsDir}";
+  recordPath = recordsDir + "/${cfg.name}.json";
+  record = if builtins.pathExists recordPath then hostsmithLib.readHost recordsDir cfg.name else null;
+  template = if cfg.hostFile != null then cfg.hostFile else "${cfg.hostDir}/{host}.yaml";
+  hostFile = hostsmithLib.hostFile {
+    inherit record template;
+    inherit (cfg) name;
+  };
   deployKeys = if cfg.deployKeys != null then cfg.deployKeys else lib.attrNames (if record == null then { } else record.deploy_keys or { });
 in
 {
@@ -22,7 +28,7 @@ in
       type = types.str;
       default = config.networking.hostName;
       defaultText = lib.literalExpression "config.networking.hostName";
-      description = "The host's name in the fleet (its `hosts/<name>.json` and `sops/<name>.yaml`).";
+      description = "The host's name in the fleet (its `hosts/<name>.json` and its SOPS file, `sops/<name>.yaml` by default).";
     };
 
     fleet = mkOption {
@@ -33,7 +39,20 @@ in
     hostDir = mkOption {
       type = types.str;
       default = "sops";
-      description = "`sops.host_dir` of hostsmith.toml: the host's secrets are `<hostDir>/<name>.yaml`.";
+      description = "`sops.host_dir` of hostsmith.toml: the host's secrets are `<hostDir>/<name>.yaml` (shorthand of `hostFile = \"<hostDir>/{host}.yaml\"`).";
+    };
+
+    hostFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "hosts/{host}/secrets.yaml";
+      description = "`sops.host_file` of hostsmith.toml: where the host's secrets are, `{host}` standing for its name; default `<hostDir>/{host}.yaml`. A `sops_file` in the host's record takes precedence.";
+    };
+
+    recordsDir = mkOption {
+      type = types.str;
+      default = "hosts";
+      description = "`host.records_dir` of hostsmith.toml: the directory of the `<name>.json` records, relative to the fleet.";
     };
 
     persist = mkOption {
@@ -69,7 +88,7 @@ in
     # sops-nix derives the age identity from this key (the ssh-to-age conversion), the same
     # derivation hostsmith used to encrypt the host's file.
     sops.age.sshKeyPaths = [ keyPath ];
-    sops.defaultSopsFile = cfg.fleet + "/${cfg.hostDir}/${cfg.name}.yaml";
+    sops.defaultSopsFile = cfg.fleet + "/${hostFile}";
 
     sops.secrets = lib.listToAttrs (
       map (repo: {
@@ -92,6 +111,6 @@ in
         IdentitiesOnly yes
     '') deployKeys;
 
-    programs.ssh.knownHosts = mkIf cfg.knownHosts (hostsmithLib.knownHosts (cfg.fleet + "/hosts"));
+    programs.ssh.knownHosts = mkIf cfg.knownHosts (hostsmithLib.knownHosts recordsDir);
   };
 }

@@ -44,12 +44,14 @@ const KEYS: &[(&str, Kind)] = &[
     ("cloud_init.authorized_keys", Kind::List),
     ("cloud_init.sudo", Kind::Text),
     ("sops.host_dir", Kind::Text),
+    ("sops.host_file", Kind::Text),
     ("sops.admins", Kind::List),
     ("sops.shared", Kind::List),
     ("sops.exclude_from_shared", Kind::List),
     ("sops.hosts_group", Kind::Text),
     ("host.persist", Kind::Text),
     ("host.deploy_keys", Kind::List),
+    ("host.records_dir", Kind::Text),
 ];
 
 fn lookup(key: &str) -> Result<(&'static str, &'static str, Kind)> {

@@ -119,7 +119,8 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     out.line("");
     out.line("look at it:");
     out.line(format!("  cd {}", dir.display()));
-    out.line("  cat .sops.yaml hosts/web01.json seeds/web01/meta-data");
-    out.line("  SOPS_AGE_KEY_FILE=admin-age-key.txt sops --decrypt sops/web01.yaml");
+    let web01 = fleet.host_file_rel(&HostName::parse(DEMO_HOSTS[0])?, None);
+    out.line(format!("  cat .sops.yaml {} seeds/web01/meta-data", fleet.record_rel(DEMO_HOSTS[0])));
+    out.line(format!("  SOPS_AGE_KEY_FILE=admin-age-key.txt sops --decrypt {web01}"));
     Ok(())
 }

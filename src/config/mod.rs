@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::host_template::is_inside as is_inside_path;
 
 mod proxmox;
 mod sync;
@@ -14,6 +15,8 @@ pub(crate) use proxmox::ProxmoxSection;
 pub(crate) use sync::{MAX_TIMEOUT, SyncMethod, SyncSection};
 
 pub(crate) const FILE_NAME: &str = "hostsmith.toml";
+const DEFAULT_HOST_DIR: &str = "sops";
+const DEFAULT_RECORDS_DIR: &str = "hosts";
 
 /// The shared file of a fleet hostsmith made.
 pub(crate) const DEFAULT_SHARED: &str = "sops/shared.yaml";
@@ -33,8 +36,12 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SopsSection {
-    /// Per-host files: `<host_dir>/<host>.yaml`, relative to the fleet.
+    /// Per-host files: `<host_dir>/<host>.yaml`, relative to the fleet; the shorthand of
+    /// `host_file = "<host_dir>/{host}.yaml"`.
     pub host_dir: String,
+    /// Per-host files as a template with `{host}`, e.g. `hosts/{host}/secrets.yaml`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_file: Option<String>,
     /// Anchor names in `.sops.yaml`, or `age1…` recipients. No default: who administers the
     /// fleet is not something to guess.
     pub admins: Option<Vec<String>>,
@@ -50,10 +57,40 @@ pub struct SopsSection {
     pub hosts_group: String,
 }
 
+impl SopsSection {
+    /// The host file template: `host_file`, else `<host_dir>/{host}.yaml`.
+    #[must_use]
+    pub fn host_file_template(&self) -> String {
+        self.host_file
+            .clone()
+            .unwrap_or_else(|| format!("{}/{}.yaml", self.host_dir.trim_end_matches('/'), crate::host_template::PLACEHOLDER))
+    }
+
+    fn validate_host_file(&self) -> std::result::Result<(), String> {
+        let dir = self.host_dir.trim_end_matches('/');
+        if !is_inside_path(dir) {
+            return Err(format!("sops.host_dir `{}` must be a relative directory inside the fleet, without `..`", dir.escape_debug()));
+        }
+        let Some(template) = &self.host_file else { return Ok(()) };
+        if dir != DEFAULT_HOST_DIR {
+            return Err(format!(
+                "sops.host_dir and sops.host_file are both set: keep one, either `host_file = \"{}\"` alone (remove host_dir) or `host_dir = \"{}\"` alone (remove host_file)",
+                template.escape_debug(),
+                dir.escape_debug()
+            ));
+        }
+        match crate::host_template::template_problem(template) {
+            Some(problem) => Err(format!("sops.host_file: {problem}")),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Default for SopsSection {
     fn default() -> Self {
         Self {
-            host_dir: "sops".into(),
+            host_dir: DEFAULT_HOST_DIR.into(),
+            host_file: None,
             admins: None,
             shared: vec![DEFAULT_SHARED.into()],
             shared_is_default: true,
@@ -70,11 +107,17 @@ pub struct HostSection {
     pub persist: String,
     /// One deploy key per repository name.
     pub deploy_keys: Vec<String>,
+    /// Where the records are: `<records_dir>/<host>.json`, relative to the fleet.
+    pub records_dir: String,
 }
 
 impl Default for HostSection {
     fn default() -> Self {
-        Self { persist: String::new(), deploy_keys: vec!["nix-config".into(), "nix-secrets".into()] }
+        Self {
+            persist: String::new(),
+            deploy_keys: vec!["nix-config".into(), "nix-secrets".into()],
+            records_dir: DEFAULT_RECORDS_DIR.into(),
+        }
     }
 }
 
@@ -124,9 +167,13 @@ impl Config {
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
-        let dir = self.sops.host_dir.trim_end_matches('/');
-        if !is_inside_path(dir) {
-            return Err(format!("sops.host_dir `{}` must be a relative directory inside the fleet, without `..`", dir.escape_debug()));
+        self.sops.validate_host_file()?;
+        let records = self.host.records_dir.trim_end_matches('/');
+        if !is_inside_path(records) {
+            return Err(format!(
+                "host.records_dir `{}` must be a relative directory inside the fleet, without `..`, `.` or empty components (default \"hosts\")",
+                records.escape_debug()
+            ));
         }
         for file in &self.sops.shared {
             if !is_inside_path(file) {
@@ -198,15 +245,6 @@ pub(crate) fn expand_home(p: &str) -> std::path::PathBuf {
     }
 }
 
-/// A relative path that stays inside the fleet: not absolute, no `..`, `.` or empty
-/// components, no control characters.
-fn is_inside_path(path: &str) -> bool {
-    !path.is_empty()
-        && !path.starts_with('/')
-        && !path.chars().any(char::is_control)
-        && path.split('/').all(|c| !c.is_empty() && c != ".." && c != ".")
-}
-
 /// A repository name as deploy keys use it: it becomes part of file names, ssh host aliases
 /// and key titles, so only what GitHub itself allows, and never a leading '.' or '-'.
 #[must_use]
@@ -255,5 +293,24 @@ mod tests {
             assert!(err.contains("inside the fleet"), "{bad}: {err}");
         }
         assert!(Config::parse("[sops]\nhosts_group = \"\"\n").expect_err("empty").contains("hosts_group"));
+    }
+
+    #[test]
+    fn the_host_file_template_and_its_shorthand() {
+        assert_eq!(Config::parse("").expect("default").sops.host_file_template(), "sops/{host}.yaml");
+        assert_eq!(Config::parse("[sops]\nhost_dir = \"secrets/\"\n").expect("dir").sops.host_file_template(), "secrets/{host}.yaml");
+        let c = Config::parse("[sops]\nhost_file = \"hosts/{host}/secrets.yaml\"\n").expect("template");
+        assert_eq!(c.sops.host_file_template(), "hosts/{host}/secrets.yaml");
+        let both = Config::parse("[sops]\nhost_dir = \"x\"\nhost_file = \"hosts/{host}/secrets.yaml\"\n").expect_err("both");
+        assert!(both.contains("host_dir") && both.contains("host_file") && both.contains("keep one"), "{both}");
+        for bad in ["hosts/secrets.yaml", "../{host}.yaml", "/abs/{host}.yaml", "a/./{host}.yaml", "{host}.json"] {
+            let err = Config::parse(&format!("[sops]\nhost_file = {bad:?}\n")).expect_err(bad);
+            assert!(err.starts_with("sops.host_file"), "{bad}: {err}");
+        }
+        for bad in ["../records", "/records", "a//b", "."] {
+            let err = Config::parse(&format!("[host]\nrecords_dir = {bad:?}\n")).expect_err(bad);
+            assert!(err.starts_with("host.records_dir"), "{bad}: {err}");
+        }
+        assert_eq!(Config::parse("[host]\nrecords_dir = \"meta/hosts\"\n").expect("records").host.records_dir, "meta/hosts");
     }
 }

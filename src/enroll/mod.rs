@@ -105,7 +105,7 @@ pub(crate) fn run_with_progress(fleet: &Fleet, requests: Vec<Request>, opts: Opt
     let mut lock = fleet.lock()?;
     let config_text = fleet.read_sops_config()?;
     let config = parse_config(fleet, &config_text)?;
-    let policy = policy(fleet, fleet.config.admins(&fleet.root)?.to_vec());
+    let admins = fleet.config.admins(&fleet.root)?.to_vec();
     let mut identities = Identities::for_fleet(fleet);
     let mut journal = Journal::open(&fleet.root)?;
 
@@ -115,6 +115,8 @@ pub(crate) fn run_with_progress(fleet: &Fleet, requests: Vec<Request>, opts: Opt
         bar.inc(1);
     }
     plan::refuse_shared_keys(fleet, &planned)?;
+    let records: Vec<_> = planned.iter().map(|p| p.record.clone()).collect();
+    let policy = policy(fleet, admins, Fleet::host_file_overrides(&records));
     let (edited, changes) = plan::edit_sops_config(fleet, &config, &config_text, &planned, &policy)?;
     let new_config = parse_config(fleet, &edited)?;
     plan::encrypt_host_files(fleet, &new_config, &mut planned, bar)?;
@@ -142,12 +144,14 @@ fn parse_config(fleet: &Fleet, text: &str) -> Result<SopsConfig> {
     SopsConfig::parse(text).map_err(|e| Error::SopsRules { path: fleet.sops_config_path(), source: e })
 }
 
-/// The `.sops.yaml` edit policy from the fleet configuration.
+/// The `.sops.yaml` edit policy from the fleet configuration;
+/// `host_files` are the hosts whose records name their own file ([`Fleet::host_file_overrides`]).
 #[must_use]
-pub(crate) fn policy(fleet: &Fleet, admins: Vec<String>) -> EditPolicy {
+pub(crate) fn policy(fleet: &Fleet, admins: Vec<String>, host_files: std::collections::BTreeMap<String, String>) -> EditPolicy {
     let s = &fleet.config.sops;
     EditPolicy {
-        host_dir: s.host_dir.trim_end_matches('/').to_string(),
+        host_file: fleet.host_file_template(),
+        host_files,
         admins,
         shared: s.shared.clone(),
         exclude_from_shared: s.exclude_from_shared.clone(),

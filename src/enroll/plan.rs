@@ -67,9 +67,9 @@ pub(super) fn host(
     journal: &Journal,
 ) -> Result<Planned> {
     let host = req.host;
-    let rel = fleet.host_file_rel(&host);
-    let abs = fleet.confined(&rel)?;
     let record = fleet.record(&host)?;
+    let rel = fleet.host_file_rel(&host, record.as_ref());
+    let abs = fleet.confined(&rel)?;
     let explicit_key = matches!(req.source, KeySource::Private(_) | KeySource::Public(_));
     let recover = matches!(req.source, KeySource::Recover);
     if recover && record.is_some() {
@@ -314,6 +314,7 @@ fn new_record(
         addresses: old.map(|r| r.addresses.clone()).unwrap_or_default(),
         vm_id: old.and_then(|r| r.vm_id),
         proxmox_node: old.and_then(|r| r.proxmox_node.clone()),
+        sops_file: old.and_then(|r| r.sops_file.clone()),
         extra: old.map(|r| r.extra.clone()).unwrap_or_default(),
     })
 }
@@ -380,7 +381,7 @@ fn checked_groups(fleet: &Fleet, outcome: &HostOutcome, groups: Option<Groups>) 
     let rel = &outcome.host_file;
     let bad = |message: String| Error::SopsConfig { path: fleet.sops_config_path(), message };
     let groups =
-        groups.ok_or_else(|| bad(format!("no creation rule matches `{rel}` after the edit; check `sops.host_dir` in hostsmith.toml")))?;
+        groups.ok_or_else(|| bad(format!("no creation rule matches `{rel}` after the edit; check `sops.host_file` in hostsmith.toml")))?;
     if !groups.iter().flatten().any(|r| r == &outcome.age_recipient) {
         return Err(bad(format!(
             "the rule sops uses for `{rel}` does not include host `{}`: an earlier rule matches it; run `hostsmith sops check`",

@@ -54,11 +54,8 @@ pub(super) fn all(
 }
 
 fn host_file(fleet: &Fleet, rel: &str, text: &str, batch: &mut atomic::Batch) -> Result<()> {
-    let path = fleet.root.join(rel);
-    if let Some(dir) = path.parent() {
-        atomic::create_dir(dir, 0o755)?;
-    }
-    batch.stage(&path, text.as_bytes(), 0o644)
+    fleet.create_parent_dirs(rel)?;
+    batch.stage(&fleet.confined(rel)?, text.as_bytes(), 0o644)
 }
 
 /// Stages the host's record when it changed; returns its relative path then.
@@ -72,5 +69,5 @@ fn record(fleet: &Fleet, p: &Planned, dry_run: bool, batch: &mut atomic::Batch) 
         atomic::create_dir(&fleet.records_dir(), 0o755)?;
         batch.stage(&path, json.as_bytes(), 0o644)?;
     }
-    Ok(Some(format!("hosts/{}.json", p.record.name)))
+    Ok(Some(fleet.record_rel(&p.record.name)))
 }

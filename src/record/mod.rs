@@ -53,6 +53,10 @@ pub struct HostRecord {
     /// The Proxmox node (`pvesh` name) the VM runs on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxmox_node: Option<String>,
+    /// The host's SOPS file, relative to the fleet, when it is not the one `sops.host_file`
+    /// gives (layouts such as `hosts/<kind>/<host>/secrets.yaml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sops_file: Option<String>,
     /// Fields written by newer versions, kept as they are.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,

@@ -57,6 +57,11 @@ fn check(r: &HostRecord, stem: &str) -> Result<(), String> {
             return Err(format!("field `addresses[{i}]` is not an address (HOST, HOST:PORT or [IPv6]:PORT): `{}`", printable(a)));
         }
     }
+    if let Some(file) = &r.sops_file
+        && let Some(problem) = crate::host_template::file_problem(file)
+    {
+        return Err(format!("field `sops_file` `{}` {problem}", printable(file)));
+    }
     if let Some(node) = &r.proxmox_node {
         HostName::parse(node).map_err(|_| format!("field `proxmox_node` is not a Proxmox node name: `{}`", printable(node)))?;
     }
@@ -175,6 +180,9 @@ mod tests {
             ("`created_at`", Box::new(|r| r.created_at = "\u{1b}[2J".into())),
             ("`proxmox_node`", Box::new(|r| r.proxmox_node = Some("../x".into()))),
             ("schema 2", Box::new(|r| r.schema = 2)),
+            ("field `sops_file`", Box::new(|r| r.sops_file = Some("../x.yaml".into()))),
+            ("field `sops_file`", Box::new(|r| r.sops_file = Some("/etc/x.yaml".into()))),
+            ("field `sops_file`", Box::new(|r| r.sops_file = Some("hosts/web01/secrets.json".into()))),
         ];
         for (want, forge) in cases {
             let mut r = record();

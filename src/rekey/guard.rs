@@ -25,7 +25,7 @@ use crate::sops::rules::SopsConfig;
 #[must_use]
 pub(crate) fn refusals(fleet: &Fleet, config: &SopsConfig, files: &[String], records: &[HostRecord], admins: &[String]) -> Vec<String> {
     let host_files: BTreeMap<String, &HostRecord> =
-        records.iter().filter_map(|r| HostName::parse(&r.name).ok().map(|h| (fleet.host_file_rel(&h), r))).collect();
+        records.iter().filter_map(|r| HostName::parse(&r.name).ok().map(|h| (fleet.host_file_rel(&h, Some(r)), r))).collect();
     let hosts: BTreeMap<&str, &str> = records.iter().map(|r| (r.age_recipient.as_str(), r.name.as_str())).collect();
     let mut out = Vec::new();
     for rel in files {

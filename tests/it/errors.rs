@@ -78,7 +78,7 @@ const CASES: &[Case] = &[
         args: &["vm-fresh", "web01"],
         stdin: "",
         status: 2,
-        stderr: "error: configuration `./hostsmith.toml`: unknown field `admin`, expected one of `host_dir`, `admins`, `shared`, `exclude_from_shared`, `hosts_group` (line 2)\n",
+        stderr: "error: configuration `./hostsmith.toml`: unknown field `admin`, expected one of `host_dir`, `host_file`, `admins`, `shared`, `exclude_from_shared`, `hosts_group` (line 2)\n",
     },
     Case {
         name: "no admins configured",

@@ -395,7 +395,9 @@ const ADMINS: &[&[&str]] = &[&["admin"], &["alice"], &[A], &["admins"], &["alice
 
 fn policy(choice: u8) -> EditPolicy {
     EditPolicy {
-        host_dir: "sops".into(),
+        // Both layouts: one directory of host files, and a directory per host.
+        host_file: if choice & 32 == 0 { "sops/{host}.yaml".into() } else { "hosts/{host}/secrets.yaml".into() },
+        host_files: std::collections::BTreeMap::new(),
         admins: ADMINS[usize::from(choice) % ADMINS.len()].iter().map(ToString::to_string).collect(),
         shared: if choice & 8 == 0 { vec!["sops/shared.yaml".into()] } else { Vec::new() },
         exclude_from_shared: if choice & 16 == 0 { Vec::new() } else { vec!["web*".into()] },
@@ -453,8 +455,8 @@ fn check_editor(text: &str, host: (&str, &str), policy: &EditPolicy, seen: &Outc
     };
     // Read-only queries never panic.
     let _ = cfg.anchors();
-    let _ = cfg.check(&["sops/web01.yaml".to_string()], policy);
-    let _ = cfg.recipients_for("sops/web01.yaml");
+    let _ = cfg.check(&[policy.file_of("web01")], policy);
+    let _ = cfg.recipients_for(&policy.file_of("web01"));
     let _ = cfg.host_recipient("web01");
     let fail = |what: String, out: &str| TestCaseError::fail(format!("{what}\n--- input:\n{text}\n--- output:\n{out}\n---"));
     let (name, recipient) = host;
@@ -486,7 +488,7 @@ fn check_editor(text: &str, host: (&str, &str), policy: &EditPolicy, seen: &Outc
             if new.host_recipient(name).as_deref() != Some(recipient) {
                 return Err(fail(format!("&{name} does not resolve to {recipient}: {:?}", new.host_recipient(name)), out));
             }
-            let file = format!("sops/{name}.yaml");
+            let file = policy.file_of(name);
             if !new.recipients_for(&file).is_some_and(|g| g.iter().flatten().any(|r| r == recipient)) {
                 return Err(fail(format!("the rule sops uses for {file} lacks the host: {:?}", new.recipients_for(&file)), out));
             }
@@ -550,7 +552,7 @@ fn sops_yaml_editor_properties() {
 /// unsupported: the editor is not "safe" by refusing everything.
 #[test]
 fn the_editor_edits_the_unmutated_corpus() {
-    let policy = EditPolicy { host_dir: "sops".into(), admins: vec![A.into()], shared: Vec::new(), ..EditPolicy::default() };
+    let policy = EditPolicy { host_file: "sops/{host}.yaml".into(), admins: vec![A.into()], shared: Vec::new(), ..EditPolicy::default() };
     let key = HostKey { name: "db02".into(), recipient: X.into() };
     let mut edited = 0;
     for (name, text) in FIXTURES {
@@ -782,7 +784,7 @@ fn db01() -> [HostKey; 1] {
 }
 
 fn admin_policy() -> EditPolicy {
-    EditPolicy { host_dir: "sops".into(), admins: vec!["admin".into()], ..EditPolicy::default() }
+    EditPolicy { host_file: "sops/{host}.yaml".into(), admins: vec!["admin".into()], ..EditPolicy::default() }
 }
 
 #[test]

@@ -14,6 +14,7 @@ mod first_boot;
 mod fuzz;
 mod hardening;
 mod keys;
+mod layouts;
 mod nix;
 mod outputs;
 mod pve_standin;

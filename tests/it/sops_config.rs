@@ -61,7 +61,8 @@ fn fixture(name: &str) -> String {
 
 fn policy(c: &Case) -> EditPolicy {
     EditPolicy {
-        host_dir: "sops".into(),
+        host_file: "sops/{host}.yaml".into(),
+        host_files: std::collections::BTreeMap::new(),
         admins: c.admins.iter().map(ToString::to_string).collect(),
         shared: c.shared.iter().map(ToString::to_string).collect(),
         exclude_from_shared: vec!["bastion-*".into()],

@@ -49,7 +49,7 @@ pub(crate) fn problems(fleet: &Fleet, config: &SopsConfig, records: &[HostRecord
     let names = recipient_names(config, records);
     for r in records {
         let Ok(host) = HostName::parse(&r.name) else { continue };
-        let rel = fleet.host_file_rel(&host);
+        let rel = fleet.host_file_rel(&host, Some(r));
         let why = match config.rule_for(&rel) {
             None => format!("no creation rule in .sops.yaml matches `{rel}`"),
             Some(rule) if !rule.key_groups.iter().any(|g| g.age.contains(&r.age_recipient)) => {
@@ -67,16 +67,17 @@ pub(crate) fn problems(fleet: &Fleet, config: &SopsConfig, records: &[HostRecord
             ),
         });
     }
-    for (line, host) in rule_hosts(fleet, config) {
+    for RuleHost { line, host, file } in rule_hosts(fleet, config) {
         if records.iter().any(|r| r.name == host) {
             continue;
         }
+        let record = fleet.record_rel(&host);
         out.push(Problem {
             kind: Kind::RuleWithoutRecord,
             host: Some(host.clone()),
-            file: Some(format!("{}/{host}.yaml", fleet.config.sops.host_dir.trim_end_matches('/'))),
+            file: Some(file),
             message: format!(
-                "line {line} of .sops.yaml is the creation rule of host `{host}`, which has no record `hosts/{host}.json`: run `hostsmith keys migrate` or `hostsmith adopt {host}`, or remove the rule"
+                "line {line} of .sops.yaml is the creation rule of host `{host}`, which has no record `{record}`: run `hostsmith keys migrate` or `hostsmith adopt {host}`, or remove the rule"
             ),
         });
     }
@@ -134,28 +135,54 @@ fn recipient_names(config: &SopsConfig, records: &[HostRecord]) -> BTreeMap<Stri
     names
 }
 
+/// A creation rule written for one host's file.
+pub(crate) struct RuleHost {
+    /// 1-based line of the rule in `.sops.yaml`.
+    pub line: usize,
+    pub host: String,
+    /// The file the rule is written for, relative to the fleet.
+    pub file: String,
+}
+
 /// The creation rules written for one host file (`^sops/web01\.yaml$`, also unanchored or
-/// unescaped as shell scripts write them) of a host that has an anchor (`&web01`), as (line,
-/// host) pairs. The anchor tells a host's file from another file in the same directory.
+/// unescaped as shell scripts write them) of a host that has an anchor (`&web01`). The file is
+/// the host's when it is the template's file for the host, or when the host's name is one of
+/// its directories or its file name (`hosts/prod/web01/secrets.yaml`,
+/// `nixosConfigurations/web01/secrets.yaml`); the anchor tells a host's file from another
+/// file in the same directory. Admins' anchors and shared files are not hosts'.
 #[must_use]
-pub(crate) fn rule_hosts(fleet: &Fleet, config: &SopsConfig) -> Vec<(usize, String)> {
+pub(crate) fn rule_hosts(fleet: &Fleet, config: &SopsConfig) -> Vec<RuleHost> {
     let Ok(parsed) = crate::sops::yaml::parse(config.text()) else { return Vec::new() };
     let Some(rules) = parsed.documents.first().and_then(|d| d.get("creation_rules")) else { return Vec::new() };
     let NodeKind::Sequence { items, .. } = &rules.kind else { return Vec::new() };
     let shared = &fleet.config.sops.shared;
+    let admins = fleet.config.sops.admins.clone().unwrap_or_default();
+    let template = fleet.host_file_template();
+    let is_host = |h: &str| HostName::parse(h).is_ok() && config.host_recipient(h).is_some() && !admins.iter().any(|a| a == h);
     items
         .iter()
         .filter_map(|item| {
-            let regex = item.get("path_regex")?.as_str()?;
-            let host = host_of_regex(regex, &fleet.config.sops.host_dir).filter(|h| config.host_recipient(h).is_some())?;
-            let file = format!("{}/{host}.yaml", fleet.config.sops.host_dir.trim_end_matches('/'));
-            (!shared.contains(&file)).then_some((item.line + 1, host))
+            let file = literal_of_regex(item.get("path_regex")?.as_str()?)?;
+            if shared.iter().any(|s| s.trim_start_matches("./") == file) || crate::host_template::file_problem(&file).is_some() {
+                return None;
+            }
+            let host = crate::host_template::host_of(&template, &file).filter(|h| is_host(h)).or_else(|| host_in_path(&file, &is_host))?;
+            Some(RuleHost { line: item.line + 1, host, file })
         })
         .collect()
 }
 
-/// `web01` for a regex that matches exactly `<host_dir>/web01.yaml` (or `.yml`).
-fn host_of_regex(regex: &str, host_dir: &str) -> Option<String> {
+/// The host a path names: its last directory or file stem that is a host with an anchor.
+fn host_in_path(file: &str, is_host: &dyn Fn(&str) -> bool) -> Option<String> {
+    let mut parts: Vec<&str> = file.split('/').collect();
+    let name = parts.pop()?;
+    parts.push(name.strip_suffix(".yaml").or_else(|| name.strip_suffix(".yml"))?);
+    parts.into_iter().rev().find(|p| HostName::parse(p).is_ok() && is_host(p)).map(str::to_string)
+}
+
+/// `sops/web01.yaml` for a regex that matches exactly that path (`^sops/web01\.yaml$`, also
+/// without the anchors or the escapes).
+fn literal_of_regex(regex: &str) -> Option<String> {
     let body = regex.strip_prefix('^').unwrap_or(regex);
     let body = body.strip_suffix('$').unwrap_or(body);
     let mut literal = String::new();
@@ -167,23 +194,26 @@ fn host_of_regex(regex: &str, host_dir: &str) -> Option<String> {
             _ => return None,
         }
     }
-    let dir = format!("{}/", host_dir.trim_end_matches('/'));
-    let stem = literal.strip_prefix(&dir)?;
-    let name = stem.strip_suffix(".yaml").or_else(|| stem.strip_suffix(".yml"))?;
-    HostName::parse(name).ok().map(|h| h.to_string())
+    Some(literal)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::host_of_regex;
+    use super::{host_in_path, literal_of_regex};
 
     #[test]
     fn host_rules_are_recognised_in_every_spelling() {
         for r in [r"^sops/web01\.yaml$", "sops/web01.yaml$", r"sops/web01\.yaml", r"^sops/web01\.yml$"] {
-            assert_eq!(host_of_regex(r, "sops").as_deref(), Some("web01"), "{r}");
+            assert!(literal_of_regex(r).is_some_and(|l| l.starts_with("sops/web01.y")), "{r}");
         }
-        for r in [r"^sops/.*\.yaml$", r"\.yaml$", r"^sops/shared\.yaml$x", r"^other/web01\.yaml$", r"^sops/a/b\.yaml$"] {
-            assert_eq!(host_of_regex(r, "sops"), None, "{r}");
+        for r in [r"^sops/.*\.yaml$", r"\.yaml$x", r"^sops/(a|b)\.yaml$"] {
+            assert!(literal_of_regex(r).is_none_or(|l| !l.ends_with(".yaml")), "{r}");
         }
+        let hosts = |h: &str| ["web01", "db01"].contains(&h);
+        assert_eq!(host_in_path("hosts/prod/web01/secrets.yaml", &hosts).as_deref(), Some("web01"));
+        assert_eq!(host_in_path("nixosConfigurations/db01/secrets.yml", &hosts).as_deref(), Some("db01"));
+        assert_eq!(host_in_path("sops/db01.yaml", &hosts).as_deref(), Some("db01"));
+        assert_eq!(host_in_path("sops/shared.yaml", &hosts), None);
+        assert_eq!(host_in_path("web01/notes.txt", &hosts), None);
     }
 }

@@ -87,13 +87,13 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
     let parse = |t: &str| SopsConfig::parse(t).map_err(|e| Error::SopsRules { path: config_path.clone(), source: e });
     let config = parse(&config_text)?;
     let record = fleet.record(&host)?;
-    let host_rel = fleet.host_file_rel(&host);
+    let host_rel = fleet.host_file_rel(&host, record.as_ref());
     let recipient = record
         .as_ref()
         .map(|r| r.age_recipient.clone())
         .or_else(|| config.host_recipient(host.as_str()))
         .ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;
-    let policy = enroll::policy(&fleet, fleet.config.admins(&fleet.root)?.to_vec());
+    let policy = enroll::policy(&fleet, fleet.config.admins(&fleet.root)?.to_vec(), Fleet::host_file_overrides(record.as_slice()));
     let edit = config.remove_host(host.as_str(), &policy).map_err(|e| Error::SopsRules { path: config_path.clone(), source: e })?;
     let new_config = parse(&edit.text)?;
 
@@ -120,7 +120,7 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
         }
     }
     let host_files: Vec<String> =
-        [host_rel.clone(), format!("hosts/{host}.json")].into_iter().filter(|rel| fleet.root.join(rel).exists()).collect();
+        [host_rel.clone(), fleet.record_rel(host.as_str())].into_iter().filter(|rel| fleet.root.join(rel).exists()).collect();
     let (removed, kept) = if args.keep_files { (Vec::new(), host_files) } else { (host_files, Vec::new()) };
     let mut deploy: Vec<DeployKeyToRemove> = Vec::new();
     if let Some(r) = &record {

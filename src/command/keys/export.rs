@@ -110,14 +110,14 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
 fn deploy_keypair(fleet: &Fleet, host: &crate::host_name::HostName, repo: &str, ids: &mut Identities) -> Result<Keypair> {
     let record = fleet.record(host)?.ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;
     deploy_keys::require_repo(&record, repo)?;
-    let path = fleet.host_file(host);
+    let path = fleet.host_file(host, Some(&record));
     let decrypted = ids.decrypt_file(&path)?;
     let Some(Value::Str(private)) = decrypted.document().get_path(&[DEPLOY_KEYS_FIELD, repo]) else {
         return Err(Error::Inconsistent {
             host: host.to_string(),
             message: format!(
                 "`{}` holds no `{DEPLOY_KEYS_FIELD}.{repo}`: run `hostsmith vm-fresh {host}` to create it",
-                fleet.host_file_rel(host)
+                fleet.host_file_rel(host, Some(&record))
             ),
         });
     };

@@ -171,7 +171,7 @@ pub(crate) fn show(args: &ShowArgs, ctx: &Context) -> Result<()> {
     deploy.extend(record.deploy_keys.iter().map(|(repo, public)| view(repo, public, false)));
     deploy.extend(deploy_keys::pending(&record).iter().map(|(repo, public)| view(repo, public, true)));
     let opens = rekey::openable_by(&fleet, &rekey::discover(&fleet)?, &record.age_recipient);
-    let report = ShowReport { record: &record, host_file: fleet.host_file_rel(&host), deploy, opens };
+    let report = ShowReport { record: &record, host_file: fleet.host_file_rel(&host, Some(&record)), deploy, opens };
     ctx.out.json(&report);
     let out = &ctx.out;
     let field = |name: &str, value: &str| out.line(format!("{name:<15}{value}"));

@@ -94,7 +94,7 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
     let admins = fleet.config.sops.admins.clone().unwrap_or_default();
     let group = fleet.config.sops.hosts_group.as_str();
     let grouped = anchors.iter().any(|a| a.group.as_deref() == Some(group));
-    let rule_hosts: Vec<String> = super::audit::rule_hosts(&fleet, &config).into_iter().map(|(_, h)| h).collect();
+    let rule_files = rule_files(&fleet, &config);
     let mut ids = Identities::for_fleet(&fleet);
     let mut report = Report { dry_run: args.dry_run, ..Report::default() };
     let mut records = Vec::new();
@@ -103,8 +103,9 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
         if admins.iter().any(|x| *x == a.name || *x == a.recipient) {
             continue;
         }
-        let host_file = format!("{}/{}.yaml", fleet.config.sops.host_dir.trim_end_matches('/'), a.name);
-        let evidence = fleet.root.join(&host_file).is_file() || rule_hosts.contains(&a.name) || pubkeys.contains_key(&a.recipient);
+        let host_file =
+            rule_files.get(&a.name).cloned().unwrap_or_else(|| crate::host_template::render(&fleet.host_file_template(), &a.name));
+        let evidence = fleet.root.join(&host_file).is_file() || rule_files.contains_key(&a.name) || pubkeys.contains_key(&a.recipient);
         if if grouped { a.group.as_deref() != Some(group) } else { !evidence } {
             continue;
         }
@@ -122,7 +123,7 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
             continue;
         }
         let mut why = None;
-        let from_file = from_host_file(&fleet, &host, &a.recipient, &mut ids).unwrap_or_else(|e| {
+        let from_file = from_host_file(&fleet, &host_file, &a.recipient, &mut ids).unwrap_or_else(|e| {
             why = Some(e);
             None
         });
@@ -145,7 +146,9 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
         if let Some(why) = why {
             report.notes.push(format!("host `{host}`: {why}"));
         }
-        let rec = new_record(&host, &a.recipient, found.public.clone(), found.origin, found.deploy_keys, &found.source);
+        let mut rec = new_record(&host, &a.recipient, found.public.clone(), found.origin, found.deploy_keys, &found.source);
+        // A file the template does not give is the host's own: the record keeps it.
+        rec.sops_file = (host_file != fleet.host_file_rel(&host, None)).then_some(host_file);
         report.recorded.push(Recorded {
             host: host.to_string(),
             fingerprint: rec.fingerprint.clone(),
@@ -161,7 +164,7 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
         }
     }
     for (host, rec) in &records {
-        report.files.push(format!("hosts/{host}.json"));
+        report.files.push(fleet.record_rel(host.as_str()));
         if !args.dry_run {
             atomic::create_dir(&fleet.records_dir(), 0o755)?;
             atomic::write(&fleet.record_path(host), rec.to_json().as_bytes(), 0o644)?;
@@ -202,12 +205,11 @@ fn print(report: &Report, fleet: &Fleet, ctx: &Context) {
 /// The host's key from its SOPS file: a private `ssh_host_ed25519_key` (top level, as
 /// hostsmith writes it, or under `keys:`) or a `ssh_host_ed25519_key_pub`. `Ok(None)` when
 /// the file is missing or holds neither; `Err` names what stops the match.
-fn from_host_file(fleet: &Fleet, host: &HostName, anchor: &str, ids: &mut Identities) -> std::result::Result<Option<Found>, String> {
-    let path = fleet.host_file(host);
+fn from_host_file(fleet: &Fleet, rel: &str, anchor: &str, ids: &mut Identities) -> std::result::Result<Option<Found>, String> {
+    let path = fleet.confined(rel).map_err(|e| e.to_string())?;
     if !path.is_file() {
         return Ok(None);
     }
-    let rel = fleet.host_file_rel(host);
     let decrypted = ids.decrypt_file(&path).map_err(|e| format!("cannot read `{rel}` ({e})"))?;
     let doc = decrypted.document();
     let text_at = |p: &[&str]| match doc.get_path(p) {
@@ -248,6 +250,23 @@ fn from_host_file(fleet: &Fleet, host: &HostName, anchor: &str, ids: &mut Identi
     Ok(Some(Found { public, source, origin, deploy_keys: deploy_keys_of(doc) }))
 }
 
+/// The file each host's creation rule is written for (the template's file when a rule is
+/// written for it, else the first other one).
+fn rule_files(fleet: &Fleet, config: &SopsConfig) -> BTreeMap<String, String> {
+    let template = fleet.host_file_template();
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for r in super::audit::rule_hosts(fleet, config) {
+        let is_template = r.file == crate::host_template::render(&template, &r.host);
+        match out.get(&r.host) {
+            Some(_) if !is_template => {}
+            _ => {
+                out.insert(r.host, r.file);
+            }
+        }
+    }
+    out
+}
+
 /// Public halves of the deploy keys a host file holds.
 fn deploy_keys_of(doc: &Map) -> BTreeMap<String, String> {
     let Some(Value::Map(m)) = doc.get(DEPLOY_KEYS_FIELD) else { return BTreeMap::new() };
@@ -285,6 +304,7 @@ fn new_record(
         addresses: Vec::new(),
         vm_id: None,
         proxmox_node: None,
+        sops_file: None,
         extra,
     }
 }

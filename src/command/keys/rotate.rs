@@ -101,7 +101,7 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
 pub(super) fn after_host_rotation(fleet: &Fleet, old: &HostRecord, dry_run: bool, ctx: &Context) -> Result<Vec<FileOutcome>> {
     let host = HostName::parse(&old.name)?;
     let mut handled = fleet.config.sops.shared.clone();
-    handled.push(fleet.host_file_rel(&host));
+    handled.push(fleet.host_file_rel(&host, Some(old)));
     let files: Vec<String> = rekey::discover(fleet)?.into_iter().filter(|f| !handled.contains(f)).collect();
     let candidates = rekey::openable_by(fleet, &files, &old.age_recipient);
     if candidates.is_empty() {
@@ -178,7 +178,7 @@ fn rotate_deploy(fleet: &Fleet, host: &HostName, args: &Args, ctx: &Context) -> 
         ctx.out.line(format!("  {}", r.public));
     }
     if args.dry_run {
-        ctx.out.line(format!("dry run: would write {}, hosts/{host}.json", fleet.host_file_rel(host)));
+        ctx.out.line(format!("dry run: would write {}, {}", fleet.host_file_rel(host, Some(&old)), fleet.record_rel(host.as_str())));
     } else {
         for n in &next {
             ctx.out.line(format!("next: {n}"));

@@ -21,13 +21,13 @@ pub(crate) fn run(ctx: &Context) -> Result<()> {
     let text = fleet.read_sops_config()?;
     let config = SopsConfig::parse(&text).map_err(|e| Error::SopsRules { path: path.clone(), source: e })?;
     let admins = fleet.config.admins(&fleet.root)?.to_vec();
-    let policy = enroll::policy(&fleet, admins);
     let records = fleet.records()?;
+    let policy = enroll::policy(&fleet, admins, Fleet::host_file_overrides(&records));
     let mut host_files = Vec::new();
     let mut problems = Vec::new();
     for r in &records {
         let host = HostName::parse(&r.name)?;
-        let rel = fleet.host_file_rel(&host);
+        let rel = fleet.host_file_rel(&host, Some(r));
         if !fleet.root.join(&rel).is_file() {
             problems.push(format!("host `{}`: its file `{rel}` is missing", r.name));
         }

@@ -69,7 +69,7 @@ pub(crate) fn check(cfg: &SopsConfig, host_files: &[String], policy: &EditPolicy
     for rule in &m.rules {
         rule_problems(&m, rule, &mut out);
     }
-    recipient_problems(&m, host_files, &mut out);
+    recipient_problems(&m, host_files, policy, &mut out);
     let admins = match admin_refs(&m, &policy.admins) {
         Ok(a) => a,
         Err(e) => {
@@ -78,7 +78,7 @@ pub(crate) fn check(cfg: &SopsConfig, host_files: &[String], policy: &EditPolicy
         }
     };
     for path in host_files {
-        let host = host_of(path);
+        let host = policy.host_of(path);
         let Some((rule, recipients)) = used_rule(&m, path, &mut out) else {
             continue;
         };
@@ -122,7 +122,7 @@ pub(crate) fn check(cfg: &SopsConfig, host_files: &[String], policy: &EditPolicy
         let Some((rule, recipients)) = used_rule(&m, shared, &mut out) else {
             continue;
         };
-        for host in host_files.iter().filter_map(|p| host_of(p)) {
+        for host in host_files.iter().filter_map(|p| policy.host_of(p)) {
             if excluded.iter().any(|p| p.matches(&host)) {
                 continue;
             }
@@ -143,11 +143,6 @@ pub(crate) fn check(cfg: &SopsConfig, host_files: &[String], policy: &EditPolicy
 /// Every PGP key of `rule`'s groups, as sops reads them (spaces removed).
 fn pgp_keys(m: &Model<'_>, rule: &Rule<'_>) -> Vec<String> {
     m.groups(rule).into_iter().flat_map(|g| g.pgp).map(|p| super::refs::pgp_compact(&p)).collect()
-}
-
-fn host_of(path: &str) -> Option<String> {
-    let name = path.rsplit('/').next()?;
-    name.strip_suffix(".yaml").or_else(|| name.strip_suffix(".yml")).map(str::to_string)
 }
 
 /// The rule sops uses for `path` and all its age recipients, or a problem.
@@ -205,8 +200,8 @@ fn rule_problems(m: &Model<'_>, rule: &Rule<'_>, out: &mut Report) {
 
 /// Every recipient used by a rule or defined under `keys:` must parse; hosts must use the
 /// age1 form.
-fn recipient_problems(m: &Model<'_>, host_files: &[String], out: &mut Report) {
-    let hosts: Vec<String> = host_files.iter().filter_map(|p| host_of(p)).collect();
+fn recipient_problems(m: &Model<'_>, host_files: &[String], policy: &EditPolicy, out: &mut Report) {
+    let hosts: Vec<String> = host_files.iter().filter_map(|p| policy.host_of(p)).collect();
     let mut seen: Vec<String> = Vec::new();
     let mut consider = |line: usize, value: &str, anchor: Option<&str>, out: &mut Report| {
         if seen.iter().any(|s| s == value) {

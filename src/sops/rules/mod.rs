@@ -12,7 +12,8 @@
 //! - **Host anchors** go under `keys:` (a list; a `hosts_group` list when `keys:` is a
 //!   mapping, or a list of anchored lists as in `- &hosts:`), created before
 //!   `creation_rules:` when missing, since anchors must precede their aliases.
-//! - **Host rules** (`path_regex: ^<host_dir>/<host>\.yaml$`, one age key group of admins +
+//! - **Host rules** (`path_regex: ^<host file>$`, the host's file from the template
+//!   `host_file` or its own entry in `host_files`, RE2-escaped; one age key group of admins +
 //!   host; admins as `*alias` when they are anchors, literally when they are `age1…`) go
 //!   right before the first existing rule that matches the host's file (a catch-all, `.*`,
 //!   `\.yaml$`…), above the comments that introduce it; otherwise at the end. An existing
@@ -49,6 +50,7 @@ mod text;
 mod value;
 mod verify;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 pub use check::{Problem, ProblemKind};
@@ -67,10 +69,13 @@ pub struct SopsConfig {
 }
 
 /// How hostsmith places hosts (from `hostsmith.toml` `[sops]`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EditPolicy {
-    /// Directory of per-host files, relative to `.sops.yaml`: `<host_dir>/<host>.yaml`.
-    pub host_dir: String,
+    /// Per-host files, relative to `.sops.yaml`, as a template with `{host}`:
+    /// `sops/{host}.yaml`, `hosts/{host}/secrets.yaml`.
+    pub host_file: String,
+    /// Hosts whose file is not the template's (their records' `sops_file`): host → file.
+    pub host_files: BTreeMap<String, String>,
     /// Anchor names in `.sops.yaml`, or `age1…` recipients.
     pub admins: Vec<String>,
     /// Files (relative to `.sops.yaml`) whose rules every host joins.
@@ -79,6 +84,38 @@ pub struct EditPolicy {
     pub exclude_from_shared: Vec<String>,
     /// Where new anchors go when `keys:` is a mapping (or a list of anchored lists).
     pub hosts_group: String,
+}
+
+impl Default for EditPolicy {
+    fn default() -> Self {
+        Self {
+            host_file: "sops/{host}.yaml".into(),
+            host_files: BTreeMap::new(),
+            admins: Vec::new(),
+            shared: Vec::new(),
+            exclude_from_shared: Vec::new(),
+            hosts_group: String::new(),
+        }
+    }
+}
+
+impl EditPolicy {
+    /// The file of `host`: its own entry in `host_files`, else the template's.
+    #[must_use]
+    pub fn file_of(&self, host: &str) -> String {
+        self.host_files.get(host).cloned().unwrap_or_else(|| crate::host_template::render(&self.host_file, host))
+    }
+
+    /// The host whose file `path` is (its own entry, or the template's file of a host
+    /// without one), if any.
+    #[must_use]
+    pub fn host_of(&self, path: &str) -> Option<String> {
+        let path = model::normalize(path);
+        if let Some((host, _)) = self.host_files.iter().find(|(_, f)| model::normalize(f) == path) {
+            return Some(host.clone());
+        }
+        crate::host_template::host_of(&self.host_file, path).filter(|h| !self.host_files.contains_key(h))
+    }
 }
 
 /// A host and its `age1…` recipient.

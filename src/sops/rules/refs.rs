@@ -149,8 +149,5 @@ pub(crate) fn defined_before(m: &Model<'_>, refs: &[AgeRef], at: usize) -> Resul
 }
 
 pub(crate) fn host_file(policy: &EditPolicy, host: &str) -> String {
-    match policy.host_dir.trim_matches('/') {
-        "" | "." => format!("{host}.yaml"),
-        dir => format!("{dir}/{host}.yaml"),
-    }
+    policy.file_of(host)
 }

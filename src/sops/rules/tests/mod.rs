@@ -12,7 +12,8 @@ pub(crate) fn rec() -> String {
 
 pub(crate) fn policy(admins: &[&str], shared: &[&str]) -> EditPolicy {
     EditPolicy {
-        host_dir: "sops".into(),
+        host_file: "sops/{host}.yaml".into(),
+        host_files: BTreeMap::new(),
         admins: admins.iter().map(ToString::to_string).collect(),
         shared: shared.iter().map(ToString::to_string).collect(),
         exclude_from_shared: Vec::new(),
@@ -128,4 +129,30 @@ fn shared_string_lists_get_the_recipient_appended() {
     assert!(e.text.contains(&format!("      {a},{}\n", w.recipient)), "{}", e.text);
     let c = cfg(&e.text);
     assert!(c.recipients_for("sops/shared.yaml").expect("rule")[0].contains(&w.recipient));
+}
+
+#[test]
+fn host_rules_follow_the_template_and_each_hosts_own_file() {
+    let a = rec();
+    let (web, db) = (host("web01"), host("db01"));
+    let mut p = policy(&["alice"], &[]);
+    p.host_file = "hosts/{host}/secrets.yaml".into();
+    p.host_files.insert("db01".into(), "hosts/prod+eu/db01/secrets.yaml".into());
+    let text = format!("keys:\n  - &alice {a}\ncreation_rules:\n  - path_regex: ^sops/.*\\.yaml$\n    age: *alice\n");
+    let e = add(&text, &[web.clone(), db.clone()], &p);
+    assert!(e.text.contains("- path_regex: ^hosts/web01/secrets\\.yaml$\n"), "{}", e.text);
+    assert!(e.text.contains("- path_regex: ^hosts/prod\\+eu/db01/secrets\\.yaml$\n"), "{}", e.text);
+    let c = cfg(&e.text);
+    assert_eq!(c.recipients_for("hosts/web01/secrets.yaml"), Some(vec![vec![a.clone(), web.recipient.clone()]]));
+    assert_eq!(c.recipients_for("hosts/prod+eu/db01/secrets.yaml"), Some(vec![vec![a.clone(), db.recipient.clone()]]));
+    assert_eq!(c.recipients_for("hosts/db01/secrets.yaml"), None, "db01's file is its own, not the template's");
+    let files = vec![p.file_of("web01"), p.file_of("db01")];
+    assert_eq!(c.check(&files, &p), Vec::new());
+    assert_eq!(p.host_of("hosts/web01/secrets.yaml").as_deref(), Some("web01"));
+    assert_eq!(p.host_of("hosts/db01/secrets.yaml"), None);
+    assert_eq!(p.host_of("./hosts/prod+eu/db01/secrets.yaml").as_deref(), Some("db01"));
+
+    let removed = c.remove_host("db01", &p).expect("removed");
+    assert!(!removed.text.contains("db01"), "{}", removed.text);
+    assert!(removed.text.contains("^hosts/web01/secrets\\.yaml$"), "{}", removed.text);
 }
