@@ -16,6 +16,15 @@ pub struct Program {
     env: Vec<(String, String)>,
 }
 
+impl Drop for Program {
+    /// Stdin may hold a secret: it is wiped with the program.
+    fn drop(&mut self) {
+        if let Some(input) = self.stdin.as_mut() {
+            zeroize::Zeroize::zeroize(input);
+        }
+    }
+}
+
 /// What a finished program printed.
 #[derive(Debug, Clone)]
 pub struct Finished {
@@ -110,10 +119,11 @@ impl Program {
             },
         })?;
         let stdin = child.stdin.take();
-        let input = self.stdin.clone();
+        // The input may be a secret (a data key): the copy handed to the writer is wiped.
+        let input = self.stdin.clone().map(zeroize::Zeroizing::new);
         let writer = std::thread::spawn(move || {
             if let (Some(mut pipe), Some(input)) = (stdin, input) {
-                let _ = pipe.write_all(&input);
+                let _ = pipe.write_all(input.as_slice());
             }
         });
         let mut out_pipe = child.stdout.take();
