@@ -124,7 +124,7 @@ impl Identities {
     /// otherwise the engine's error naming the file.
     pub(crate) fn decrypt(&mut self, file: &EncryptedFile, path: &std::path::Path) -> Result<Decrypted> {
         let ids = self.age()?;
-        match file.decrypt_with(ids, &GnuPg) {
+        match file.decrypt_with(ids, &GnuPg::default()) {
             Err(SopsFileError::NoIdentities) => Err(Error::NoIdentity { looked: looked() }),
             other => other.map_err(|e| Error::SopsEngine { path: path.to_path_buf(), source: e }),
         }

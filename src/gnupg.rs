@@ -15,9 +15,11 @@ use crate::sops::file::{Pgp, SopsFileError};
 const ENCRYPT_TIMEOUT: Duration = Duration::from_secs(60);
 const DECRYPT_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The GnuPG binary sops would use.
+/// The GnuPG binary sops would use, with the keyring of `GNUPGHOME` (or another home).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct GnuPg;
+pub struct GnuPg {
+    home: Option<PathBuf>,
+}
 
 /// `SOPS_GPG_EXEC`, or `gpg` looked up on PATH.
 fn binary() -> Result<String, SopsFileError> {
@@ -56,9 +58,23 @@ fn reason(stderr: &[u8]) -> String {
 }
 
 impl GnuPg {
+    /// GnuPG with the keyring in `home` instead of the inherited `GNUPGHOME`.
+    #[must_use]
+    pub fn with_home(home: impl Into<PathBuf>) -> Self {
+        Self { home: Some(home.into()) }
+    }
+
+    fn program(&self, gpg: &str) -> Program {
+        let p = Program::new(gpg);
+        match &self.home {
+            Some(h) => p.env("GNUPGHOME", h.to_string_lossy()),
+            None => p,
+        }
+    }
+
     /// Whether the keyring holds the public key `fp`.
-    fn has_public_key(gpg: &str, fp: &str) -> bool {
-        Program::new(gpg)
+    fn has_public_key(&self, gpg: &str, fp: &str) -> bool {
+        self.program(gpg)
             .args(["--batch", "--with-colons", "--list-keys", "--", fp])
             .timeout(ENCRYPT_TIMEOUT)
             .run()
@@ -70,7 +86,7 @@ impl Pgp for GnuPg {
     fn encrypt(&self, fingerprint: &str, secret: &[u8]) -> Result<String, SopsFileError> {
         let gpg = binary()?;
         let fail = |reason: String| SopsFileError::PgpEncrypt { fingerprint: fingerprint.to_string(), reason };
-        let done = Program::new(gpg.as_str())
+        let done = self.program(&gpg)
             .args(["--batch", "--no-default-recipient", "--yes", "--encrypt", "-a", "-r", fingerprint])
             .args(["--trusted-key", key_id(fingerprint), "--no-encrypt-to"])
             .stdin(secret.to_vec())
@@ -78,7 +94,7 @@ impl Pgp for GnuPg {
             .run()
             .map_err(|e| fail(e.to_string()))?;
         if done.status != Some(0) {
-            if !Self::has_public_key(&gpg, fingerprint) {
+            if !self.has_public_key(&gpg, fingerprint) {
                 return Err(SopsFileError::PgpKeyMissing(fingerprint.to_string()));
             }
             return Err(fail(reason(&done.stderr)));
@@ -94,7 +110,7 @@ impl Pgp for GnuPg {
     fn decrypt(&self, fingerprint: &str, enc: &str) -> Result<Zeroizing<Vec<u8>>, SopsFileError> {
         let gpg = binary()?;
         let fail = |reason: String| SopsFileError::PgpDecrypt { fingerprint: fingerprint.to_string(), reason };
-        let mut done = Program::new(gpg.as_str())
+        let mut done = self.program(&gpg)
             .args(["--use-agent", "-d"])
             .stdin(enc.as_bytes().to_vec())
             .timeout(DECRYPT_TIMEOUT)

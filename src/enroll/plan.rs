@@ -395,13 +395,13 @@ fn checked_groups(fleet: &Fleet, outcome: &HostOutcome, target: Option<Target>) 
 fn encrypt(fleet: &Fleet, rel: &str, doc: HostDocument, keys: &KeyGroups) -> Result<String> {
     let err = |e: SopsFileError| Error::SopsEngine { path: fleet.root.join(rel), source: e };
     match doc {
-        HostDocument::New(map) => crate::sops::file::encrypt_new_for(&map, keys, &EncryptionOptions::default(), &GnuPg).map_err(err),
+        HostDocument::New(map) => crate::sops::file::encrypt_new_for(&map, keys, &EncryptionOptions::default(), &GnuPg::default()).map_err(err),
         HostDocument::Existing { mut decrypted, rotate_data_key } => {
             decrypted.set_key_groups(keys).map_err(err)?;
             if rotate_data_key {
                 decrypted.rotate_data_key();
             }
-            decrypted.encrypt_with(&GnuPg).map_err(err)
+            decrypted.encrypt_with(&GnuPg::default()).map_err(err)
         }
     }
 }
@@ -433,7 +433,7 @@ pub(super) fn shared_files(fleet: &Fleet, config: &SopsConfig, rotate: bool, ids
         if rotate {
             decrypted.rotate_data_key();
         }
-        out.push((rel.clone(), decrypted.encrypt_with(&GnuPg).map_err(err)?));
+        out.push((rel.clone(), decrypted.encrypt_with(&GnuPg::default()).map_err(err)?));
     }
     Ok(out)
 }

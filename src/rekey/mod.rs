@@ -103,7 +103,7 @@ pub(crate) fn plan(path: &Path, text: &str, target: &Target, ids: &[Identity], r
     if target.external || file.needs_external_sops() {
         return Ok(FilePlan::External { added, removed });
     }
-    let mut decrypted = match file.decrypt_with(ids, &GnuPg) {
+    let mut decrypted = match file.decrypt_with(ids, &GnuPg::default()) {
         Err(SopsFileError::NoIdentities) => {
             return Err(Error::NoIdentity { looked: "SOPS_AGE_KEY, SOPS_AGE_KEY_FILE and the sops default key file".into() });
         }
@@ -115,7 +115,7 @@ pub(crate) fn plan(path: &Path, text: &str, target: &Target, ids: &[Identity], r
     if rotate_data_key {
         decrypted.rotate_data_key();
     }
-    Ok(FilePlan::Native { text: decrypted.encrypt_with(&GnuPg).map_err(err)?, added, removed })
+    Ok(FilePlan::Native { text: decrypted.encrypt_with(&GnuPg::default()).map_err(err)?, added, removed })
 }
 
 /// Runs the real `sops` on one file: `updatekeys -y`, then `rotate -i` when a fresh data key

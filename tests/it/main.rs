@@ -16,6 +16,7 @@ mod hardening;
 mod keys;
 mod nix;
 mod outputs;
+mod pgp;
 mod pve_standin;
 mod reliability;
 mod seeds;
