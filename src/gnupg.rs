@@ -86,7 +86,8 @@ impl Pgp for GnuPg {
     fn encrypt(&self, fingerprint: &str, secret: &[u8]) -> Result<String, SopsFileError> {
         let gpg = binary()?;
         let fail = |reason: String| SopsFileError::PgpEncrypt { fingerprint: fingerprint.to_string(), reason };
-        let done = self.program(&gpg)
+        let done = self
+            .program(&gpg)
             .args(["--batch", "--no-default-recipient", "--yes", "--encrypt", "-a", "-r", fingerprint])
             .args(["--trusted-key", key_id(fingerprint), "--no-encrypt-to"])
             .stdin(secret.to_vec())
@@ -110,7 +111,8 @@ impl Pgp for GnuPg {
     fn decrypt(&self, fingerprint: &str, enc: &str) -> Result<Zeroizing<Vec<u8>>, SopsFileError> {
         let gpg = binary()?;
         let fail = |reason: String| SopsFileError::PgpDecrypt { fingerprint: fingerprint.to_string(), reason };
-        let mut done = self.program(&gpg)
+        let mut done = self
+            .program(&gpg)
             .args(["--use-agent", "-d"])
             .stdin(enc.as_bytes().to_vec())
             .timeout(DECRYPT_TIMEOUT)

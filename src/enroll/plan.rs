@@ -9,9 +9,9 @@ use super::{Action, HostOutcome, KeySource, Options, Request, outcome};
 use crate::admin_identity::Identities;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
+use crate::gnupg::GnuPg;
 use crate::host_file::{DEPLOY_KEYS_FIELD, HOST_KEY_FIELD, set_secret, stored_deploy_key, stored_host_key};
 use crate::host_name::HostName;
-use crate::gnupg::GnuPg;
 use crate::journal::Journal;
 use crate::record::{self, HostRecord, Origin, RetiredKey};
 use crate::rekey::Target;
@@ -395,7 +395,9 @@ fn checked_groups(fleet: &Fleet, outcome: &HostOutcome, target: Option<Target>) 
 fn encrypt(fleet: &Fleet, rel: &str, doc: HostDocument, keys: &KeyGroups) -> Result<String> {
     let err = |e: SopsFileError| Error::SopsEngine { path: fleet.root.join(rel), source: e };
     match doc {
-        HostDocument::New(map) => crate::sops::file::encrypt_new_for(&map, keys, &EncryptionOptions::default(), &GnuPg::default()).map_err(err),
+        HostDocument::New(map) => {
+            crate::sops::file::encrypt_new_for(&map, keys, &EncryptionOptions::default(), &GnuPg::default()).map_err(err)
+        }
         HostDocument::Existing { mut decrypted, rotate_data_key } => {
             decrypted.set_key_groups(keys).map_err(err)?;
             if rotate_data_key {
@@ -425,7 +427,9 @@ pub(super) fn shared_files(fleet: &Fleet, config: &SopsConfig, rotate: bool, ids
         if target.external || file.needs_external_sops() {
             return Err(Error::SopsFile {
                 path: abs.clone(),
-                message: "its key groups use a cloud KMS or Vault, which hostsmith does not re-key natively: run `sops updatekeys -y` on it".into(),
+                message:
+                    "its key groups use a cloud KMS or Vault, which hostsmith does not re-key natively: run `sops updatekeys -y` on it"
+                        .into(),
             });
         }
         let mut decrypted = ids.decrypt(&file, &abs)?;

@@ -428,7 +428,10 @@ mod tests {
         assert!(!g(&["a"], &[]).same_as(&g(&["a", "b"], &[])));
         assert!(g(&["a"], &["ab12 CD34"]).same_as(&g(&["a"], &["AB12CD34"])), "case and spaces do not matter");
         assert!(!g(&["a"], &[]).same_as(&g(&["a"], &["AB12CD34"])), "a missing PGP key is a difference");
-        assert_eq!(diff(&g(&["a", "c"], &[]), &g(&["a", "b"], &["ff"])), (vec!["b".to_string(), "pgp:FF".to_string()], vec!["c".to_string()]));
+        assert_eq!(
+            diff(&g(&["a", "c"], &[]), &g(&["a", "b"], &["ff"])),
+            (vec!["b".to_string(), "pgp:FF".to_string()], vec!["c".to_string()])
+        );
         let two = |t| KeyGroups { groups: vec![g(&["a"], &[]).groups[0].clone(), g(&["b"], &[]).groups[0].clone()], threshold: t };
         assert!(two(0).same_as(&two(2)), "0 means every group");
         assert!(!two(2).same_as(&KeyGroups { groups: two(2).groups, threshold: 1 }));

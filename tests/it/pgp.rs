@@ -53,7 +53,10 @@ fn opens(sops_bin: &Path, dir: &Path, file: &str, age: &[&Age], gnupg: &Path) ->
 
 /// The armored PGP messages of a file, in order.
 fn pgp_messages(text: &str) -> Vec<String> {
-    text.split("-----BEGIN PGP MESSAGE-----").skip(1).map(|s| s.split("-----END PGP MESSAGE-----").next().unwrap_or("").to_string()).collect()
+    text.split("-----BEGIN PGP MESSAGE-----")
+        .skip(1)
+        .map(|s| s.split("-----END PGP MESSAGE-----").next().unwrap_or("").to_string())
+        .collect()
 }
 
 fn group(age: &[&Age], pgp: &[&str]) -> KeyGroupSpec {
@@ -119,7 +122,8 @@ fn a_sops_file_with_pgp_and_age_is_rekeyed_keeping_the_pgp_enc() {
     let host = age_key();
     let ops = age_key();
     let fp = gpg.fingerprint.clone();
-    let (f, _) = fleet_with_rule(&format!("    key_groups:\n      - pgp:\n          - {fp}\n        age:\n          - {}\n", host.recipient));
+    let (f, _) =
+        fleet_with_rule(&format!("    key_groups:\n      - pgp:\n          - {fp}\n        age:\n          - {}\n", host.recipient));
     write(&f.dir.join("secrets/app.yaml"), "password: hunter2\n");
     let args = ["--encrypt", "--in-place", "--pgp", fp.as_str(), "--age", host.recipient.as_str(), "secrets/app.yaml"];
     ok(&sops(&sops_bin, &f.dir, &args, &[], gpg.path()));
@@ -127,7 +131,10 @@ fn a_sops_file_with_pgp_and_age_is_rekeyed_keeping_the_pgp_enc() {
     assert_eq!(pgp_messages(&before).len(), 1, "{before}");
 
     // The rule gains a recipient; the admin opens the file with GnuPG only.
-    let rule = format!("    key_groups:\n      - pgp:\n          - {fp}\n        age:\n          - {}\n          - {}\n", host.recipient, ops.recipient);
+    let rule = format!(
+        "    key_groups:\n      - pgp:\n          - {fp}\n        age:\n          - {}\n          - {}\n",
+        host.recipient, ops.recipient
+    );
     write(&f.dir.join(".sops.yaml"), &format!("creation_rules:\n  - path_regex: ^secrets/app\\.yaml$\n{rule}"));
     std::fs::remove_file(f.admin_key_file()).expect("no age identity for the admin");
     let out = rekey(&f, gpg.path(), &[], None);
@@ -188,10 +195,13 @@ fn shamir_files_from_sops_are_read_and_rekeyed_and_ours_open_with_any_two_groups
         assert!(one.to_string().contains("needs 2 of the file's 3 key groups, but only 1 opened"), "{one}");
 
         // Group 1 gains `d`; the admin holds groups 2 and 3.
-        write(&f.dir.join(".sops.yaml"), &format!(
-            "creation_rules:\n  - path_regex: ^secrets/app\\.yaml$\n{}",
-            shamir_rule(&[age_group(&[&a, &d]), age_group(&[&b]), third.clone()])
-        ));
+        write(
+            &f.dir.join(".sops.yaml"),
+            &format!(
+                "creation_rules:\n  - path_regex: ^secrets/app\\.yaml$\n{}",
+                shamir_rule(&[age_group(&[&a, &d]), age_group(&[&b]), third.clone()])
+            ),
+        );
         std::fs::remove_file(f.admin_key_file()).expect("rm admin");
         let holder: Vec<&Age> = [Some(&b), opener3].into_iter().flatten().collect();
         let out = rekey(&f, gpg.path(), &holder, None);
@@ -231,15 +241,21 @@ fn a_missing_gpg_or_public_key_stops_the_rekey_with_nothing_written() {
     write(&f.dir.join("secrets/app.yaml"), &text);
     // The rule gains a PGP key that is not in the admin's keyring.
     let missing = other.fingerprint.clone();
-    write(&f.dir.join(".sops.yaml"), &format!(
-        "creation_rules:\n  - path_regex: ^secrets/app\\.yaml$\n    key_groups:\n      - pgp:\n          - {missing}\n        age:\n          - {}\n          - {}\n",
-        admin.recipient, host.recipient
-    ));
+    write(
+        &f.dir.join(".sops.yaml"),
+        &format!(
+            "creation_rules:\n  - path_regex: ^secrets/app\\.yaml$\n    key_groups:\n      - pgp:\n          - {missing}\n        age:\n          - {}\n          - {}\n",
+            admin.recipient, host.recipient
+        ),
+    );
     let before = f.snapshot();
     let out = rekey(&f, gpg.path(), &[], None);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains(&format!("the PGP public key {missing} is not in the GnuPG keyring")) && err.contains("gpg --import KEY.asc"), "{err}");
+    assert!(
+        err.contains(&format!("the PGP public key {missing} is not in the GnuPG keyring")) && err.contains("gpg --import KEY.asc"),
+        "{err}"
+    );
     f.assert_unchanged(&before, "a rekey with a missing public key");
 
     // No gpg on PATH at all.

@@ -42,7 +42,9 @@ pub enum SopsFileError {
     )]
     NotEnoughGroups { needed: usize, opened: usize, groups: usize, locked: Vec<String> },
 
-    #[error("`shamir_threshold` {threshold} does not fit {groups} key groups: with several groups it must be between 2 and their number (at most 255 groups)")]
+    #[error(
+        "`shamir_threshold` {threshold} does not fit {groups} key groups: with several groups it must be between 2 and their number (at most 255 groups)"
+    )]
     Threshold { threshold: u64, groups: usize },
 
     #[error("invalid PGP fingerprint `{0}`: expected 16 to 64 hex digits")]

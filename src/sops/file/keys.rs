@@ -53,9 +53,7 @@ impl KeyGroups {
         let norm = |k: &KeyGroups| -> Norm {
             k.groups
                 .iter()
-                .map(|g| {
-                    (g.age.iter().map(|r| r.trim().to_string()).collect(), g.pgp.iter().map(|f| normalize_fingerprint(f)).collect())
-                })
+                .map(|g| (g.age.iter().map(|r| r.trim().to_string()).collect(), g.pgp.iter().map(|f| normalize_fingerprint(f)).collect()))
                 .collect()
         };
         let threshold = |k: &KeyGroups| if k.groups.len() > 1 { k.effective_threshold() } else { 0 };
@@ -67,7 +65,9 @@ impl KeyGroups {
     pub fn key_names(&self) -> BTreeSet<String> {
         self.groups
             .iter()
-            .flat_map(|g| g.age.iter().map(|r| r.trim().to_string()).chain(g.pgp.iter().map(|f| format!("pgp:{}", normalize_fingerprint(f)))))
+            .flat_map(|g| {
+                g.age.iter().map(|r| r.trim().to_string()).chain(g.pgp.iter().map(|f| format!("pgp:{}", normalize_fingerprint(f))))
+            })
             .collect()
     }
 }
@@ -211,8 +211,7 @@ pub(crate) fn wrap(metadata: &mut Metadata, data_key: &DataKey, rewrap: bool, pg
             metadata.shamir_threshold = i64::try_from(n).unwrap_or(i64::MAX);
         }
         let threshold = usize::try_from(metadata.shamir_threshold).unwrap_or(0);
-        shamir::split(data_key.as_ref(), n, threshold)
-            .map_err(|_| SopsFileError::Threshold { threshold: threshold as u64, groups: n })?
+        shamir::split(data_key.as_ref(), n, threshold).map_err(|_| SopsFileError::Threshold { threshold: threshold as u64, groups: n })?
     } else {
         vec![Zeroizing::new(data_key.to_vec())]
     };
@@ -292,72 +291,86 @@ fn to_data_key(bytes: &[u8]) -> Result<DataKey, SopsFileError> {
     Ok(key)
 }
 
+/// How many groups must open: one of one, else the stored threshold (`0`: all of them).
+fn needed(metadata: &Metadata) -> Result<usize, SopsFileError> {
+    let n = metadata.groups.len();
+    if n == 1 {
+        return Ok(1);
+    }
+    match usize::try_from(metadata.shamir_threshold) {
+        Ok(0) => Ok(n),
+        Ok(t) if (1..=n).contains(&t) => Ok(t),
+        _ => Err(SopsFileError::Metadata(format!("`shamir_threshold` {} does not fit {n} key groups", metadata.shamir_threshold))),
+    }
+}
+
+/// What opening each group gave: its part, or why it stayed locked (when worth saying).
+struct Opening {
+    parts: Vec<Option<Zeroizing<Vec<u8>>>>,
+    errors: Vec<Option<SopsFileError>>,
+}
+
+impl Opening {
+    fn opened(&self) -> usize {
+        self.parts.iter().filter(|p| p.is_some()).count()
+    }
+
+    /// Tries `open` on each group still locked, until `needed` are open.
+    fn pass(&mut self, groups: &[KeyGroup], needed: usize, open: impl Fn(&KeyGroup) -> Option<Result<Zeroizing<Vec<u8>>, Locked>>) {
+        for (i, g) in groups.iter().enumerate() {
+            if self.opened() >= needed {
+                return;
+            }
+            if self.parts[i].is_some() {
+                continue;
+            }
+            match open(g) {
+                Some(Ok(p)) => self.parts[i] = Some(p),
+                Some(Err(Locked::Error(e))) => self.errors[i] = Some(e),
+                Some(Err(Locked::NotOurs)) | None => {}
+            }
+        }
+    }
+
+    /// The error when too few groups opened.
+    fn locked(mut self, groups: &[KeyGroup], needed: usize) -> SopsFileError {
+        if groups.len() == 1 {
+            return self.errors.pop().flatten().unwrap_or_else(|| SopsFileError::NoMatchingIdentity { recipients: names(&groups[0]) });
+        }
+        let locked = groups
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.parts[*i].is_none())
+            .map(|(i, g)| {
+                let why = self.errors[i].as_ref().map_or_else(|| "no identity or GnuPG key of ours".to_string(), ToString::to_string);
+                format!("group {} ({}): {why}", i + 1, names(g).join(", "))
+            })
+            .collect();
+        SopsFileError::NotEnoughGroups { needed, opened: self.opened(), groups: groups.len(), locked }
+    }
+}
+
 /// The data key: from age identities first (natively), then GnuPG for the groups still
 /// locked, stopping as soon as enough groups opened.
 pub(crate) fn open(metadata: &Metadata, ids: &[age::x25519::Identity], pgp: &dyn Pgp) -> Result<DataKey, SopsFileError> {
     let groups = &metadata.groups;
-    let n = groups.len();
-    let needed = if n == 1 {
-        1
-    } else {
-        match usize::try_from(metadata.shamir_threshold) {
-            Ok(0) => n,
-            Ok(t) if (1..=n).contains(&t) => t,
-            _ => return Err(SopsFileError::Metadata(format!("`shamir_threshold` {} does not fit {n} key groups", metadata.shamir_threshold))),
-        }
-    };
+    let needed = needed(metadata)?;
     if groups.iter().all(|g| g.age.is_empty() && g.pgp.is_empty()) {
         return Err(SopsFileError::ExternalKeysRequired(super::other_kinds(metadata)));
     }
     if ids.is_empty() && groups.iter().all(|g| g.pgp.is_empty()) {
         return Err(SopsFileError::NoIdentities);
     }
-    let mut parts: Vec<Option<Zeroizing<Vec<u8>>>> = vec![None; n];
-    let mut errors: Vec<Option<SopsFileError>> = (0..n).map(|_| None).collect();
-    let opened = |p: &[Option<Zeroizing<Vec<u8>>>]| p.iter().filter(|x| x.is_some()).count();
-    for (i, g) in groups.iter().enumerate() {
-        if opened(&parts) >= needed {
-            break;
-        }
-        match open_age(g, ids) {
-            Ok(p) => parts[i] = Some(p),
-            Err(Locked::Error(e)) => errors[i] = Some(e),
-            Err(Locked::NotOurs) => {}
-        }
+    let mut opening = Opening { parts: vec![None; groups.len()], errors: (0..groups.len()).map(|_| None).collect() };
+    opening.pass(groups, needed, |g| Some(open_age(g, ids)));
+    opening.pass(groups, needed, |g| (!g.pgp.is_empty()).then(|| open_pgp(g, pgp)));
+    if opening.opened() < needed {
+        return Err(opening.locked(groups, needed));
     }
-    for (i, g) in groups.iter().enumerate() {
-        if opened(&parts) >= needed {
-            break;
-        }
-        if parts[i].is_some() || g.pgp.is_empty() {
-            continue;
-        }
-        match open_pgp(g, pgp) {
-            Ok(p) => parts[i] = Some(p),
-            Err(Locked::Error(e)) => errors[i] = Some(e),
-            Err(Locked::NotOurs) => {}
-        }
+    let got: Vec<Zeroizing<Vec<u8>>> = opening.parts.into_iter().flatten().collect();
+    if let ([_], [one]) = (groups.as_slice(), got.as_slice()) {
+        return to_data_key(one);
     }
-    let got: Vec<Zeroizing<Vec<u8>>> = parts.iter().flatten().cloned().collect();
-    if got.len() >= needed {
-        return if n == 1 {
-            to_data_key(&got[0])
-        } else {
-            let key = shamir::combine(&got).map_err(|e| SopsFileError::Metadata(format!("the key group parts do not combine: {e}")))?;
-            to_data_key(&key)
-        };
-    }
-    if n == 1 {
-        return Err(errors.pop().flatten().unwrap_or_else(|| SopsFileError::NoMatchingIdentity { recipients: names(&groups[0]) }));
-    }
-    let locked = groups
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| parts[*i].is_none())
-        .map(|(i, g)| {
-            let why = errors[i].as_ref().map_or_else(|| "no identity or GnuPG key of ours".to_string(), ToString::to_string);
-            format!("group {} ({}): {why}", i + 1, names(g).join(", "))
-        })
-        .collect();
-    Err(SopsFileError::NotEnoughGroups { needed, opened: got.len(), groups: n, locked })
+    let key = shamir::combine(&got).map_err(|e| SopsFileError::Metadata(format!("the key group parts do not combine: {e}")))?;
+    to_data_key(&key)
 }

@@ -100,9 +100,8 @@ pub(crate) fn combine(parts: &[Zeroizing<Vec<u8>>]) -> Result<Zeroizing<Vec<u8>>
         }
     }
     // Lagrange basis at 0: prod over j != i of x_j / (x_i + x_j).
-    let basis: Vec<u8> = (0..xs.len())
-        .map(|i| (0..xs.len()).filter(|&j| j != i).fold(1u8, |acc, j| mul(acc, mul(xs[j], inv(xs[i] ^ xs[j])))))
-        .collect();
+    let basis: Vec<u8> =
+        (0..xs.len()).map(|i| (0..xs.len()).filter(|&j| j != i).fold(1u8, |acc, j| mul(acc, mul(xs[j], inv(xs[i] ^ xs[j]))))).collect();
     let mut secret = Zeroizing::new(vec![0u8; len - 1]);
     for (idx, byte) in secret.iter_mut().enumerate() {
         *byte = parts.iter().zip(&basis).fold(0u8, |acc, (p, b)| acc ^ mul(p[idx], *b));

@@ -238,7 +238,10 @@ fn other_key_types_are_kept_and_detected() {
     assert!(file.needs_external_sops());
     let mut dec = file.decrypt(std::slice::from_ref(&id)).expect("the age key still opens it");
     let again = dec.encrypt().expect("same data key: the kms entry stays valid");
-    assert!(again.contains("arn:aws:kms:us-east-1:1:key/x") && again.contains("          enc: AQICAHh\n"), "kms entry written back:\n{again}");
+    assert!(
+        again.contains("arn:aws:kms:us-east-1:1:key/x") && again.contains("          enc: AQICAHh\n"),
+        "kms entry written back:\n{again}"
+    );
     assert!(matches!(dec.set_age_recipients(vec![vec![r.clone()]]), Err(SopsFileError::ExternalKeysRequired(_))));
     dec.rotate_data_key();
     assert!(matches!(dec.encrypt(), Err(SopsFileError::ExternalKeysRequired(_))), "cannot re-wrap for kms");
