@@ -84,6 +84,9 @@ impl GnuPg {
 
 impl Pgp for GnuPg {
     fn encrypt(&self, fingerprint: &str, secret: &[u8]) -> Result<String, SopsFileError> {
+        if fingerprint.is_empty() || !fingerprint.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(SopsFileError::InvalidPgpFingerprint(fingerprint.to_string()));
+        }
         let gpg = binary()?;
         let fail = |reason: String| SopsFileError::PgpEncrypt { fingerprint: fingerprint.to_string(), reason };
         let done = self

@@ -361,13 +361,28 @@ pub(super) fn edit_sops_config(
 /// Encrypts each planned host document for the recipients of its rule in the edited
 /// `config`, advancing `bar` once per file.
 pub(super) fn encrypt_host_files(fleet: &Fleet, config: &SopsConfig, planned: &mut [Planned], bar: &indicatif::ProgressBar) -> Result<()> {
-    for p in planned.iter_mut() {
+    let targets = host_file_targets(config, planned);
+    for (p, target) in planned.iter_mut().zip(targets) {
         let Some(doc) = p.document.take() else { continue };
-        let keys = checked_groups(fleet, &p.outcome, Target::from_rule(config, &p.outcome.host_file))?;
+        let keys = checked_groups(fleet, &p.outcome, target)?;
         bar.inc(1);
         p.host_file_text = Some(encrypt(fleet, &p.outcome.host_file, doc, &keys)?);
     }
     Ok(())
+}
+
+/// The rule's keys for each planned host file. A `.sops.yaml` that names no key type but
+/// age (the usual case) is read once for all files: a run that adds a thousand hosts looks
+/// up a thousand files; otherwise each file's rule is read with its PGP keys and threshold.
+fn host_file_targets(config: &SopsConfig, planned: &[Planned]) -> Vec<Option<Target>> {
+    let files: Vec<&str> = planned.iter().map(|p| p.outcome.host_file.as_str()).collect();
+    let text = config.text();
+    let age_only = !["pgp", "shamir_threshold", "kms", "azure_kv", "hc_vault"].iter().any(|k| text.contains(k));
+    if age_only {
+        let groups = config.recipients_for_each(&files);
+        return groups.into_iter().map(|g| g.map(|g| Target { keys: KeyGroups::age_only(g), external: false })).collect();
+    }
+    files.iter().map(|f| Target::from_rule(config, f)).collect()
 }
 
 /// The key groups sops will use for a host's file, which must include the host itself and

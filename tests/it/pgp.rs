@@ -276,3 +276,41 @@ fn a_missing_gpg_or_public_key_stops_the_rekey_with_nothing_written() {
     let file = EncryptedFile::parse(&f.read("secrets/app.yaml")).expect("parses");
     file.decrypt_with(&[], &GnuPg::with_home(other.path())).expect("the new PGP key opens it");
 }
+
+#[test]
+fn enrolling_a_host_rekeys_a_shared_file_that_has_a_pgp_admin() {
+    let Some(sops_bin) = fast_sops() else { return };
+    let Some(gpg) = GnuPgHome::new() else { return };
+    let nobody = GnuPgHome::empty();
+    let f = TestFleet::new();
+    ok(&f.run(&["init"]));
+    let admin_text = std::fs::read_to_string(f.admin_key_file()).expect("admin");
+    let admin = Age {
+        recipient: admin_text.lines().find_map(|l| l.strip_prefix("# public key: ")).expect("recipient").to_string(),
+        secret: admin_text.lines().find(|l| l.starts_with("AGE-SECRET-KEY-")).expect("secret").to_string(),
+    };
+    let fp = &gpg.fingerprint;
+    write(
+        &f.dir.join(".sops.yaml"),
+        &format!(
+            "keys:\n  - &admin {}\ncreation_rules:\n  - path_regex: ^sops/shared\\.yaml$\n    key_groups:\n      - pgp:\n          - {fp}\n        age:\n          - *admin\n",
+            admin.recipient
+        ),
+    );
+    write(&f.dir.join("sops/shared.yaml"), "password: hunter2\n");
+    ok(&sops(&sops_bin, &f.dir, &["--encrypt", "--in-place", "sops/shared.yaml"], &[], gpg.path()));
+    let before = f.read("sops/shared.yaml");
+
+    let mut c = f.cmd(&["vm-fresh", "web01"]);
+    c.env("GNUPGHOME", gpg.path());
+    ok(&run(&mut c));
+    let after = f.read("sops/shared.yaml");
+    let record: serde_json::Value = serde_json::from_str(&f.read("hosts/web01.json")).expect("record");
+    let host = record["age_recipient"].as_str().expect("recipient");
+    let file = EncryptedFile::parse(&after).expect("parses");
+    assert!(file.age_recipients()[0].iter().any(|r| r == host), "the host joined the shared file:\n{after}");
+    assert_eq!(file.key_groups().groups[0].pgp, vec![fp.clone()], "the PGP admin stays");
+    assert_eq!(pgp_messages(&before), pgp_messages(&after), "its enc is kept byte for byte");
+    assert!(opens(&sops_bin, &f.dir, "sops/shared.yaml", &[], gpg.path()), "sops opens it with GnuPG");
+    assert!(opens(&sops_bin, &f.dir, "sops/shared.yaml", &[&admin], nobody.path()), "and with the admin's age key");
+}

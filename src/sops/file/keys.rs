@@ -223,6 +223,8 @@ pub(crate) fn wrap(metadata: &mut Metadata, data_key: &DataKey, rewrap: bool, pg
         }
         for k in &mut group.pgp {
             if resplit || k.enc.is_empty() {
+                // The fingerprint may come from the file (untrusted): only hex reaches GnuPG.
+                checked_fingerprint(&k.fp)?;
                 k.enc = pgp.encrypt(&k.fp, part)?;
                 if k.created_at.is_empty() {
                     k.created_at = now();

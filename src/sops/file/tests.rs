@@ -386,3 +386,18 @@ fn thresholds_and_fingerprints_are_checked() {
     let err = enc(&spec(&[(&[&r], &[FP_A])], 0)).expect_err("no GnuPG");
     assert!(matches!(err, SopsFileError::PgpUnavailable(_)), "{err}");
 }
+
+#[test]
+fn a_fingerprint_read_from_a_file_reaches_gnupg_only_as_hex() {
+    let (id, r) = identity();
+    let pgp = FakePgp::new(&[FP_A]);
+    let text = encrypt_new_for(&doc(), &spec(&[(&[&r], &[FP_A])], 0), &EncryptionOptions::default(), &pgp).expect("encrypts");
+    let hostile = text.replace(&format!("fp: \"{FP_A}\""), "fp: --homedir=/tmp/x");
+    assert_ne!(hostile, text);
+    let mut dec = EncryptedFile::parse(&hostile).expect("parses").decrypt_with(std::slice::from_ref(&id), &pgp).expect("opens");
+    dec.encrypt_with(&pgp).expect("kept as read while its enc is kept");
+    dec.rotate_data_key();
+    let err = dec.encrypt_with(&pgp).expect_err("re-wrapping for it");
+    assert!(matches!(err, SopsFileError::InvalidPgpFingerprint(ref f) if f == "--homedir=/tmp/x"), "{err}");
+    assert_eq!(pgp.calls().0, 1, "GnuPG never saw it");
+}
