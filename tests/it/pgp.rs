@@ -314,3 +314,47 @@ fn enrolling_a_host_rekeys_a_shared_file_that_has_a_pgp_admin() {
     assert!(opens(&sops_bin, &f.dir, "sops/shared.yaml", &[], gpg.path()), "sops opens it with GnuPG");
     assert!(opens(&sops_bin, &f.dir, "sops/shared.yaml", &[&admin], nobody.path()), "and with the admin's age key");
 }
+
+#[test]
+fn vm_fresh_writes_a_new_host_file_for_a_rule_with_a_pgp_admin() {
+    let Some(sops_bin) = fast_sops() else { return };
+    let Some(gpg) = GnuPgHome::new() else { return };
+    let f = TestFleet::new();
+    ok(&f.run(&["init"]));
+    let admin_text = std::fs::read_to_string(f.admin_key_file()).expect("admin");
+    let admin = admin_text.lines().find_map(|l| l.strip_prefix("# public key: ")).expect("recipient").to_string();
+    let fp = &gpg.fingerprint;
+    write(
+        &f.dir.join(".sops.yaml"),
+        &format!(
+            "keys:\n  - &admin {admin}\ncreation_rules:\n  - path_regex: ^sops/web01\\.yaml$\n    key_groups:\n      - pgp:\n          - {fp}\n        age:\n          - *admin\n"
+        ),
+    );
+    let mut c = f.cmd(&["vm-fresh", "web01"]);
+    c.env("GNUPGHOME", gpg.path());
+    ok(&run(&mut c));
+    let text = f.read("sops/web01.yaml");
+    assert_eq!(pgp_messages(&text).len(), 1, "{text}");
+    let out = sops(&sops_bin, &f.dir, &["--decrypt", "sops/web01.yaml"], &[], gpg.path());
+    assert!(ok(&out).contains("ssh_host_ed25519_key: |\n    -----BEGIN OPENSSH PRIVATE KEY-----"), "sops opens it with GnuPG alone");
+
+    // Without gpg the run stops before writing anything.
+    let g = TestFleet::new();
+    ok(&g.run(&["init"]));
+    let admin_text = std::fs::read_to_string(g.admin_key_file()).expect("admin");
+    let admin = admin_text.lines().find_map(|l| l.strip_prefix("# public key: ")).expect("recipient").to_string();
+    write(
+        &g.dir.join(".sops.yaml"),
+        &format!(
+            "keys:\n  - &admin {admin}\ncreation_rules:\n  - path_regex: ^sops/web01\\.yaml$\n    key_groups:\n      - pgp:\n          - {fp}\n        age:\n          - *admin\n"
+        ),
+    );
+    let before = g.snapshot();
+    let empty_path = tempfile::tempdir().expect("tmp");
+    let mut c = g.cmd(&["vm-fresh", "web01"]);
+    c.env("GNUPGHOME", gpg.path()).env("PATH", empty_path.path());
+    let out = run(&mut c);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("`gpg` is not installed or not on PATH"), "{}", stderr(&out));
+    g.assert_unchanged(&before, "vm-fresh without gpg");
+}

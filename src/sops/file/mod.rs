@@ -168,7 +168,7 @@ pub struct Decrypted {
     data_key: DataKey,
     metadata: Metadata,
     stash: Stash,
-    /// The data key must be encrypted again for every recipient (new key or new recipients).
+    /// The data key must be wrapped again for every key (a new data key, or groups split again).
     rewrap: bool,
     opaque_comments: usize,
 }
