@@ -8,12 +8,19 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Program {
     argv: Vec<String>,
     stdin: Option<Vec<u8>>,
     timeout: Duration,
     env: Vec<(String, String)>,
+}
+
+/// Stdin is left out: it may hold a secret.
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program").field("argv", &self.argv).field("timeout", &self.timeout).finish_non_exhaustive()
+    }
 }
 
 impl Drop for Program {
