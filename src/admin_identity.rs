@@ -1,6 +1,7 @@
-//! The admin's age identities (not the hosts': those live in each host's SOPS file), found
-//! exactly where sops finds them, so that hostsmith and
-//! `sops` on the same machine always agree on who the admin is.
+//! The admin's keys (not the hosts': those live in each host's SOPS file): age identities,
+//! found exactly where sops finds them, and GnuPG (the admin's PGP keys, in the keyring sops
+//! would use), so that hostsmith and `sops` on the same machine always agree on who the
+//! admin is.
 //!
 //! Sources, all read when present: `SOPS_AGE_KEY` (the identities themselves),
 //! `SOPS_AGE_KEY_FILE`, and the default file `$XDG_CONFIG_HOME/sops/age/keys.txt`
@@ -15,6 +16,7 @@ use zeroize::Zeroizing;
 use crate::atomic;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
+use crate::gnupg::GnuPg;
 use crate::sops::file::{Decrypted, EncryptedFile, SopsFileError};
 
 /// Where sops looks for the default key file.
@@ -49,18 +51,6 @@ pub(crate) fn load_all() -> Result<Vec<Identity>> {
         }
     }
     Ok(out)
-}
-
-/// Like [`load_all`], but an empty result is an error that says where we looked.
-///
-/// # Errors
-/// [`Error::NoIdentity`].
-pub(crate) fn require() -> Result<Vec<Identity>> {
-    let ids = load_all()?;
-    if ids.is_empty() {
-        return Err(Error::NoIdentity { looked: looked() });
-    }
-    Ok(ids)
 }
 
 fn looked() -> String {
@@ -102,7 +92,7 @@ pub(crate) fn create(path: &std::path::Path) -> Result<String> {
     Ok(recipient)
 }
 
-/// Admin identities, loaded the first time a file must be decrypted.
+/// Admin identities, loaded the first time a file must be decrypted; GnuPG after them.
 #[derive(Default)]
 pub(crate) struct Identities(Option<Vec<Identity>>);
 
@@ -110,10 +100,34 @@ impl Identities {
     /// # Errors
     /// [`Error::NoIdentity`] when none is configured.
     pub(crate) fn get(&mut self) -> Result<&[Identity]> {
+        if self.age()?.is_empty() {
+            return Err(Error::NoIdentity { looked: looked() });
+        }
+        self.age()
+    }
+
+    /// The age identities configured, perhaps none (GnuPG may still open a file).
+    ///
+    /// # Errors
+    /// A source that holds something that is not an age identity.
+    pub(crate) fn age(&mut self) -> Result<&[Identity]> {
         if self.0.is_none() {
-            self.0 = Some(require()?);
+            self.0 = Some(load_all()?);
         }
         Ok(self.0.as_deref().unwrap_or_default())
+    }
+
+    /// Decrypts a parsed SOPS file read from `path`: age identities first, then GnuPG.
+    ///
+    /// # Errors
+    /// [`Error::NoIdentity`] when the file has no PGP key and no age identity is configured;
+    /// otherwise the engine's error naming the file.
+    pub(crate) fn decrypt(&mut self, file: &EncryptedFile, path: &std::path::Path) -> Result<Decrypted> {
+        let ids = self.age()?;
+        match file.decrypt_with(ids, &GnuPg::default()) {
+            Err(SopsFileError::NoIdentities) => Err(Error::NoIdentity { looked: looked() }),
+            other => other.map_err(|e| Error::SopsEngine { path: path.to_path_buf(), source: e }),
+        }
     }
 
     /// The identities a fleet uses: its override, or sops' usual places on first use.
@@ -130,7 +144,7 @@ impl Identities {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
         let err = |e: SopsFileError| Error::SopsEngine { path: path.to_path_buf(), source: e };
         let file = EncryptedFile::parse(&text).map_err(err)?;
-        file.decrypt(self.get()?).map_err(err)
+        self.decrypt(&file, path)
     }
 }
 

@@ -171,7 +171,7 @@ pub fn rotate(fleet: &Fleet, host: &HostName, repos: &[String], dry_run: bool) -
         });
     }
     set_pending(&mut record, &pend);
-    let text = decrypted.encrypt().map_err(|e| Error::SopsEngine { path: path.clone(), source: e })?;
+    let text = decrypted.encrypt_with(&crate::gnupg::GnuPg::default()).map_err(|e| Error::SopsEngine { path: path.clone(), source: e })?;
     if !dry_run {
         crate::rekey::write_keeping_mode(&path, &text)?;
         atomic::write(&fleet.record_path(host), record.to_json().as_bytes(), 0o644)?;
@@ -242,7 +242,7 @@ pub fn activate(fleet: &Fleet, host: &HostName, repo: &str, expected: Option<&st
     }
     doc.set_path(&[DEPLOY_KEYS_FIELD, repo], Value::Str(private.to_string()))
         .map_err(|e| Error::SopsEngine { path: path.clone(), source: e })?;
-    let text = decrypted.encrypt().map_err(|e| Error::SopsEngine { path: path.clone(), source: e })?;
+    let text = decrypted.encrypt_with(&crate::gnupg::GnuPg::default()).map_err(|e| Error::SopsEngine { path: path.clone(), source: e })?;
     let now = record::now();
     let retired = record.deploy_keys.insert(repo.to_string(), new_public).map(|old| RetiredDeployKey {
         repo: repo.to_string(),

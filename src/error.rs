@@ -65,7 +65,9 @@ pub enum Error {
     #[error("no `.sops.yaml` in `{dir}`: run `hostsmith init` there, or point --fleet (or HOSTSMITH_FLEET) at your fleet")]
     NoSopsConfig { dir: PathBuf },
 
-    #[error("no admin age identity found ({looked}): run `hostsmith init`, or set SOPS_AGE_KEY_FILE to your age key file")]
+    #[error(
+        "no admin age identity found ({looked}), and GnuPG is only tried for files with PGP keys: run `hostsmith init`, or set SOPS_AGE_KEY_FILE to your age key file"
+    )]
     NoIdentity { looked: String },
 
     #[error("admin age identity in {source_name} is invalid: {why}")]

@@ -20,6 +20,7 @@ pub(crate) mod error;
 pub(crate) mod fleet;
 pub(crate) mod fleet_check;
 pub(crate) mod github_keys;
+pub mod gnupg;
 pub(crate) mod host_file;
 pub(crate) mod host_name;
 pub(crate) mod host_template;

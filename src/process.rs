@@ -8,12 +8,28 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Program {
     argv: Vec<String>,
     stdin: Option<Vec<u8>>,
     timeout: Duration,
     env: Vec<(String, String)>,
+}
+
+/// Stdin is left out: it may hold a secret.
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program").field("argv", &self.argv).field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Program {
+    /// Stdin may hold a secret: it is wiped with the program.
+    fn drop(&mut self) {
+        if let Some(input) = self.stdin.as_mut() {
+            zeroize::Zeroize::zeroize(input);
+        }
+    }
 }
 
 /// What a finished program printed.
@@ -110,10 +126,11 @@ impl Program {
             },
         })?;
         let stdin = child.stdin.take();
-        let input = self.stdin.clone();
+        // The input may be a secret (a data key): the copy handed to the writer is wiped.
+        let input = self.stdin.clone().map(zeroize::Zeroizing::new);
         let writer = std::thread::spawn(move || {
             if let (Some(mut pipe), Some(input)) = (stdin, input) {
-                let _ = pipe.write_all(&input);
+                let _ = pipe.write_all(input.as_slice());
             }
         });
         let mut out_pipe = child.stdout.take();

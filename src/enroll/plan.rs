@@ -2,23 +2,22 @@
 //! `.sops.yaml` for the whole run; the encrypted host files and re-keyed shared files.
 //! Nothing here writes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{Action, HostOutcome, KeySource, Options, Request, outcome};
 use crate::admin_identity::Identities;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
+use crate::gnupg::GnuPg;
 use crate::host_file::{DEPLOY_KEYS_FIELD, HOST_KEY_FIELD, set_secret, stored_deploy_key, stored_host_key};
 use crate::host_name::HostName;
 use crate::journal::Journal;
 use crate::record::{self, HostRecord, Origin, RetiredKey};
-use crate::sops::file::{Decrypted, EncryptedFile, EncryptionOptions, Map, SopsFileError};
+use crate::rekey::Target;
+use crate::sops::file::{Decrypted, EncryptedFile, EncryptionOptions, KeyGroups, Map, SopsFileError};
 use crate::sops::rules::{EditPolicy, HostKey, SopsConfig, SopsConfigError};
 use crate::ssh_keys::{self, Keypair};
-
-/// Key groups as `.sops.yaml` gives them: groups of recipients.
-type Groups = Vec<Vec<String>>;
 
 /// One host's planned state.
 pub(super) struct Planned {
@@ -363,26 +362,44 @@ pub(super) fn edit_sops_config(
 /// Encrypts each planned host document for the recipients of its rule in the edited
 /// `config`, advancing `bar` once per file.
 pub(super) fn encrypt_host_files(fleet: &Fleet, config: &SopsConfig, planned: &mut [Planned], bar: &indicatif::ProgressBar) -> Result<()> {
-    let recipients = {
-        let host_files: Vec<&str> = planned.iter().map(|p| p.outcome.host_file.as_str()).collect();
-        config.recipients_for_each(&host_files)
-    };
-    for (p, groups) in planned.iter_mut().zip(recipients) {
+    let targets = host_file_targets(config, planned);
+    for (p, target) in planned.iter_mut().zip(targets) {
         let Some(doc) = p.document.take() else { continue };
-        let groups = checked_groups(fleet, &p.outcome, groups)?;
+        let keys = checked_groups(fleet, &p.outcome, target)?;
         bar.inc(1);
-        p.host_file_text = Some(encrypt(fleet, &p.outcome.host_file, doc, groups)?);
+        p.host_file_text = Some(encrypt(fleet, &p.outcome.host_file, doc, &keys)?);
     }
     Ok(())
 }
 
-/// The groups sops will use for a host's file, which must include the host itself.
-fn checked_groups(fleet: &Fleet, outcome: &HostOutcome, groups: Option<Groups>) -> Result<Groups> {
+/// The rule's keys for each planned host file. A `.sops.yaml` that names no key type but
+/// age (the usual case) is read once for all files: a run that adds a thousand hosts looks
+/// up a thousand files; otherwise each file's rule is read with its PGP keys and threshold.
+fn host_file_targets(config: &SopsConfig, planned: &[Planned]) -> Vec<Option<Target>> {
+    let files: Vec<&str> = planned.iter().map(|p| p.outcome.host_file.as_str()).collect();
+    let text = config.text();
+    let age_only = !["pgp", "shamir_threshold", "kms", "azure_kv", "hc_vault"].iter().any(|k| text.contains(k));
+    if age_only {
+        let groups = config.recipients_for_each(&files);
+        return groups.into_iter().map(|g| g.map(|g| Target { keys: KeyGroups::age_only(g), external: false })).collect();
+    }
+    files.iter().map(|f| Target::from_rule(config, f)).collect()
+}
+
+/// The key groups sops will use for a host's file, which must include the host itself and
+/// nothing but age and PGP keys.
+fn checked_groups(fleet: &Fleet, outcome: &HostOutcome, target: Option<Target>) -> Result<KeyGroups> {
     let rel = &outcome.host_file;
     let bad = |message: String| Error::SopsConfig { path: fleet.sops_config_path(), message };
-    let groups =
-        groups.ok_or_else(|| bad(format!("no creation rule matches `{rel}` after the edit; check `sops.host_file` in hostsmith.toml")))?;
-    if !groups.iter().flatten().any(|r| r == &outcome.age_recipient) {
+    let target =
+        target.ok_or_else(|| bad(format!("no creation rule matches `{rel}` after the edit; check `sops.host_file` in hostsmith.toml")))?;
+    if target.external {
+        return Err(bad(format!(
+            "the rule sops uses for `{rel}` has KMS or Vault keys, which hostsmith cannot encrypt for: give host files a rule with age and PGP keys only"
+        )));
+    }
+    let groups = target.keys;
+    if !groups.groups.iter().flat_map(|g| &g.age).any(|r| r == &outcome.age_recipient) {
         return Err(bad(format!(
             "the rule sops uses for `{rel}` does not include host `{}`: an earlier rule matches it; run `hostsmith sops check`",
             outcome.name
@@ -391,16 +408,18 @@ fn checked_groups(fleet: &Fleet, outcome: &HostOutcome, groups: Option<Groups>) 
     Ok(groups)
 }
 
-fn encrypt(fleet: &Fleet, rel: &str, doc: HostDocument, groups: Groups) -> Result<String> {
+fn encrypt(fleet: &Fleet, rel: &str, doc: HostDocument, keys: &KeyGroups) -> Result<String> {
     let err = |e: SopsFileError| Error::SopsEngine { path: fleet.root.join(rel), source: e };
     match doc {
-        HostDocument::New(map) => crate::sops::file::encrypt_new(&map, &groups, &EncryptionOptions::default()).map_err(err),
+        HostDocument::New(map) => {
+            crate::sops::file::encrypt_new_for(&map, keys, &EncryptionOptions::default(), &GnuPg::default()).map_err(err)
+        }
         HostDocument::Existing { mut decrypted, rotate_data_key } => {
-            decrypted.set_age_recipients(groups).map_err(err)?;
+            decrypted.set_key_groups(keys).map_err(err)?;
             if rotate_data_key {
                 decrypted.rotate_data_key();
             }
-            decrypted.encrypt().map_err(err)
+            decrypted.encrypt_with(&GnuPg::default()).map_err(err)
         }
     }
 }
@@ -414,31 +433,27 @@ pub(super) fn shared_files(fleet: &Fleet, config: &SopsConfig, rotate: bool, ids
         if !abs.is_file() {
             continue;
         }
-        let Some(groups) = config.recipients_for(rel) else { continue };
+        let Some(target) = Target::from_rule(config, rel) else { continue };
         let text = std::fs::read_to_string(&abs).map_err(|source| Error::Read { path: abs.clone(), source })?;
         let err = |e: SopsFileError| Error::SopsEngine { path: abs.clone(), source: e };
         let file = EncryptedFile::parse(&text).map_err(err)?;
-        if !rotate && same_groups(&file.age_recipients(), &groups) {
+        if !rotate && file.key_groups().same_as(&target.keys) {
             continue;
         }
-        if file.needs_external_sops() {
+        if target.external || file.needs_external_sops() {
             return Err(Error::SopsFile {
                 path: abs.clone(),
-                message: "its key groups use PGP, a cloud KMS or several groups, which hostsmith does not re-key natively: run `sops updatekeys -y` on it".into(),
+                message:
+                    "its key groups use a cloud KMS or Vault, which hostsmith does not re-key natively: run `sops updatekeys -y` on it"
+                        .into(),
             });
         }
-        let mut decrypted = file.decrypt(ids.get()?).map_err(err)?;
-        decrypted.set_age_recipients(groups).map_err(err)?;
+        let mut decrypted = ids.decrypt(&file, &abs)?;
+        decrypted.set_key_groups(&target.keys).map_err(err)?;
         if rotate {
             decrypted.rotate_data_key();
         }
-        out.push((rel.clone(), decrypted.encrypt().map_err(err)?));
+        out.push((rel.clone(), decrypted.encrypt_with(&GnuPg::default()).map_err(err)?));
     }
     Ok(out)
-}
-
-/// Whether two sets of key groups hold the same recipients, in any order within a group.
-fn same_groups(a: &[Vec<String>], b: &[Vec<String>]) -> bool {
-    let norm = |g: &[Vec<String>]| -> Vec<BTreeSet<String>> { g.iter().map(|v| v.iter().cloned().collect()).collect() };
-    norm(a) == norm(b)
 }

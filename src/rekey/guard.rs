@@ -34,7 +34,8 @@ pub(crate) fn refusals(fleet: &Fleet, config: &SopsConfig, files: &[String], rec
             continue;
         };
         let now: BTreeSet<String> = file.age_recipients().into_iter().flatten().collect();
-        let next: BTreeSet<&String> = target.groups.iter().flatten().collect();
+        let age = target.age_groups();
+        let next: BTreeSet<&String> = age.iter().flatten().collect();
         let mut why = Vec::new();
         if let Some(r) = host_files.get(rel) {
             if !rule.written_for_path {

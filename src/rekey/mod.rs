@@ -1,11 +1,12 @@
 //! Re-wrapping data keys after `.sops.yaml` changed: `sops rekey`, and the re-keys that a
 //! rotation (`keys rotate`, `keys import`) and a revocation (`keys delete`) need.
 //!
-//! A file is planned on its own: its key group's age recipients are compared with those of
-//! the creation rule sops would use for it; when they differ, or a fresh data key is asked
-//! for, it is decrypted with the admin identities, given the rule's recipients and encrypted
-//! again, all in memory. Files whose key groups (or whose rule's) hold PGP or cloud KMS keys,
-//! or several groups (Shamir), are handed to the real `sops updatekeys -y` (and
+//! A file is planned on its own: its key groups (age recipients, PGP fingerprints, Shamir
+//! threshold) are compared with those of the creation rule sops would use for it; when they
+//! differ, or a fresh data key is asked for, it is decrypted with the admin identities (age,
+//! then GnuPG), given the rule's key groups and encrypted again, all in memory. Files whose
+//! key groups (or whose rule's) hold cloud KMS or Vault keys are handed to the real
+//! `sops updatekeys -y` (and
 //! `sops rotate -i`), with `--config` naming the fleet's `.sops.yaml` and absolute paths, so
 //! sops matches the same rule whatever its working directory. Secrets never reach its argv:
 //! sops finds the admin identity in the environment it inherits, as it always does.
@@ -33,8 +34,9 @@ pub(crate) use guard::refusals;
 use crate::atomic;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, SOPS_CONFIG};
+use crate::gnupg::GnuPg;
 use crate::process::Program;
-use crate::sops::file::{EncryptedFile, SopsFileError};
+use crate::sops::file::{EncryptedFile, KeyGroupSpec, KeyGroups, SopsFileError};
 use crate::sops::rules::SopsConfig;
 
 /// How long one `sops` call may take before it is stopped.
@@ -43,12 +45,12 @@ const SOPS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 /// Directories never searched for SOPS files: version control, build outputs, Nix results.
 const SKIPPED_DIRS: [&str; 4] = ["target", "result", "node_modules", "vendor"];
 
-/// The recipients a file should have, and whether only real sops can give it them.
+/// The keys a file should have, and whether only real sops can give it them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Target {
-    /// The age recipients of each key group.
-    pub groups: Vec<Vec<String>>,
-    /// The rule holds PGP/KMS keys or several key groups.
+    /// The age and PGP keys of each key group, and the Shamir threshold.
+    pub keys: KeyGroups,
+    /// The rule holds KMS or Vault keys.
     pub external: bool,
 }
 
@@ -57,8 +59,15 @@ impl Target {
     #[must_use]
     pub(crate) fn from_rule(config: &SopsConfig, rel: &str) -> Option<Self> {
         let rule = config.rule_for(rel)?;
-        let external = rule.key_groups.len() > 1 || rule.key_groups.iter().any(|g| !g.pgp.is_empty() || !g.other.is_empty());
-        Some(Self { groups: rule.key_groups.into_iter().map(|g| g.age).collect(), external })
+        let external = rule.key_groups.iter().any(|g| !g.other.is_empty());
+        let groups = rule.key_groups.into_iter().map(|g| KeyGroupSpec { age: g.age, pgp: g.pgp }).collect();
+        Some(Self { keys: KeyGroups { groups, threshold: rule.shamir_threshold.unwrap_or(0) }, external })
+    }
+
+    /// The age recipients of each key group.
+    #[must_use]
+    pub(crate) fn age_groups(&self) -> Vec<Vec<String>> {
+        self.keys.groups.iter().map(|g| g.age.clone()).collect()
     }
 }
 
@@ -86,25 +95,27 @@ pub(crate) enum FilePlan {
 pub(crate) fn plan(path: &Path, text: &str, target: &Target, ids: &[Identity], rotate_data_key: bool) -> Result<FilePlan> {
     let err = |e: SopsFileError| Error::SopsEngine { path: path.to_path_buf(), source: e };
     let file = EncryptedFile::parse(text).map_err(err)?;
-    let (added, removed) = diff(&file.age_recipients(), &target.groups);
-    let same = same_groups(&file.age_recipients(), &target.groups);
+    let (added, removed) = diff(&file.key_groups(), &target.keys);
+    let same = file.key_groups().same_as(&target.keys);
     if same && !rotate_data_key {
         return Ok(FilePlan::Unchanged);
     }
     if target.external || file.needs_external_sops() {
         return Ok(FilePlan::External { added, removed });
     }
-    if ids.is_empty() {
-        return Err(Error::NoIdentity { looked: "SOPS_AGE_KEY, SOPS_AGE_KEY_FILE and the sops default key file".into() });
-    }
-    let mut decrypted = file.decrypt(ids).map_err(err)?;
+    let mut decrypted = match file.decrypt_with(ids, &GnuPg::default()) {
+        Err(SopsFileError::NoIdentities) => {
+            return Err(Error::NoIdentity { looked: "SOPS_AGE_KEY, SOPS_AGE_KEY_FILE and the sops default key file".into() });
+        }
+        other => other.map_err(err)?,
+    };
     if !same {
-        decrypted.set_age_recipients(target.groups.clone()).map_err(err)?;
+        decrypted.set_key_groups(&target.keys).map_err(err)?;
     }
     if rotate_data_key {
         decrypted.rotate_data_key();
     }
-    Ok(FilePlan::Native { text: decrypted.encrypt().map_err(err)?, added, removed })
+    Ok(FilePlan::Native { text: decrypted.encrypt_with(&GnuPg::default()).map_err(err)?, added, removed })
 }
 
 /// Runs the real `sops` on one file: `updatekeys -y`, then `rotate -i` when a fresh data key
@@ -376,19 +387,11 @@ pub(crate) fn openable_by(fleet: &Fleet, files: &[String], recipient: &str) -> V
         .collect()
 }
 
-/// Whether two sets of key groups hold the same recipients (order does not matter).
-#[must_use]
-pub(crate) fn same_groups(a: &[Vec<String>], b: &[Vec<String>]) -> bool {
-    let norm =
-        |g: &[Vec<String>]| -> Vec<BTreeSet<String>> { g.iter().map(|v| v.iter().map(|r| r.trim().to_string()).collect()).collect() };
-    norm(a) == norm(b)
-}
-
-/// Recipients in `to` and not in `from`, and the reverse (all groups together).
-fn diff(from: &[Vec<String>], to: &[Vec<String>]) -> (Vec<String>, Vec<String>) {
-    let a: BTreeSet<&str> = from.iter().flatten().map(|s| s.trim()).collect();
-    let b: BTreeSet<&str> = to.iter().flatten().map(|s| s.trim()).collect();
-    (b.difference(&a).map(|s| (*s).to_string()).collect(), a.difference(&b).map(|s| (*s).to_string()).collect())
+/// Keys (age recipients, `pgp:FP`) in `to` and not in `from`, and the reverse (all groups
+/// together).
+fn diff(from: &KeyGroups, to: &KeyGroups) -> (Vec<String>, Vec<String>) {
+    let (a, b) = (from.key_names(), to.key_names());
+    (b.difference(&a).cloned().collect(), a.difference(&b).cloned().collect())
 }
 
 #[cfg(test)]
@@ -413,10 +416,24 @@ mod tests {
     }
 
     #[test]
-    fn groups_compare_as_sets() {
-        let g = |v: &[&str]| vec![v.iter().map(|s| (*s).to_string()).collect::<Vec<_>>()];
-        assert!(same_groups(&g(&["a", "b"]), &g(&["b", "a"])));
-        assert!(!same_groups(&g(&["a"]), &g(&["a", "b"])));
-        assert_eq!(diff(&g(&["a", "c"]), &g(&["a", "b"])), (vec!["b".to_string()], vec!["c".to_string()]));
+    fn groups_compare_as_sets_with_fingerprints() {
+        let g = |age: &[&str], pgp: &[&str]| KeyGroups {
+            groups: vec![KeyGroupSpec {
+                age: age.iter().map(|s| (*s).to_string()).collect(),
+                pgp: pgp.iter().map(|s| (*s).to_string()).collect(),
+            }],
+            threshold: 0,
+        };
+        assert!(g(&["a", "b"], &[]).same_as(&g(&["b", "a"], &[])));
+        assert!(!g(&["a"], &[]).same_as(&g(&["a", "b"], &[])));
+        assert!(g(&["a"], &["ab12 CD34"]).same_as(&g(&["a"], &["AB12CD34"])), "case and spaces do not matter");
+        assert!(!g(&["a"], &[]).same_as(&g(&["a"], &["AB12CD34"])), "a missing PGP key is a difference");
+        assert_eq!(
+            diff(&g(&["a", "c"], &[]), &g(&["a", "b"], &["ff"])),
+            (vec!["b".to_string(), "pgp:FF".to_string()], vec!["c".to_string()])
+        );
+        let two = |t| KeyGroups { groups: vec![g(&["a"], &[]).groups[0].clone(), g(&["b"], &[]).groups[0].clone()], threshold: t };
+        assert!(two(0).same_as(&two(2)), "0 means every group");
+        assert!(!two(2).same_as(&KeyGroups { groups: two(2).groups, threshold: 1 }));
     }
 }

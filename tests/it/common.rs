@@ -239,3 +239,57 @@ pub(crate) fn sops_decrypt(sops: &Path, dir: &Path, file: &str, identity: &str) 
         .env("HOME", dir);
     run(&mut c)
 }
+
+/// A throwaway GnuPG home (0700, under a short path: the agent's socket path must stay
+/// under 108 bytes) with one admin key: an Ed25519 certification key and a Curve25519
+/// encryption subkey, no passphrase. The agent started for it is stopped on drop.
+pub(crate) struct GnuPgHome {
+    pub dir: tempfile::TempDir,
+    pub fingerprint: String,
+}
+
+impl GnuPgHome {
+    /// `None` (the test is skipped) when gpg is missing, as [`peer`] decides.
+    pub(crate) fn new() -> Option<Self> {
+        peer("gpg")?;
+        let dir = Self::empty();
+        let mut home = Self { dir, fingerprint: String::new() };
+        ok(&run(home.gpg().args(["--passphrase", "", "--quick-gen-key", "Admin <admin@example.org>", "ed25519", "cert"])));
+        let listing = ok(&run(home.gpg().args(["--with-colons", "--list-keys"])));
+        home.fingerprint = listing.lines().find_map(|l| l.strip_prefix("fpr:")).and_then(|l| l.split(':').nth(8)).expect("fpr").to_string();
+        ok(&run(home.gpg().args(["--passphrase", "", "--quick-add-key", &home.fingerprint, "cv25519", "encr"])));
+        Some(home)
+    }
+
+    /// An empty 0700 directory under `/tmp` (a GnuPG home with no key at all).
+    pub(crate) fn empty() -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::Builder::new().prefix("g").tempdir_in("/tmp").expect("gnupg home");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        dir
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `gpg --batch` on this home.
+    pub(crate) fn gpg(&self) -> Command {
+        let mut c = Command::new("gpg");
+        c.arg("--batch").env("GNUPGHOME", self.path());
+        c
+    }
+
+    /// The public key, armored (for importing elsewhere).
+    pub(crate) fn public_key(&self) -> Vec<u8> {
+        let out = run(self.gpg().args(["--armor", "--export", &self.fingerprint]));
+        assert!(out.status.success());
+        out.stdout
+    }
+}
+
+impl Drop for GnuPgHome {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf").args(["--kill", "gpg-agent"]).env("GNUPGHOME", self.dir.path()).output();
+    }
+}

@@ -69,7 +69,7 @@ const CASES: &[Case] = &[
         args: &["extra-files", "web01", "--out", "x"],
         stdin: "",
         status: 1,
-        stderr: "error: no admin age identity found (SOPS_AGE_KEY, SOPS_AGE_KEY_FILE and `{home}/.config/sops/age/keys.txt`): run `hostsmith init`, or set SOPS_AGE_KEY_FILE to your age key file\n",
+        stderr: "error: no admin age identity found (SOPS_AGE_KEY, SOPS_AGE_KEY_FILE and `{home}/.config/sops/age/keys.txt`), and GnuPG is only tried for files with PGP keys: run `hostsmith init`, or set SOPS_AGE_KEY_FILE to your age key file\n",
     },
     Case {
         name: "bad config key",

@@ -18,6 +18,7 @@ mod keys;
 mod layouts;
 mod nix;
 mod outputs;
+mod pgp;
 mod pve_standin;
 mod reliability;
 mod seeds;

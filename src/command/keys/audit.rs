@@ -104,7 +104,7 @@ fn file_problems(fleet: &Fleet, config: &SopsConfig, rel: &str, names: &BTreeMap
         );
     };
     let has: Vec<String> = file.age_recipients().into_iter().flatten().collect();
-    let wants: Vec<String> = target.groups.into_iter().flatten().collect();
+    let wants: Vec<String> = target.age_groups().into_iter().flatten().collect();
     let name = |r: &str| names.get(r).map_or_else(|| r.to_string(), |n| format!("`{n}` ({r})"));
     for r in wants.iter().filter(|r| !has.contains(r)) {
         push(

@@ -112,7 +112,7 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
         }
         let target = target_without(&new_config, rel, &file, &recipient, &config_path)?;
         let needs_ids = !(target.external || file.needs_external_sops());
-        let ids = if needs_ids { ids.get()? } else { &[] };
+        let ids = if needs_ids { ids.age()? } else { &[] };
         match rekey::plan(&path, &text, &target, ids, true)? {
             FilePlan::Native { text, .. } => native.push((rel.clone(), text)),
             FilePlan::External { .. } => external.push(rel.clone()),
@@ -192,12 +192,15 @@ fn target_without(config: &SopsConfig, rel: &str, file: &EncryptedFile, recipien
                 ),
             });
         }
-        None => Target {
-            groups: file.age_recipients().into_iter().map(|g| g.into_iter().filter(|r| r != recipient).collect()).collect(),
-            external: false,
-        },
+        None => {
+            let mut keys = file.key_groups();
+            for g in &mut keys.groups {
+                g.age.retain(|r| r != recipient);
+            }
+            Target { keys, external: false }
+        }
     };
-    if target.groups.iter().flatten().any(|r| r == recipient) {
+    if target.age_groups().iter().flatten().any(|r| r == recipient) {
         return Err(Error::SopsConfig {
             path: config_path.to_path_buf(),
             message: format!(

@@ -28,19 +28,44 @@ pub enum SopsFileError {
     #[error("MAC mismatch: {0}; the file was modified outside sops/hostsmith or is damaged, so it is not trusted")]
     MacMismatch(String),
 
-    #[error("none of the age identities given can decrypt the data key; recipients are: {}", .recipients.join(", "))]
+    #[error("none of the age identities given, nor a GnuPG secret key, can decrypt the data key; the file's keys are: {}", .recipients.join(", "))]
     NoMatchingIdentity { recipients: Vec<String> },
 
-    #[error("no age identity was given; provide one (SOPS_AGE_KEY, SOPS_AGE_KEY_FILE or ~/.config/sops/age/keys.txt)")]
+    #[error(
+        "no age identity was given and the file has no PGP key; provide one (SOPS_AGE_KEY, SOPS_AGE_KEY_FILE or ~/.config/sops/age/keys.txt)"
+    )]
     NoIdentities,
+
+    #[error(
+        "the data key needs {needed} of the file's {groups} key groups, but only {opened} opened; locked: {}",
+        .locked.join("; ")
+    )]
+    NotEnoughGroups { needed: usize, opened: usize, groups: usize, locked: Vec<String> },
+
+    #[error(
+        "`shamir_threshold` {threshold} does not fit {groups} key groups: with several groups it must be between 2 and their number (at most 255 groups)"
+    )]
+    Threshold { threshold: u64, groups: usize },
+
+    #[error("invalid PGP fingerprint `{0}`: expected 16 to 64 hex digits")]
+    InvalidPgpFingerprint(String),
+
+    #[error("GnuPG is needed for the file's PGP keys: {0}")]
+    PgpUnavailable(String),
+
+    #[error(
+        "the PGP public key {0} is not in the GnuPG keyring: import it with `gpg --import KEY.asc` or `gpg --recv-keys {0}`, then run again"
+    )]
+    PgpKeyMissing(String),
+
+    #[error("GnuPG could not encrypt the data key for PGP key {fingerprint}: {reason}")]
+    PgpEncrypt { fingerprint: String, reason: String },
+
+    #[error("GnuPG could not decrypt the data key for PGP key {fingerprint}: {reason}")]
+    PgpDecrypt { fingerprint: String, reason: String },
 
     #[error("the file's data key is protected by {0} keys, which hostsmith does not handle natively; use the sops binary for this file")]
     ExternalKeysRequired(String),
-
-    #[error(
-        "the file uses {0} key groups (Shamir secret sharing); hostsmith handles a single key group natively, use the sops binary for this file"
-    )]
-    ShamirUnsupported(usize),
 
     #[error("the age-encrypted data key for recipient {recipient} cannot be read: {reason}")]
     AgeStanza { recipient: String, reason: String },
@@ -80,6 +105,8 @@ impl SopsFileError {
                 | SopsFileError::MacMismatch(_)
                 | SopsFileError::AgeStanza { .. }
                 | SopsFileError::InvalidRecipient(_)
+                | SopsFileError::Threshold { .. }
+                | SopsFileError::InvalidPgpFingerprint(_)
         )
     }
 }

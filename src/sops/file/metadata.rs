@@ -2,9 +2,9 @@
 //!
 //! Field names, order and omission follow sops' `stores/stores.go` (3.11): a single key group
 //! is written flattened (`age:`, `pgp:` … at the top), several as `key_groups:` whose entries
-//! always carry `hc_vault:` and `age:`. Key types hostsmith does not handle (pgp, kms,
-//! gcp_kms, azure_kv, hc_vault) are kept as read and written back unchanged, so a file is
-//! never stripped of a key it had.
+//! always carry `hc_vault:` and `age:`. age and PGP keys are understood; key types hostsmith
+//! does not handle (kms, gcp_kms, azure_kv, hc_vault) are kept as read and written back
+//! unchanged, so a file is never stripped of a key it had.
 
 use std::io::{Read as _, Write as _};
 
@@ -16,8 +16,8 @@ use super::{Map, SeqItem, SopsFileError, Value};
 /// The version written, that of the sops release whose format this engine follows.
 pub(crate) const SOPS_VERSION: &str = "3.11.0";
 
-/// Key types other than age, in the order sops writes them.
-const OTHER_KINDS: [&str; 5] = ["pgp", "kms", "gcp_kms", "azure_kv", "hc_vault"];
+/// Key types other than age and PGP, in the order sops writes them.
+const OTHER_KINDS: [&str; 4] = ["kms", "gcp_kms", "azure_kv", "hc_vault"];
 
 /// An age recipient and the data key encrypted for it (ASCII-armored age file).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,9 +26,19 @@ pub(crate) struct AgeKey {
     pub enc: String,
 }
 
+/// A PGP key and the data key (or Shamir part) encrypted for it (an armored PGP message),
+/// with the time the key was added (RFC 3339), as sops' `pgpkey` holds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PgpKey {
+    pub fp: String,
+    pub created_at: String,
+    pub enc: String,
+}
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct KeyGroup {
     pub age: Vec<AgeKey>,
+    pub pgp: Vec<PgpKey>,
     /// Keys of other types, by type, as read (each a mapping of its fields).
     pub other: Vec<(&'static str, Map)>,
 }
@@ -83,6 +93,15 @@ fn group_from(m: &Map, at: &str) -> Result<KeyGroup, SopsFileError> {
         let enc = string_field(k, "enc")?.unwrap_or_default();
         group.age.push(AgeKey { recipient, enc });
     }
+    for entry in list_field(m, "pgp")? {
+        let Value::Map(k) = entry else {
+            return Err(bad(&format!("an entry of `{at}pgp` is not a mapping")));
+        };
+        let fp = string_field(k, "fp")?.unwrap_or_default();
+        let created_at = string_field(k, "created_at")?.unwrap_or_default();
+        let enc = string_field(k, "enc")?.unwrap_or_default();
+        group.pgp.push(PgpKey { fp, created_at, enc });
+    }
     for kind in OTHER_KINDS {
         for entry in list_field(m, kind)? {
             let Value::Map(k) = entry else {
@@ -96,7 +115,7 @@ fn group_from(m: &Map, at: &str) -> Result<KeyGroup, SopsFileError> {
 
 impl KeyGroup {
     fn is_empty(&self) -> bool {
-        self.age.is_empty() && self.other.is_empty()
+        self.age.is_empty() && self.pgp.is_empty() && self.other.is_empty()
     }
 }
 
@@ -180,8 +199,10 @@ impl Metadata {
         }
         m.push("lastmodified", Value::Str(self.lastmodified.clone()));
         m.push("mac", Value::Str(self.mac.clone()));
-        if let (true, Some(g)) = (single, self.groups.first()) {
-            push_others(&mut m, g, "pgp");
+        if let (true, Some(g)) = (single, self.groups.first())
+            && !g.pgp.is_empty()
+        {
+            m.push("pgp", pgp_list(&g.pgp));
         }
         let r = &self.rules;
         let texts = [
@@ -204,7 +225,7 @@ impl Metadata {
         m
     }
 
-    /// Whether any key needs something other than age.
+    /// Whether any key needs something other than age or PGP.
     pub(crate) fn has_other_keys(&self) -> bool {
         self.groups.iter().any(|g| !g.other.is_empty())
     }
@@ -243,10 +264,28 @@ fn age_list(keys: &[AgeKey]) -> Value {
     )
 }
 
+/// PGP entries with sops' field order (`created_at`, `enc`, `fp`).
+fn pgp_list(keys: &[PgpKey]) -> Value {
+    Value::Seq(
+        keys.iter()
+            .map(|k| {
+                let mut e = Map::new();
+                e.push("created_at", Value::Str(k.created_at.clone()));
+                e.push("enc", Value::Str(k.enc.clone()));
+                e.push("fp", Value::Str(k.fp.clone()));
+                SeqItem::Value(Value::Map(e))
+            })
+            .collect(),
+    )
+}
+
 /// A `key_groups` entry: `hc_vault` and `age` are always written (no `omitempty` in sops).
 fn group_map(g: &KeyGroup) -> Map {
     let mut m = Map::new();
-    for kind in ["pgp", "kms", "gcp_kms", "azure_kv"] {
+    if !g.pgp.is_empty() {
+        m.push("pgp", pgp_list(&g.pgp));
+    }
+    for kind in ["kms", "gcp_kms", "azure_kv"] {
         push_others(&mut m, g, kind);
     }
     let vault = others_of(g, "hc_vault");
@@ -257,7 +296,7 @@ fn group_map(g: &KeyGroup) -> Map {
 
 /// Encrypts the data key for one X25519 recipient, ASCII-armored, as sops' age key source
 /// does (one age file per recipient).
-pub(crate) fn wrap_for(data_key: &[u8; 32], recipient: &str) -> Result<String, SopsFileError> {
+pub(crate) fn wrap_for(data_key: &[u8], recipient: &str) -> Result<String, SopsFileError> {
     let r: age::x25519::Recipient = recipient.parse().map_err(|_| SopsFileError::InvalidRecipient(recipient.to_string()))?;
     let enc = age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient)).map_err(|e| SopsFileError::Age(e.to_string()))?;
     let mut out = Vec::new();

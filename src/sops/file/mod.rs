@@ -1,20 +1,24 @@
 //! The native SOPS engine: reads, decrypts, changes, re-keys and writes SOPS-encrypted YAML
-//! files whose data key is protected by age, byte-format compatible with sops 3.11.
+//! files whose data key is protected by age and PGP keys, in one key group or several
+//! (Shamir), byte-format compatible with sops 3.11.
 //!
 //! hostsmith must not depend on a `sops` binary for its main job, yet every file it writes
 //! must decrypt with `sops --decrypt`, and every file sops writes must survive a read,
 //! change and write here without losing a value, a comment or a key. The format (value
 //! cipher, additional data, MAC, metadata) follows sops' source; see the submodules.
 //!
-//! Files whose data key needs pgp or a cloud KMS, or several key groups (Shamir), are
-//! recognised ([`EncryptedFile::needs_external_sops`]) and left to the `sops` binary.
+//! age keys are handled natively; PGP keys through a [`Pgp`] service (GnuPG, run by the
+//! caller). Files whose data key needs a cloud KMS or Vault are recognised
+//! ([`EncryptedFile::needs_external_sops`]) and left to the `sops` binary.
 
 mod cipher;
 mod emit;
 mod error;
+mod keys;
 mod metadata;
 mod scalar;
 mod select;
+mod shamir;
 mod tree;
 mod value;
 mod walk;
@@ -26,10 +30,11 @@ use rand::RngCore as _;
 use zeroize::Zeroizing;
 
 pub use error::SopsFileError;
+pub use keys::{KeyGroupSpec, KeyGroups, NoPgp, Pgp, normalize_fingerprint};
 pub use value::{Map, MapItem, SeqItem, Value};
 
 use cipher::{DataKey, Stash};
-use metadata::{AgeKey, KeyGroup, Metadata};
+use metadata::Metadata;
 use select::Rules;
 use tree::BuildOptions;
 
@@ -79,6 +84,12 @@ impl EncryptedFile {
         self.metadata.groups.iter().map(|g| g.age.iter().map(|k| k.recipient.clone()).collect()).collect()
     }
 
+    /// The age and PGP keys of each key group, and the Shamir threshold as stored.
+    #[must_use]
+    pub fn key_groups(&self) -> KeyGroups {
+        keys::spec_of(&self.metadata)
+    }
+
     /// The file's MAC as stored (encrypted with its data key, under a random nonce): two files
     /// with the same MAC are copies of one another, since sops never writes one twice.
     #[must_use]
@@ -86,11 +97,11 @@ impl EncryptedFile {
         &self.metadata.mac
     }
 
-    /// Whether this file needs the `sops` binary: it has pgp, kms, gcp_kms, azure_kv or
-    /// hc_vault keys, or several key groups (Shamir secret sharing).
+    /// Whether this file needs the `sops` binary: it has kms, gcp_kms, azure_kv or hc_vault
+    /// keys.
     #[must_use]
     pub fn needs_external_sops(&self) -> bool {
-        self.metadata.groups.len() > 1 || self.metadata.has_other_keys()
+        self.metadata.has_other_keys()
     }
 
     /// The documents as stored (values still `ENC[…]`, comments still encrypted).
@@ -99,14 +110,23 @@ impl EncryptedFile {
         &self.documents
     }
 
-    /// Decrypts the data key with any of `identities`, decrypts every value and comment, and
-    /// verifies the MAC.
+    /// [`EncryptedFile::decrypt_with`] without PGP (age identities only).
     ///
     /// # Errors
-    /// No identity opens the data key, a value does not decrypt or is malformed, or the MAC
-    /// does not match (the file was changed outside sops).
+    /// As [`EncryptedFile::decrypt_with`].
     pub fn decrypt(&self, identities: &[age::x25519::Identity]) -> Result<Decrypted, SopsFileError> {
-        let data_key = self.data_key(identities)?;
+        self.decrypt_with(identities, &NoPgp)
+    }
+
+    /// Opens the data key (age `identities` first, then `pgp` for the groups they did not
+    /// open; with several groups, enough of them for the threshold), decrypts every value and
+    /// comment, and verifies the MAC.
+    ///
+    /// # Errors
+    /// Too few groups open, a value does not decrypt or is malformed, or the MAC does not
+    /// match (the file was changed outside sops).
+    pub fn decrypt_with(&self, identities: &[age::x25519::Identity], pgp: &dyn Pgp) -> Result<Decrypted, SopsFileError> {
+        let data_key = keys::open(&self.metadata, identities, pgp)?;
         let mut stash = Stash::default();
         let mut decryptor = walk::Decryptor { key: &data_key, rules: &self.metadata.rules, stash: &mut stash, opaque_comments: 0 };
         let (documents, computed) = decryptor.run(&self.documents)?;
@@ -129,50 +149,6 @@ impl EncryptedFile {
         }
         Ok(Decrypted { documents, data_key, metadata: self.metadata.clone(), stash, rewrap: false, opaque_comments })
     }
-
-    fn data_key(&self, identities: &[age::x25519::Identity]) -> Result<DataKey, SopsFileError> {
-        let groups = &self.metadata.groups;
-        if groups.len() > 1 {
-            return Err(SopsFileError::ShamirUnsupported(groups.len()));
-        }
-        let Some(group) = groups.first() else {
-            return Err(SopsFileError::Metadata("no keys found in the file".into()));
-        };
-        if group.age.is_empty() {
-            let kinds: Vec<&str> = group.other.iter().map(|(k, _)| *k).collect();
-            return Err(SopsFileError::ExternalKeysRequired(dedup(kinds).join("/")));
-        }
-        if identities.is_empty() {
-            return Err(SopsFileError::NoIdentities);
-        }
-        let mut malformed = None;
-        let mut not_for_us = false;
-        for key in &group.age {
-            match metadata::unwrap_with(&key.enc, identities) {
-                Ok(bytes) => {
-                    if bytes.len() != 32 {
-                        return Err(SopsFileError::Metadata(format!(
-                            "the data key for {} is {} bytes, expected 32",
-                            key.recipient,
-                            bytes.len()
-                        )));
-                    }
-                    // Copied straight into wiped memory (no plain array on the stack).
-                    let mut data_key = Zeroizing::new([0u8; 32]);
-                    data_key.copy_from_slice(&bytes);
-                    return Ok(data_key);
-                }
-                Err(metadata::UnwrapError::NotForUs) => not_for_us = true,
-                Err(metadata::UnwrapError::Malformed(reason)) => {
-                    malformed.get_or_insert(SopsFileError::AgeStanza { recipient: key.recipient.clone(), reason });
-                }
-            }
-        }
-        match malformed {
-            Some(e) if !not_for_us => Err(e),
-            _ => Err(SopsFileError::NoMatchingIdentity { recipients: group.age.iter().map(|k| k.recipient.clone()).collect() }),
-        }
-    }
 }
 
 fn dedup(mut v: Vec<&str>) -> Vec<&str> {
@@ -180,7 +156,7 @@ fn dedup(mut v: Vec<&str>) -> Vec<&str> {
     v
 }
 
-/// The non-age key types of a file, for messages (`pgp/kms`).
+/// The key types hostsmith does not handle of a file, for messages (`kms/gcp_kms`).
 fn other_kinds(metadata: &Metadata) -> String {
     let kinds: Vec<&str> = metadata.groups.iter().flat_map(|g| g.other.iter().map(|(k, _)| *k)).collect();
     dedup(kinds).join("/")
@@ -192,7 +168,7 @@ pub struct Decrypted {
     data_key: DataKey,
     metadata: Metadata,
     stash: Stash,
-    /// The data key must be encrypted again for every recipient (new key or new recipients).
+    /// The data key must be wrapped again for every key (a new data key, or groups split again).
     rewrap: bool,
     opaque_comments: usize,
 }
@@ -237,20 +213,47 @@ impl Decrypted {
         self.opaque_comments
     }
 
-    /// Replaces the key groups with age recipients (one group: Shamir is left to sops) and
-    /// encrypts the same data key for each of them on the next [`Decrypted::encrypt`].
+    /// The age and PGP keys of each key group, and the Shamir threshold.
+    #[must_use]
+    pub fn key_groups(&self) -> KeyGroups {
+        keys::spec_of(&self.metadata)
+    }
+
+    /// Replaces the key groups. With one group before and after and the data key unchanged,
+    /// the keys that stay keep their `enc` as it is (no GnuPG call, no X25519 for them) and
+    /// only new keys are wrapped on the next encrypt; any other change of groups splits the
+    /// data key again and wraps it for every key. The same groups again change nothing.
     ///
     /// # Errors
-    /// No recipient, an invalid recipient, several groups, or a file whose groups also hold
-    /// pgp/KMS keys (replacing them would drop those keys: use sops).
-    pub fn set_age_recipients(&mut self, groups: Vec<Vec<String>>) -> Result<(), SopsFileError> {
+    /// No key, an invalid recipient or fingerprint, a threshold that does not fit, or a file
+    /// whose groups also hold KMS/Vault keys (replacing them would drop those keys: use sops).
+    pub fn set_key_groups(&mut self, spec: &KeyGroups) -> Result<(), SopsFileError> {
         if self.metadata.has_other_keys() {
             return Err(SopsFileError::ExternalKeysRequired(other_kinds(&self.metadata)));
         }
-        self.metadata.groups = age_groups(&groups)?;
-        self.metadata.shamir_threshold = 0;
-        self.rewrap = true;
+        let (mut groups, threshold) = keys::groups_for(spec)?;
+        if keys::spec_of(&self.metadata).same_as(spec) {
+            return Ok(());
+        }
+        if let ([new], [old]) = (groups.as_mut_slice(), self.metadata.groups.as_slice()) {
+            keys::carry_over(new, old);
+        } else {
+            self.rewrap = true;
+        }
+        self.metadata.groups = groups;
+        self.metadata.shamir_threshold = threshold;
         Ok(())
+    }
+
+    /// [`Decrypted::set_key_groups`] with age recipients only.
+    ///
+    /// # Errors
+    /// As [`Decrypted::set_key_groups`]; also a file with PGP keys (they would be dropped).
+    pub fn set_age_recipients(&mut self, groups: Vec<Vec<String>>) -> Result<(), SopsFileError> {
+        if self.metadata.groups.iter().any(|g| !g.pgp.is_empty()) {
+            return Err(SopsFileError::Unsupported("the file has PGP keys; give its key groups with their PGP keys".into()));
+        }
+        self.set_key_groups(&KeyGroups::age_only(groups))
     }
 
     /// Uses a fresh random data key from now on: the next [`Decrypted::encrypt`] re-encrypts
@@ -263,27 +266,25 @@ impl Decrypted {
         self.rewrap = true;
     }
 
-    /// Serialises the file: values encrypted with the data key (an unchanged value keeps its
-    /// IV, so its ciphertext is byte-identical, as with sops), a new MAC, `lastmodified` now.
+    /// [`Decrypted::encrypt_with`] without PGP: fine while no PGP key needs wrapping.
     ///
     /// # Errors
-    /// The data key must be re-encrypted for a non-age key, a top-level `sops` key in a
-    /// document, several key groups, or a value that cannot be stored.
+    /// As [`Decrypted::encrypt_with`].
     pub fn encrypt(&self) -> Result<String, SopsFileError> {
+        self.encrypt_with(&NoPgp)
+    }
+
+    /// Serialises the file: values encrypted with the data key (an unchanged value keeps its
+    /// IV, so its ciphertext is byte-identical, as with sops), the data key (or its Shamir
+    /// parts) wrapped for the keys that need it (PGP keys through `pgp`), a new MAC,
+    /// `lastmodified` now.
+    ///
+    /// # Errors
+    /// The data key must be re-encrypted for a KMS/Vault key, a PGP key cannot be used, a
+    /// top-level `sops` key in a document, or a value that cannot be stored.
+    pub fn encrypt_with(&self, pgp: &dyn Pgp) -> Result<String, SopsFileError> {
         let mut metadata = self.metadata.clone();
-        if metadata.groups.len() > 1 {
-            return Err(SopsFileError::ShamirUnsupported(metadata.groups.len()));
-        }
-        if self.rewrap {
-            if metadata.has_other_keys() {
-                return Err(SopsFileError::ExternalKeysRequired(other_kinds(&metadata)));
-            }
-            for group in &mut metadata.groups {
-                for key in &mut group.age {
-                    key.enc = metadata::wrap_for(&self.data_key, &key.recipient)?;
-                }
-            }
-        }
+        keys::wrap(&mut metadata, &self.data_key, self.rewrap, pgp)?;
         let encryptor = walk::Encryptor { key: &self.data_key, rules: &metadata.rules, stash: &self.stash };
         let (mut documents, mac) = encryptor.run(&self.documents)?;
         metadata.lastmodified = now_rfc3339();
@@ -298,39 +299,17 @@ impl Decrypted {
     }
 }
 
-/// Validates recipient groups for a single-group file.
-fn age_groups(groups: &[Vec<String>]) -> Result<Vec<KeyGroup>, SopsFileError> {
-    match groups {
-        [] => Err(SopsFileError::NoRecipients),
-        [group] => {
-            if group.is_empty() {
-                return Err(SopsFileError::NoRecipients);
-            }
-            let mut age = Vec::<AgeKey>::new();
-            for r in group {
-                let r = r.trim();
-                r.parse::<age::x25519::Recipient>().map_err(|_| SopsFileError::InvalidRecipient(r.to_string()))?;
-                if !age.iter().any(|k| k.recipient == r) {
-                    age.push(AgeKey { recipient: r.to_string(), enc: String::new() });
-                }
-            }
-            Ok(vec![KeyGroup { age, other: Vec::new() }])
-        }
-        many => Err(SopsFileError::ShamirUnsupported(many.len())),
-    }
-}
-
 /// `lastmodified` as sops writes it: RFC 3339, UTC, whole seconds.
 fn now_rfc3339() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// Encrypts a new file for the given age key groups (one group; Shamir is left to sops).
+/// Encrypts a new file for groups of age recipients ([`encrypt_new_for`] without PGP).
 ///
 /// # Errors
-/// Invalid options or recipients, a top-level `sops` key, or a value that cannot be stored.
+/// As [`encrypt_new_for`].
 pub fn encrypt_new(doc: &Map, age_groups: &[Vec<String>], options: &EncryptionOptions) -> Result<String, SopsFileError> {
-    encrypt_new_documents(std::slice::from_ref(doc), age_groups, options)
+    encrypt_new_for(doc, &KeyGroups::age_only(age_groups.to_vec()), options, &NoPgp)
 }
 
 /// [`encrypt_new`] for several YAML documents in one file.
@@ -338,23 +317,41 @@ pub fn encrypt_new(doc: &Map, age_groups: &[Vec<String>], options: &EncryptionOp
 /// # Errors
 /// As [`encrypt_new`]; also when `docs` is empty.
 pub fn encrypt_new_documents(docs: &[Map], age_groups: &[Vec<String>], options: &EncryptionOptions) -> Result<String, SopsFileError> {
+    encrypt_documents_for(docs, &KeyGroups::age_only(age_groups.to_vec()), options, &NoPgp)
+}
+
+/// Encrypts a new file for the given key groups (several: the data key is split with
+/// Shamir's scheme); PGP keys are wrapped through `pgp`.
+///
+/// # Errors
+/// Invalid options, recipients, fingerprints or threshold, a PGP key that cannot be used, a
+/// top-level `sops` key, or a value that cannot be stored.
+pub fn encrypt_new_for(doc: &Map, keys: &KeyGroups, options: &EncryptionOptions, pgp: &dyn Pgp) -> Result<String, SopsFileError> {
+    encrypt_documents_for(std::slice::from_ref(doc), keys, options, pgp)
+}
+
+/// [`encrypt_new_for`] for several YAML documents in one file.
+///
+/// # Errors
+/// As [`encrypt_new_for`]; also when `docs` is empty.
+pub fn encrypt_documents_for(docs: &[Map], keys: &KeyGroups, options: &EncryptionOptions, pgp: &dyn Pgp) -> Result<String, SopsFileError> {
     if docs.is_empty() {
         return Err(SopsFileError::Unsupported("a SOPS file needs at least one document".into()));
     }
     let rules = Rules::from_options(options)?;
-    let groups = self::age_groups(age_groups)?;
+    let (groups, shamir_threshold) = keys::groups_for(keys)?;
     let mut data_key = Zeroizing::new([0u8; 32]);
     rand::rngs::OsRng.fill_bytes(data_key.as_mut());
     let metadata = Metadata {
         groups,
-        shamir_threshold: 0,
+        shamir_threshold,
         lastmodified: String::new(),
         mac: String::new(),
         rules,
         version: metadata::SOPS_VERSION.to_string(),
     };
     let file = Decrypted { documents: docs.to_vec(), data_key, metadata, stash: Stash::default(), rewrap: true, opaque_comments: 0 };
-    file.encrypt()
+    file.encrypt_with(pgp)
 }
 
 /// Parses plaintext YAML the way sops reads a file to encrypt (one map per document,

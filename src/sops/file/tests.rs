@@ -231,35 +231,173 @@ fn plain_emission_reads_back() {
 fn other_key_types_are_kept_and_detected() {
     let (id, r) = identity();
     let text = encrypt_new(&doc(), &[vec![r.clone()]], &EncryptionOptions::default()).expect("encrypts");
-    // A pgp key in the same group (the MAC does not cover metadata).
-    let pgp = "    pgp:\n        - created_at: \"2024-01-01T00:00:00Z\"\n          enc: |\n            -----BEGIN PGP MESSAGE-----\n            wcBMA\n            -----END PGP MESSAGE-----\n          fp: 0123456789ABCDEF\n";
-    let with_pgp = text.replace("    unencrypted_suffix:", &format!("{pgp}    unencrypted_suffix:"));
-    let file = EncryptedFile::parse(&with_pgp).expect("parses");
+    // A KMS key in the same group (the MAC does not cover metadata).
+    let kms = "    kms:\n        - arn: arn:aws:kms:us-east-1:1:key/x\n          created_at: \"2024-01-01T00:00:00Z\"\n          enc: AQICAHh\n          aws_profile: \"\"\n";
+    let with_kms = text.replace("    age:\n", &format!("{kms}    age:\n"));
+    let file = EncryptedFile::parse(&with_kms).expect("parses");
     assert!(file.needs_external_sops());
     let mut dec = file.decrypt(std::slice::from_ref(&id)).expect("the age key still opens it");
-    let again = dec.encrypt().expect("same data key: the pgp entry stays valid");
-    let quoted_fp = pgp.replace("fp: 0123456789ABCDEF", "fp: \"0123456789ABCDEF\"");
-    assert!(again.contains(&quoted_fp), "pgp entry written back (digit-first fp quoted):\n{again}");
+    let again = dec.encrypt().expect("same data key: the kms entry stays valid");
+    assert!(
+        again.contains("arn:aws:kms:us-east-1:1:key/x") && again.contains("          enc: AQICAHh\n"),
+        "kms entry written back:\n{again}"
+    );
     assert!(matches!(dec.set_age_recipients(vec![vec![r.clone()]]), Err(SopsFileError::ExternalKeysRequired(_))));
     dec.rotate_data_key();
-    assert!(matches!(dec.encrypt(), Err(SopsFileError::ExternalKeysRequired(_))), "cannot re-wrap for pgp");
+    assert!(matches!(dec.encrypt(), Err(SopsFileError::ExternalKeysRequired(_))), "cannot re-wrap for kms");
 
-    // Only pgp: nothing hostsmith can open.
+    // Only kms: nothing hostsmith can open.
     let age_block_start = text.find("    age:\n").expect("age block");
     let age_block_end = text.find("    lastmodified:").expect("lastmodified");
-    let pgp_only = format!("{}{}{}", &text[..age_block_start], pgp, &text[age_block_end..]);
-    let err = EncryptedFile::parse(&pgp_only).expect("parses").decrypt(std::slice::from_ref(&id)).expect_err("pgp only");
-    assert!(matches!(err, SopsFileError::ExternalKeysRequired(ref k) if k == "pgp"), "{err}");
+    let kms_only = format!("{}{}{}", &text[..age_block_start], kms, &text[age_block_end..]);
+    assert!(!kms_only.contains("age1"));
+    let err = EncryptedFile::parse(&kms_only).expect("parses").decrypt(std::slice::from_ref(&id)).expect_err("kms only");
+    assert!(matches!(err, SopsFileError::ExternalKeysRequired(ref k) if k == "kms"), "{err}");
+}
 
-    // Two key groups: Shamir.
-    let age_block = &text[age_block_start..age_block_end];
-    let entries: String = age_block.lines().skip(1).map(|l| format!("    {l}\n")).collect();
-    let groups = format!(
-        "    key_groups:\n        - hc_vault: []\n          age:\n{entries}        - hc_vault: []\n          age:\n{entries}    shamir_threshold: 2\n"
-    );
-    let shamir = format!("{}{}{}", &text[..age_block_start], groups, &text[age_block_end..]);
-    let file = EncryptedFile::parse(&shamir).expect("parses");
-    assert_eq!(file.age_recipients(), vec![vec![r.clone()], vec![r]]);
-    assert!(file.needs_external_sops());
-    assert!(matches!(file.decrypt(std::slice::from_ref(&id)), Err(SopsFileError::ShamirUnsupported(2))));
+/// A stand-in for GnuPG: "PGP" messages are age files for one identity per fingerprint,
+/// and every call is counted.
+struct FakePgp {
+    keys: Vec<(String, age::x25519::Identity)>,
+    encrypted: std::sync::atomic::AtomicUsize,
+    decrypted: std::sync::atomic::AtomicUsize,
+}
+
+impl FakePgp {
+    fn new(fps: &[&str]) -> Self {
+        let keys = fps.iter().map(|f| ((*f).to_string(), age::x25519::Identity::generate())).collect();
+        Self { keys, encrypted: 0.into(), decrypted: 0.into() }
+    }
+    fn calls(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.encrypted.load(SeqCst), self.decrypted.load(SeqCst))
+    }
+}
+
+impl Pgp for FakePgp {
+    fn encrypt(&self, fp: &str, secret: &[u8]) -> Result<String, SopsFileError> {
+        self.encrypted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (_, id) = self.keys.iter().find(|(f, _)| f == fp).ok_or_else(|| SopsFileError::PgpKeyMissing(fp.to_string()))?;
+        metadata::wrap_for(secret, &id.to_public().to_string())
+    }
+    fn decrypt(&self, fp: &str, enc: &str) -> Result<Zeroizing<Vec<u8>>, SopsFileError> {
+        self.decrypted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let ids: Vec<_> = self.keys.iter().filter(|(f, _)| f == fp).map(|(_, i)| i.clone()).collect();
+        metadata::unwrap_with(enc, &ids).map_err(|_| SopsFileError::PgpDecrypt { fingerprint: fp.into(), reason: "no secret key".into() })
+    }
+}
+
+const FP_A: &str = "0123456789ABCDEF0123456789ABCDEF01234567";
+const FP_B: &str = "89ABCDEF0123456789ABCDEF0123456789ABCDEF";
+
+fn spec(groups: &[(&[&str], &[&str])], threshold: u64) -> KeyGroups {
+    let strings = |v: &[&str]| v.iter().map(|s| (*s).to_string()).collect();
+    KeyGroups { groups: groups.iter().map(|(a, p)| KeyGroupSpec { age: strings(a), pgp: strings(p) }).collect(), threshold }
+}
+
+#[test]
+fn pgp_keys_are_written_as_sops_writes_them_and_open_the_file() {
+    let (id, r) = identity();
+    let pgp = FakePgp::new(&[FP_A]);
+    let text = encrypt_new_for(&doc(), &spec(&[(&[&r], &[FP_A])], 0), &EncryptionOptions::default(), &pgp).expect("encrypts");
+    assert!(text.contains("    pgp:\n        - created_at: \""), "{text}");
+    assert!(text.contains(&format!("          fp: \"{FP_A}\"\n")), "{text}");
+    assert!(text.find("    mac:").expect("mac") < text.find("    pgp:").expect("pgp"), "pgp after mac, as sops writes it");
+    let file = EncryptedFile::parse(&text).expect("parses");
+    assert!(!file.needs_external_sops());
+    assert_eq!(file.key_groups(), spec(&[(&[&r], &[FP_A])], 0));
+    file.decrypt_with(&[], &pgp).expect("the PGP key opens it");
+    assert_eq!(pgp.calls(), (1, 1));
+    file.decrypt_with(std::slice::from_ref(&id), &pgp).expect("the age key opens it");
+    assert_eq!(pgp.calls(), (1, 1), "no GnuPG call when an age identity opened the group");
+    let err = file.decrypt_with(&[identity().0], &FakePgp::new(&[])).expect_err("neither");
+    assert!(matches!(err, SopsFileError::NoMatchingIdentity { .. }) && err.to_string().contains(&format!("pgp:{FP_A}")), "{err}");
+    let err = file.decrypt_with(&[identity().0], &NoPgp).expect_err("no GnuPG");
+    assert!(matches!(err, SopsFileError::PgpUnavailable(_)), "{err}");
+}
+
+#[test]
+fn kept_keys_keep_their_enc_and_only_new_keys_are_wrapped() {
+    let (id, r) = identity();
+    let (_, r2) = identity();
+    let pgp = FakePgp::new(&[FP_A, FP_B]);
+    let text = encrypt_new_for(&doc(), &spec(&[(&[&r], &[FP_A])], 0), &EncryptionOptions::default(), &pgp).expect("encrypts");
+    let before = EncryptedFile::parse(&text).expect("parses");
+    let mut dec = before.decrypt_with(std::slice::from_ref(&id), &pgp).expect("opens");
+    dec.set_key_groups(&spec(&[(&[&r, &r2], &[&FP_A.to_lowercase(), FP_B])], 0)).expect("groups");
+    let after = dec.encrypt_with(&pgp).expect("encrypts");
+    assert_eq!(pgp.calls(), (2, 0), "one GnuPG call, for the new PGP key only");
+    let enc_of = |t: &str, fp: &str| {
+        let f = EncryptedFile::parse(t).expect("parses");
+        f.metadata.groups[0].pgp.iter().find(|k| k.fp.eq_ignore_ascii_case(fp)).map(|k| (k.enc.clone(), k.created_at.clone()))
+    };
+    assert_eq!(enc_of(&text, FP_A), enc_of(&after, FP_A), "the kept PGP key's enc and created_at are unchanged");
+    let age_enc = |t: &str| EncryptedFile::parse(t).expect("parses").metadata.groups[0].age[0].enc.clone();
+    assert_eq!(age_enc(&text), age_enc(&after));
+    EncryptedFile::parse(&after).expect("parses").decrypt_with(&[], &pgp).expect("opens by PGP");
+    dec.rotate_data_key();
+    let rotated = dec.encrypt_with(&pgp).expect("encrypts");
+    assert_ne!(enc_of(&after, FP_A), enc_of(&rotated, FP_A), "a fresh data key is wrapped again for every key");
+}
+
+#[test]
+fn shamir_groups_open_with_the_threshold_and_not_below() {
+    let ids: Vec<_> = (0..3).map(|_| identity()).collect();
+    let pgp = FakePgp::new(&[FP_A]);
+    let keys = spec(&[(&[&ids[0].1], &[]), (&[&ids[1].1], &[]), (&[], &[FP_A])], 2);
+    let text = encrypt_new_for(&doc(), &keys, &EncryptionOptions::default(), &pgp).expect("encrypts");
+    assert!(text.contains("    shamir_threshold: 2\n    key_groups:\n        - hc_vault: []\n          age:\n"), "{text}");
+    assert!(text.contains("        - pgp:\n            - created_at:"), "{text}");
+    let file = EncryptedFile::parse(&text).expect("parses");
+    assert_eq!(file.key_groups(), keys);
+    for pair in [[0, 1], [1, 2], [0, 2]] {
+        let age: Vec<_> = pair.iter().filter(|i| **i < 2).map(|i| ids[*i].0.clone()).collect();
+        let with_pgp: &dyn Pgp = if pair.contains(&2) { &pgp } else { &NoPgp };
+        let opened = file.decrypt_with(&age, with_pgp).expect("two groups open it");
+        assert_eq!(opened.document(), &doc());
+    }
+    let err = file.decrypt_with(std::slice::from_ref(&ids[0].0), &NoPgp).expect_err("one group");
+    let msg = err.to_string();
+    assert!(matches!(err, SopsFileError::NotEnoughGroups { needed: 2, opened: 1, .. }), "{msg}");
+    assert!(msg.contains("group 2 (") && msg.contains("group 3 (pgp:"), "{msg}");
+
+    // Adding a key to one group splits the data key again; the file still opens by pairs.
+    let mut dec = file.decrypt_with(&[ids[0].0.clone(), ids[1].0.clone()], &NoPgp).expect("opens");
+    let (id4, r4) = identity();
+    let grown = spec(&[(&[&ids[0].1, &r4], &[]), (&[&ids[1].1], &[]), (&[], &[FP_A])], 2);
+    dec.set_key_groups(&grown).expect("groups");
+    let again = EncryptedFile::parse(&dec.encrypt_with(&pgp).expect("encrypts")).expect("parses");
+    again.decrypt_with(&[id4, ids[1].0.clone()], &NoPgp).expect("new key + group 2");
+    again.decrypt_with(std::slice::from_ref(&ids[1].0), &pgp).expect("group 2 + PGP");
+}
+
+#[test]
+fn thresholds_and_fingerprints_are_checked() {
+    let (_, r) = identity();
+    let two = |t| spec(&[(&[&r], &[]), (&[&r], &[])], t);
+    let enc = |k: &KeyGroups| encrypt_new_for(&doc(), k, &EncryptionOptions::default(), &NoPgp);
+    assert!(matches!(enc(&two(3)), Err(SopsFileError::Threshold { threshold: 3, groups: 2 })));
+    assert!(matches!(enc(&two(1)), Err(SopsFileError::Threshold { threshold: 1, groups: 2 })));
+    let all = enc(&two(0)).expect("0 means every group");
+    assert!(all.contains("shamir_threshold: 2\n"), "{all}");
+    for bad in ["--yes", "0123", "XYZ0123456789ABCDEF"] {
+        assert!(matches!(enc(&spec(&[(&[&r], &[bad])], 0)), Err(SopsFileError::InvalidPgpFingerprint(_))), "{bad}");
+    }
+    let err = enc(&spec(&[(&[&r], &[FP_A])], 0)).expect_err("no GnuPG");
+    assert!(matches!(err, SopsFileError::PgpUnavailable(_)), "{err}");
+}
+
+#[test]
+fn a_fingerprint_read_from_a_file_reaches_gnupg_only_as_hex() {
+    let (id, r) = identity();
+    let pgp = FakePgp::new(&[FP_A]);
+    let text = encrypt_new_for(&doc(), &spec(&[(&[&r], &[FP_A])], 0), &EncryptionOptions::default(), &pgp).expect("encrypts");
+    let hostile = text.replace(&format!("fp: \"{FP_A}\""), "fp: --homedir=/tmp/x");
+    assert_ne!(hostile, text);
+    let mut dec = EncryptedFile::parse(&hostile).expect("parses").decrypt_with(std::slice::from_ref(&id), &pgp).expect("opens");
+    dec.encrypt_with(&pgp).expect("kept as read while its enc is kept");
+    dec.rotate_data_key();
+    let err = dec.encrypt_with(&pgp).expect_err("re-wrapping for it");
+    assert!(matches!(err, SopsFileError::InvalidPgpFingerprint(ref f) if f == "--homedir=/tmp/x"), "{err}");
+    assert_eq!(pgp.calls().0, 1, "GnuPG never saw it");
 }

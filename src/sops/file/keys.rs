@@ -1,0 +1,378 @@
+//! Who a file is encrypted for, and getting its data key in and out of the key groups.
+//!
+//! One key group: every key holds the whole data key. Several: the data key is split with
+//! Shamir's scheme (see [`super::shamir`]) into one part per group, any `threshold` of which
+//! give it back, and every key of a group holds that group's part — as sops'
+//! `UpdateMasterKeysWithKeyServices` and `GetDataKeyWithKeyServices` do. age keys are opened
+//! and sealed here; PGP keys through a [`Pgp`] service (GnuPG, outside this module, so the
+//! engine runs no program itself).
+
+use std::collections::BTreeSet;
+
+use zeroize::Zeroizing;
+
+use super::cipher::DataKey;
+use super::metadata::{self, AgeKey, KeyGroup, Metadata, PgpKey};
+use super::{SopsFileError, shamir};
+
+/// The keys of one key group, as a creation rule lists them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyGroupSpec {
+    /// X25519 recipients, `age1…`.
+    pub age: Vec<String>,
+    /// PGP fingerprints (hex; spaces are ignored, as sops ignores them).
+    pub pgp: Vec<String>,
+}
+
+/// What a file should be encrypted for: its key groups and, with several, how many of them
+/// open it (`0` means all of them, as in sops).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyGroups {
+    pub groups: Vec<KeyGroupSpec>,
+    pub threshold: u64,
+}
+
+impl KeyGroups {
+    /// Groups of age recipients only, no threshold.
+    #[must_use]
+    pub fn age_only(groups: Vec<Vec<String>>) -> Self {
+        Self { groups: groups.into_iter().map(|age| KeyGroupSpec { age, pgp: Vec::new() }).collect(), threshold: 0 }
+    }
+
+    /// The threshold sops uses: with several groups, `0` means every group.
+    #[must_use]
+    pub fn effective_threshold(&self) -> u64 {
+        if self.groups.len() > 1 && self.threshold == 0 { self.groups.len() as u64 } else { self.threshold }
+    }
+
+    /// Whether both ask for the same keys in the same groups (order within a group, case and
+    /// spaces in fingerprints do not matter) and, with several groups, the same threshold.
+    #[must_use]
+    pub fn same_as(&self, other: &KeyGroups) -> bool {
+        type Norm = Vec<(BTreeSet<String>, BTreeSet<String>)>;
+        let norm = |k: &KeyGroups| -> Norm {
+            k.groups
+                .iter()
+                .map(|g| (g.age.iter().map(|r| r.trim().to_string()).collect(), g.pgp.iter().map(|f| normalize_fingerprint(f)).collect()))
+                .collect()
+        };
+        let threshold = |k: &KeyGroups| if k.groups.len() > 1 { k.effective_threshold() } else { 0 };
+        norm(self) == norm(other) && threshold(self) == threshold(other)
+    }
+
+    /// Every age recipient and PGP fingerprint (`pgp:FP`), all groups together.
+    #[must_use]
+    pub fn key_names(&self) -> BTreeSet<String> {
+        self.groups
+            .iter()
+            .flat_map(|g| {
+                g.age.iter().map(|r| r.trim().to_string()).chain(g.pgp.iter().map(|f| format!("pgp:{}", normalize_fingerprint(f))))
+            })
+            .collect()
+    }
+}
+
+/// A fingerprint as compared: no spaces, upper case.
+#[must_use]
+pub fn normalize_fingerprint(fp: &str) -> String {
+    fp.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_uppercase()
+}
+
+/// Encrypts and decrypts data keys for PGP keys (GnuPG in hostsmith).
+pub trait Pgp: Sync {
+    /// The secret encrypted for `fingerprint`, as an armored PGP message.
+    ///
+    /// # Errors
+    /// The key is not available, or encryption failed.
+    fn encrypt(&self, fingerprint: &str, secret: &[u8]) -> Result<String, SopsFileError>;
+
+    /// The secret in the armored message `enc`, which was encrypted for `fingerprint`.
+    ///
+    /// # Errors
+    /// No secret key opens it (or no PGP tool is available).
+    fn decrypt(&self, fingerprint: &str, enc: &str) -> Result<Zeroizing<Vec<u8>>, SopsFileError>;
+}
+
+/// No PGP at all: a file that needs it says so.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoPgp;
+
+impl Pgp for NoPgp {
+    fn encrypt(&self, _: &str, _: &[u8]) -> Result<String, SopsFileError> {
+        Err(SopsFileError::PgpUnavailable("this command does not use GnuPG".into()))
+    }
+
+    fn decrypt(&self, _: &str, _: &str) -> Result<Zeroizing<Vec<u8>>, SopsFileError> {
+        Err(SopsFileError::PgpUnavailable("this command does not use GnuPG".into()))
+    }
+}
+
+fn checked_fingerprint(fp: &str) -> Result<String, SopsFileError> {
+    let clean: String = fp.chars().filter(|c| *c != ' ').collect();
+    // A key ID (16) or a v4 (40) / v5 (64) fingerprint; never something gpg reads as an option.
+    if !(16..=64).contains(&clean.len()) || !clean.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(SopsFileError::InvalidPgpFingerprint(fp.to_string()));
+    }
+    Ok(clean)
+}
+
+/// The metadata groups for `spec` (no `enc` yet), validated; and the threshold to store.
+pub(crate) fn groups_for(spec: &KeyGroups) -> Result<(Vec<KeyGroup>, i64), SopsFileError> {
+    if spec.groups.is_empty() {
+        return Err(SopsFileError::NoRecipients);
+    }
+    let n = spec.groups.len();
+    let threshold = spec.effective_threshold();
+    if n > 1 && !(2..=n as u64).contains(&threshold) {
+        return Err(SopsFileError::Threshold { threshold, groups: n });
+    }
+    if n > 255 {
+        return Err(SopsFileError::Threshold { threshold, groups: n });
+    }
+    let mut out = Vec::new();
+    for g in &spec.groups {
+        if g.age.is_empty() && g.pgp.is_empty() {
+            return Err(SopsFileError::NoRecipients);
+        }
+        let mut group = KeyGroup::default();
+        for r in &g.age {
+            let r = r.trim();
+            r.parse::<age::x25519::Recipient>().map_err(|_| SopsFileError::InvalidRecipient(r.to_string()))?;
+            if !group.age.iter().any(|k| k.recipient == r) {
+                group.age.push(AgeKey { recipient: r.to_string(), enc: String::new() });
+            }
+        }
+        for fp in &g.pgp {
+            let fp = checked_fingerprint(fp)?;
+            if !group.pgp.iter().any(|k| k.fp.eq_ignore_ascii_case(&fp)) {
+                group.pgp.push(PgpKey { fp, created_at: String::new(), enc: String::new() });
+            }
+        }
+        out.push(group);
+    }
+    Ok((out, i64::try_from(threshold).unwrap_or(i64::MAX)))
+}
+
+/// The file's groups as a spec.
+pub(crate) fn spec_of(metadata: &Metadata) -> KeyGroups {
+    KeyGroups {
+        groups: metadata
+            .groups
+            .iter()
+            .map(|g| KeyGroupSpec {
+                age: g.age.iter().map(|k| k.recipient.clone()).collect(),
+                pgp: g.pgp.iter().map(|k| k.fp.clone()).collect(),
+            })
+            .collect(),
+        threshold: u64::try_from(metadata.shamir_threshold).unwrap_or(0),
+    }
+}
+
+/// Gives the new single group the `enc` (and `created_at`) of the keys it keeps from `old`.
+pub(crate) fn carry_over(new: &mut KeyGroup, old: &KeyGroup) {
+    for k in &mut new.age {
+        if let Some(o) = old.age.iter().find(|o| o.recipient == k.recipient) {
+            k.enc.clone_from(&o.enc);
+        }
+    }
+    for k in &mut new.pgp {
+        if let Some(o) = old.pgp.iter().find(|o| o.fp.eq_ignore_ascii_case(&k.fp)) {
+            k.enc.clone_from(&o.enc);
+            k.created_at.clone_from(&o.created_at);
+            k.fp.clone_from(&o.fp);
+        }
+    }
+}
+
+/// `created_at` as sops writes it.
+fn now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn missing_enc(metadata: &Metadata) -> bool {
+    metadata.groups.iter().any(|g| g.age.iter().any(|k| k.enc.is_empty()) || g.pgp.iter().any(|k| k.enc.is_empty()))
+}
+
+/// Encrypts the data key (or its parts) for the keys that need it: every key when `rewrap`
+/// (a new data key) or when several groups gained a key (the key is split again); otherwise
+/// only the keys without an `enc`, so a kept key's `enc` stays byte for byte.
+pub(crate) fn wrap(metadata: &mut Metadata, data_key: &DataKey, rewrap: bool, pgp: &dyn Pgp) -> Result<(), SopsFileError> {
+    let n = metadata.groups.len();
+    let missing = missing_enc(metadata);
+    let resplit = rewrap || (n > 1 && missing);
+    if !resplit && !missing {
+        return Ok(());
+    }
+    if metadata.has_other_keys() {
+        return Err(SopsFileError::ExternalKeysRequired(super::other_kinds(metadata)));
+    }
+    let parts: Vec<Zeroizing<Vec<u8>>> = if n > 1 {
+        if metadata.shamir_threshold == 0 {
+            metadata.shamir_threshold = i64::try_from(n).unwrap_or(i64::MAX);
+        }
+        let threshold = usize::try_from(metadata.shamir_threshold).unwrap_or(0);
+        shamir::split(data_key.as_ref(), n, threshold).map_err(|_| SopsFileError::Threshold { threshold: threshold as u64, groups: n })?
+    } else {
+        vec![Zeroizing::new(data_key.to_vec())]
+    };
+    for (group, part) in metadata.groups.iter_mut().zip(&parts) {
+        for k in &mut group.age {
+            if resplit || k.enc.is_empty() {
+                k.enc = metadata::wrap_for(part, &k.recipient)?;
+            }
+        }
+        for k in &mut group.pgp {
+            if resplit || k.enc.is_empty() {
+                // The fingerprint may come from the file (untrusted): only hex reaches GnuPG.
+                checked_fingerprint(&k.fp)?;
+                k.enc = pgp.encrypt(&k.fp, part)?;
+                if k.created_at.is_empty() {
+                    k.created_at = now();
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why a group did not open.
+enum Locked {
+    /// No key of ours; the names of its keys.
+    NotOurs,
+    /// A reason worth telling as it is (a damaged stanza, GnuPG missing).
+    Error(SopsFileError),
+}
+
+/// The group's part from an age identity.
+fn open_age(group: &KeyGroup, ids: &[age::x25519::Identity]) -> Result<Zeroizing<Vec<u8>>, Locked> {
+    let mut malformed = None;
+    for key in &group.age {
+        match metadata::unwrap_with(&key.enc, ids) {
+            Ok(bytes) => return Ok(bytes),
+            Err(metadata::UnwrapError::NotForUs) => {}
+            Err(metadata::UnwrapError::Malformed(reason)) => {
+                malformed.get_or_insert(SopsFileError::AgeStanza { recipient: key.recipient.clone(), reason });
+            }
+        }
+    }
+    Err(malformed.map_or(Locked::NotOurs, Locked::Error))
+}
+
+/// The group's part from GnuPG.
+fn open_pgp(group: &KeyGroup, pgp: &dyn Pgp) -> Result<Zeroizing<Vec<u8>>, Locked> {
+    let mut unavailable = None;
+    for key in &group.pgp {
+        match pgp.decrypt(&key.fp, &key.enc) {
+            Ok(bytes) => return Ok(bytes),
+            Err(e @ SopsFileError::PgpUnavailable(_)) => {
+                unavailable = Some(e);
+                break;
+            }
+            Err(e) => tracing::debug!("PGP key {} did not open the data key: {e}", key.fp),
+        }
+    }
+    Err(unavailable.map_or(Locked::NotOurs, Locked::Error))
+}
+
+fn names(group: &KeyGroup) -> Vec<String> {
+    group
+        .age
+        .iter()
+        .map(|k| k.recipient.clone())
+        .chain(group.pgp.iter().map(|k| format!("pgp:{}", k.fp)))
+        .chain(group.other.iter().map(|(kind, _)| (*kind).to_string()))
+        .collect()
+}
+
+fn to_data_key(bytes: &[u8]) -> Result<DataKey, SopsFileError> {
+    if bytes.len() != 32 {
+        return Err(SopsFileError::Metadata(format!("the data key is {} bytes, expected 32", bytes.len())));
+    }
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(bytes);
+    Ok(key)
+}
+
+/// How many groups must open: one of one, else the stored threshold (`0`: all of them).
+fn needed(metadata: &Metadata) -> Result<usize, SopsFileError> {
+    let n = metadata.groups.len();
+    if n == 1 {
+        return Ok(1);
+    }
+    match usize::try_from(metadata.shamir_threshold) {
+        Ok(0) => Ok(n),
+        Ok(t) if (1..=n).contains(&t) => Ok(t),
+        _ => Err(SopsFileError::Metadata(format!("`shamir_threshold` {} does not fit {n} key groups", metadata.shamir_threshold))),
+    }
+}
+
+/// What opening each group gave: its part, or why it stayed locked (when worth saying).
+struct Opening {
+    parts: Vec<Option<Zeroizing<Vec<u8>>>>,
+    errors: Vec<Option<SopsFileError>>,
+}
+
+impl Opening {
+    fn opened(&self) -> usize {
+        self.parts.iter().filter(|p| p.is_some()).count()
+    }
+
+    /// Tries `open` on each group still locked, until `needed` are open.
+    fn pass(&mut self, groups: &[KeyGroup], needed: usize, open: impl Fn(&KeyGroup) -> Option<Result<Zeroizing<Vec<u8>>, Locked>>) {
+        for (i, g) in groups.iter().enumerate() {
+            if self.opened() >= needed {
+                return;
+            }
+            if self.parts[i].is_some() {
+                continue;
+            }
+            match open(g) {
+                Some(Ok(p)) => self.parts[i] = Some(p),
+                Some(Err(Locked::Error(e))) => self.errors[i] = Some(e),
+                Some(Err(Locked::NotOurs)) | None => {}
+            }
+        }
+    }
+
+    /// The error when too few groups opened.
+    fn locked(mut self, groups: &[KeyGroup], needed: usize) -> SopsFileError {
+        if groups.len() == 1 {
+            return self.errors.pop().flatten().unwrap_or_else(|| SopsFileError::NoMatchingIdentity { recipients: names(&groups[0]) });
+        }
+        let locked = groups
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.parts[*i].is_none())
+            .map(|(i, g)| {
+                let why = self.errors[i].as_ref().map_or_else(|| "no identity or GnuPG key of ours".to_string(), ToString::to_string);
+                format!("group {} ({}): {why}", i + 1, names(g).join(", "))
+            })
+            .collect();
+        SopsFileError::NotEnoughGroups { needed, opened: self.opened(), groups: groups.len(), locked }
+    }
+}
+
+/// The data key: from age identities first (natively), then GnuPG for the groups still
+/// locked, stopping as soon as enough groups opened.
+pub(crate) fn open(metadata: &Metadata, ids: &[age::x25519::Identity], pgp: &dyn Pgp) -> Result<DataKey, SopsFileError> {
+    let groups = &metadata.groups;
+    let needed = needed(metadata)?;
+    if groups.iter().all(|g| g.age.is_empty() && g.pgp.is_empty()) {
+        return Err(SopsFileError::ExternalKeysRequired(super::other_kinds(metadata)));
+    }
+    if ids.is_empty() && groups.iter().all(|g| g.pgp.is_empty()) {
+        return Err(SopsFileError::NoIdentities);
+    }
+    let mut opening = Opening { parts: vec![None; groups.len()], errors: (0..groups.len()).map(|_| None).collect() };
+    opening.pass(groups, needed, |g| Some(open_age(g, ids)));
+    opening.pass(groups, needed, |g| (!g.pgp.is_empty()).then(|| open_pgp(g, pgp)));
+    if opening.opened() < needed {
+        return Err(opening.locked(groups, needed));
+    }
+    let got: Vec<Zeroizing<Vec<u8>>> = opening.parts.into_iter().flatten().collect();
+    if let ([_], [one]) = (groups.as_slice(), got.as_slice()) {
+        return to_data_key(one);
+    }
+    let key = shamir::combine(&got).map_err(|e| SopsFileError::Metadata(format!("the key group parts do not combine: {e}")))?;
+    to_data_key(&key)
+}
