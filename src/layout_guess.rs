@@ -52,12 +52,8 @@ pub(crate) fn guess(config: &SopsConfig, files: &[String]) -> Layout {
         .collect();
     let (host_file, misfits, host_paths) = template(config, &rules, &hosts, files);
     let admins = admins(&rules, &hosts);
-    let pgp_admins = admins
-        .iter()
-        .flat_map(|g| g.value.iter())
-        .filter(|a| anchors.iter().any(|k| &k.name == *a && k.kind == "pgp"))
-        .cloned()
-        .collect();
+    let pgp_admins =
+        admins.iter().flat_map(|g| g.value.iter()).filter(|a| anchors.iter().any(|k| &k.name == *a && k.kind == "pgp")).cloned().collect();
     let shared = shared(config, &rules, &hosts, files, &host_paths);
     let mut groups: BTreeMap<&str, usize> = BTreeMap::new();
     for a in anchors.iter().filter(|a| hosts.contains(&a.name)) {
@@ -150,16 +146,26 @@ fn admins(rules: &[RuleSummary], hosts: &[String]) -> Option<Guess<Vec<String>>>
     }
     let host_rules: Vec<&RuleSummary> = named.iter().copied().filter(|r| hosts.iter().any(|h| names_host(r, h))).collect();
     let every = in_all(&host_rules);
-    (!every.is_empty()).then(|| Guess { why: format!("named by every host's rule ({} rules) and not a host", host_rules.len()), value: every })
+    (!every.is_empty())
+        .then(|| Guess { why: format!("named by every host's rule ({} rules) and not a host", host_rules.len()), value: every })
 }
 
 /// The existing SOPS files that are no host's and whose rule names every host.
-fn shared(config: &SopsConfig, rules: &[RuleSummary], hosts: &[String], files: &[String], host_paths: &BTreeMap<String, String>) -> Guess<Vec<String>> {
+fn shared(
+    config: &SopsConfig,
+    rules: &[RuleSummary],
+    hosts: &[String],
+    files: &[String],
+    host_paths: &BTreeMap<String, String>,
+) -> Guess<Vec<String>> {
     let mut out = Vec::new();
     if !hosts.is_empty() {
         for f in files.iter().filter(|f| !host_paths.values().any(|p| p == *f)) {
             let Some(rule) = config.rule_for(f) else { continue };
-            if rules.iter().any(|r| r.line == rule.line && hosts.iter().all(|h| r.anchors.contains(h)) && !hosts.iter().any(|h| names_host(r, h))) {
+            if rules
+                .iter()
+                .any(|r| r.line == rule.line && hosts.iter().all(|h| r.anchors.contains(h)) && !hosts.iter().any(|h| names_host(r, h)))
+            {
                 out.push(f.clone());
             }
         }

@@ -125,7 +125,11 @@ fn describe(l: &layout_guess::Layout) -> Vec<String> {
     for (host, path) in &l.misfits {
         out.push(format!("  {host}: its file `{path}` does not follow the template; `hostsmith keys migrate` records it"));
     }
-    out.push(format!("shared files: {} ({})", if l.shared.value.is_empty() { "none".into() } else { l.shared.value.join(", ") }, l.shared.why));
+    out.push(format!(
+        "shared files: {} ({})",
+        if l.shared.value.is_empty() { "none".into() } else { l.shared.value.join(", ") },
+        l.shared.why
+    ));
     if let Some(g) = &l.hosts_group {
         out.push(format!("hosts group: {} ({})", g.value, g.why));
     }
@@ -236,7 +240,9 @@ fn adopted_config(l: &layout_guess::Layout) -> String {
             }
             s.push_str(&format!("admins = [{}]\n", list(&g.value)));
         }
-        None => s.push_str("# Not guessed: no anchor is named by every rule. List the admin anchors of .sops.yaml.\n# admins = [\"alice\"]\n"),
+        None => {
+            s.push_str("# Not guessed: no anchor is named by every rule. List the admin anchors of .sops.yaml.\n# admins = [\"alice\"]\n")
+        }
     }
     match &l.host_file {
         Some(g) => {

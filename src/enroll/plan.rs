@@ -372,18 +372,11 @@ pub(super) fn encrypt_host_files(fleet: &Fleet, config: &SopsConfig, planned: &m
     Ok(())
 }
 
-/// The rule's keys for each planned host file. A `.sops.yaml` that names no key type but
-/// age (the usual case) is read once for all files: a run that adds a thousand hosts looks
-/// up a thousand files; otherwise each file's rule is read with its PGP keys and threshold.
+/// The rule's keys for each planned host file, the rules read once for all of them: a run
+/// that adds a thousand hosts looks up a thousand files.
 fn host_file_targets(config: &SopsConfig, planned: &[Planned]) -> Vec<Option<Target>> {
     let files: Vec<&str> = planned.iter().map(|p| p.outcome.host_file.as_str()).collect();
-    let text = config.text();
-    let age_only = !["pgp", "shamir_threshold", "kms", "azure_kv", "hc_vault"].iter().any(|k| text.contains(k));
-    if age_only {
-        let groups = config.recipients_for_each(&files);
-        return groups.into_iter().map(|g| g.map(|g| Target { keys: KeyGroups::age_only(g), external: false })).collect();
-    }
-    files.iter().map(|f| Target::from_rule(config, f)).collect()
+    config.rules_for_each(&files).into_iter().map(|r| r.map(Target::of)).collect()
 }
 
 /// The key groups sops will use for a host's file, which must include the host itself and

@@ -37,7 +37,7 @@ use crate::fleet::{Fleet, SOPS_CONFIG};
 use crate::gnupg::GnuPg;
 use crate::process::Program;
 use crate::sops::file::{EncryptedFile, KeyGroupSpec, KeyGroups, SopsFileError};
-use crate::sops::rules::SopsConfig;
+use crate::sops::rules::{CreationRule, SopsConfig};
 
 /// How long one `sops` call may take before it is stopped.
 const SOPS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -58,10 +58,15 @@ impl Target {
     /// What the creation rule sops uses for `rel` asks for; `None` when no rule matches.
     #[must_use]
     pub(crate) fn from_rule(config: &SopsConfig, rel: &str) -> Option<Self> {
-        let rule = config.rule_for(rel)?;
+        config.rule_for(rel).map(Self::of)
+    }
+
+    /// What `rule` asks for.
+    #[must_use]
+    pub(crate) fn of(rule: CreationRule) -> Self {
         let external = rule.key_groups.iter().any(|g| !g.other.is_empty());
         let groups = rule.key_groups.into_iter().map(|g| KeyGroupSpec { age: g.age, pgp: g.pgp }).collect();
-        Some(Self { keys: KeyGroups { groups, threshold: rule.shamir_threshold.unwrap_or(0) }, external })
+        Self { keys: KeyGroups { groups, threshold: rule.shamir_threshold.unwrap_or(0) }, external }
     }
 
     /// The age recipients of each key group.

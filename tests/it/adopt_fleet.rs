@@ -47,7 +47,9 @@ fn sops_yaml(fp: &str, hosts: &[(&str, String)]) -> String {
     }
     s.push_str("creation_rules:\n");
     for (h, _) in hosts {
-        s.push_str(&format!("  - path_regex: hosts/{h}/secrets.ya?ml$\n    key_groups:\n    - age:\n      - *{h}\n      pgp:\n      - *misterio\n"));
+        s.push_str(&format!(
+            "  - path_regex: hosts/{h}/secrets.ya?ml$\n    key_groups:\n    - age:\n      - *{h}\n      pgp:\n      - *misterio\n"
+        ));
     }
     s.push_str("  - path_regex: hosts/common/secrets.ya?ml$\n    key_groups:\n    - age:\n");
     for (h, _) in hosts {
@@ -77,12 +79,9 @@ fn a_pgp_admin_fleet_with_host_directories_takes_a_new_host_without_being_restru
 
     // init guesses every setting from what the fleet has, and creates no age identity.
     let guesses = ok(&hostsmith(&f, &gpg, &["init", "--dry-run"]));
-    for want in [
-        "admins: misterio (PGP)",
-        "host files: hosts/{host}/secrets.yaml",
-        "shared files: hosts/common/secrets.yaml",
-        "hosts group: hosts",
-    ] {
+    for want in
+        ["admins: misterio (PGP)", "host files: hosts/{host}/secrets.yaml", "shared files: hosts/common/secrets.yaml", "hosts group: hosts"]
+    {
         assert!(guesses.contains(want), "{want}: {guesses}");
     }
     assert!(!f.dir.join("hostsmith.toml").exists(), "a dry run writes nothing");
@@ -103,7 +102,10 @@ fn a_pgp_admin_fleet_with_host_directories_takes_a_new_host_without_being_restru
     let after = f.read(".sops.yaml");
     let mut new_lines = after.lines();
     assert!(before.lines().all(|l| new_lines.any(|n| n == l)), "only lines were added:\n{after}");
-    assert!(after.contains("- path_regex: ^hosts/atlas/secrets\\.yaml$\n"), "{after}");
+    // The new rule is in the file's own style, with the PGP admin in its group's `pgp:` list.
+    let rule = "  - path_regex: ^hosts/atlas/secrets\\.yaml$\n    key_groups:\n    - age:\n      - *atlas\n      pgp:\n      - *misterio\n";
+    assert!(after.contains(rule), "{after}");
+    assert!(after.contains("    - &atlas age1"), "{after}");
     let ok_check = ok(&hostsmith(&f, &gpg, &["sops", "check"]));
     assert!(ok_check.starts_with("ok:"), "{ok_check}");
 

@@ -103,17 +103,22 @@ fn file_problems(fleet: &Fleet, config: &SopsConfig, rel: &str, names: &BTreeMap
             format!("no creation rule in .sops.yaml matches `{rel}`: add one, or `sops rekey` cannot maintain it"),
         );
     };
-    let has: Vec<String> = file.age_recipients().into_iter().flatten().collect();
-    let wants: Vec<String> = target.age_groups().into_iter().flatten().collect();
-    let name = |r: &str| names.get(r).map_or_else(|| r.to_string(), |n| format!("`{n}` ({r})"));
-    for r in wants.iter().filter(|r| !has.contains(r)) {
+    // Age recipients and PGP keys (`pgp:FINGERPRINT`) alike.
+    let has = file.key_groups().key_names();
+    let wants = target.keys.key_names();
+    let name = |r: &str| {
+        let key = r.strip_prefix("pgp:").unwrap_or(r);
+        let shown = if r.starts_with("pgp:") { format!("PGP key {key}") } else { key.to_string() };
+        names.get(key).map_or(shown.clone(), |n| format!("`{n}` ({shown})"))
+    };
+    for r in wants.iter().filter(|r| !has.contains(*r)) {
         push(
             out,
             Kind::RecipientCannotOpen,
             format!("`{rel}`: {} is in its creation rule but cannot open it: run `hostsmith sops rekey {rel}`", name(r)),
         );
     }
-    for r in has.iter().filter(|r| !wants.contains(r)) {
+    for r in has.iter().filter(|r| !wants.contains(*r)) {
         push(
             out,
             Kind::RecipientNotInRule,
@@ -127,8 +132,16 @@ fn file_problems(fleet: &Fleet, config: &SopsConfig, rel: &str, names: &BTreeMap
 
 /// Recipient → a name for messages: the host whose record holds it, else the anchor.
 fn recipient_names(config: &SopsConfig, records: &[HostRecord]) -> BTreeMap<String, String> {
-    let mut names: BTreeMap<String, String> =
-        config.anchors().into_iter().filter_map(|a| Some((a.value?, a.name.trim_end_matches(':').to_string()))).collect();
+    let mut names: BTreeMap<String, String> = config
+        .anchors()
+        .into_iter()
+        .filter_map(|a| {
+            let value = a.value?;
+            // A fingerprint is compared as sops reads it: no spaces, upper case.
+            let value = if value.starts_with("age1") { value } else { crate::sops::file::normalize_fingerprint(&value) };
+            Some((value, a.name.trim_end_matches(':').to_string()))
+        })
+        .collect();
     for r in records {
         names.insert(r.age_recipient.clone(), r.name.clone());
     }

@@ -245,25 +245,29 @@ fn recipient_problems(m: &Model<'_>, host_files: &[String], policy: &EditPolicy,
                 }
             }
         });
-        for g in m.groups(rule) {
-            for r in g.age {
-                if looks_like_pgp(&r) {
-                    out.push(
-                        ProblemKind::InvalidRecipient,
-                        Some(rule.line),
-                        format!("`{r}` is a PGP fingerprint in an age list; move it to the group's `pgp:` list"),
-                    );
-                } else {
-                    consider(rule.line, &r, None, out);
-                }
-            }
-            for p in g.pgp.iter().filter(|p| !looks_like_pgp(p)) {
-                out.push(
-                    ProblemKind::InvalidRecipient,
-                    Some(rule.line),
-                    format!("`{p}` in a pgp list is not a PGP fingerprint (40 hex digits, or a 16-digit key id)"),
-                );
-            }
+        for r in misplaced_keys(m, rule, out) {
+            consider(rule.line, &r, None, out);
         }
     }
+}
+
+/// Reports PGP fingerprints in age lists and anything else in pgp lists; returns the age
+/// recipients left to check.
+fn misplaced_keys(m: &Model<'_>, rule: &Rule<'_>, out: &mut Report) -> Vec<String> {
+    let mut ages = Vec::new();
+    for g in m.groups(rule) {
+        for r in g.age {
+            if looks_like_pgp(&r) {
+                let message = format!("`{r}` is a PGP fingerprint in an age list; move it to the group's `pgp:` list");
+                out.push(ProblemKind::InvalidRecipient, Some(rule.line), message);
+            } else {
+                ages.push(r);
+            }
+        }
+        for p in g.pgp.iter().filter(|p| !looks_like_pgp(p)) {
+            let message = format!("`{p}` in a pgp list is not a PGP fingerprint (40 hex digits, or a 16-digit key id)");
+            out.push(ProblemKind::InvalidRecipient, Some(rule.line), message);
+        }
+    }
+    ages
 }

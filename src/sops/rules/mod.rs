@@ -349,20 +349,15 @@ impl SopsConfig {
     /// The rule sops uses for `path`, as sops reads it.
     #[must_use]
     pub fn rule_for(&self, path: &str) -> Option<CreationRule> {
-        let m = self.model();
-        let rule = m.rule_for(path).ok()??;
-        let map = rule.map;
-        let setting = |k: &str| map.and_then(|mp| m.lookup(mp, k)).and_then(|f| f.value.as_str().map(str::to_string));
-        Some(CreationRule {
-            line: rule.line,
-            path_regex: rule.path_regex.clone(),
-            written_for_path: rule.is_specific_to(path),
-            key_groups: m.groups(rule).into_iter().map(|g| KeyGroup { age: g.age, pgp: g.pgp, other: g.other }).collect(),
-            shamir_threshold: setting("shamir_threshold").and_then(|s| s.parse().ok()),
-            settings: SETTINGS.iter().filter_map(|k| setting(k).map(|v| ((*k).to_string(), v))).collect(),
-        })
+        creation_rule(&self.model(), path)
     }
 
+    /// [`SopsConfig::rule_for`] for many paths, reading the file's rules once.
+    #[must_use]
+    pub fn rules_for_each(&self, paths: &[&str]) -> Vec<Option<CreationRule>> {
+        let m = self.model();
+        paths.iter().map(|p| creation_rule(&m, p)).collect()
+    }
     /// The value of anchor `&host` when it names a string (normally the host's `age1…`).
     #[must_use]
     pub fn host_recipient(&self, host: &str) -> Option<String> {
@@ -395,6 +390,21 @@ impl SopsConfig {
     pub fn check(&self, host_files: &[String], policy: &EditPolicy) -> Vec<Problem> {
         check::check(self, host_files, policy)
     }
+}
+
+/// The rule sops uses for `path` in the model `m`, as sops reads it.
+fn creation_rule(m: &Model<'_>, path: &str) -> Option<CreationRule> {
+    let rule = m.rule_for(path).ok()??;
+    let map = rule.map;
+    let setting = |k: &str| map.and_then(|mp| m.lookup(mp, k)).and_then(|f| f.value.as_str().map(str::to_string));
+    Some(CreationRule {
+        line: rule.line,
+        path_regex: rule.path_regex.clone(),
+        written_for_path: rule.is_specific_to(path),
+        key_groups: m.groups(rule).into_iter().map(|g| KeyGroup { age: g.age, pgp: g.pgp, other: g.other }).collect(),
+        shamir_threshold: setting("shamir_threshold").and_then(|s| s.parse().ok()),
+        settings: SETTINGS.iter().filter_map(|k| setting(k).map(|v| ((*k).to_string(), v))).collect(),
+    })
 }
 
 #[cfg(test)]

@@ -163,6 +163,8 @@ fn host_ref(m: &Model<'_>, h: &HostKey) -> AgeRef {
 }
 
 fn rule_item(style: &Style, re: &str, refs: &[AgeRef]) -> Item {
-    let pick = |pgp: bool| -> Vec<(String, String)> { refs.iter().filter(|r| r.pgp == pgp).map(|r| (r.text.clone(), r.recipient.clone())).collect() };
+    let pick = |pgp: bool| -> Vec<(String, String)> {
+        refs.iter().filter(|r| r.pgp == pgp).map(|r| (r.text.clone(), r.recipient.clone())).collect()
+    };
     style.rule(re, &pick(false), &pick(true))
 }

@@ -21,16 +21,15 @@ pub(crate) struct AgeRef {
 
 /// Whether `v` is written like a PGP key as sops takes it in a `pgp:` list: a fingerprint
 /// (40 hex digits, the v4 form; 64 for v5/v6 keys) or a long key id (16), spaces allowed
-/// (sops removes them), an optional `0x`.
+/// (sops removes them).
 pub(crate) fn looks_like_pgp(v: &str) -> bool {
-    let compact = pgp_compact(v);
-    let hex = compact.strip_prefix("0x").or_else(|| compact.strip_prefix("0X")).unwrap_or(&compact);
+    let hex = pgp_compact(v);
     matches!(hex.len(), 16 | 40 | 64) && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// A PGP key as sops uses it: spaces removed.
+/// A PGP key as sops uses it: spaces removed (and upper case, to compare).
 pub(crate) fn pgp_compact(v: &str) -> String {
-    v.chars().filter(|c| *c != ' ').collect()
+    crate::sops::file::normalize_fingerprint(v)
 }
 
 /// Refusals common to every edit: duplicate anchors, a flow-style document.
@@ -85,7 +84,12 @@ pub(crate) fn admin_refs(m: &Model<'_>, admins: &[String]) -> Result<Vec<AgeRef>
         let Some(node) = m.anchor(admin) else {
             if looks_like_pgp(admin) {
                 let fp = pgp_compact(admin);
-                out.push(AgeRef { text: super::text::scalar(&fp, crate::sops::yaml::ScalarStyle::Plain), recipient: fp, def: None, pgp: true });
+                out.push(AgeRef {
+                    text: super::text::scalar(&fp, crate::sops::yaml::ScalarStyle::Plain),
+                    recipient: fp,
+                    def: None,
+                    pgp: true,
+                });
             } else {
                 unknown.push(format!("`{admin}`"));
             }

@@ -142,7 +142,12 @@ impl Style {
     pub(crate) fn rule(&self, path_regex: &str, ages: &[(String, String)], pgps: &[(String, String)]) -> Item {
         let re = text::scalar(path_regex, self.regex_style);
         let mut lines = vec![(0, format!("path_regex: {re}"))];
-        let list_lines = |lines: &mut Vec<(usize, String)>, indent: usize, first: Option<String>, style: AgeStyle, key: &str, items: &[(String, String)]| {
+        let list_lines = |lines: &mut Vec<(usize, String)>,
+                          indent: usize,
+                          first: Option<String>,
+                          style: AgeStyle,
+                          key: &str,
+                          items: &[(String, String)]| {
             let head = first.unwrap_or_default();
             let texts: Vec<&str> = items.iter().map(|(t, _)| t.as_str()).collect();
             match style {
