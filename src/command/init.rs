@@ -224,6 +224,9 @@ authorized_keys = ["~/.ssh/id_ed25519.pub"]
 sudo = "ALL=(ALL) NOPASSWD:ALL"
 "#;
 
+/// What an adopted configuration says when no admin could be guessed.
+const NO_ADMINS: &str = "# Not guessed: no anchor is named by every rule. List the admin anchors of .sops.yaml.\n# admins = [\"alice\"]\n";
+
 /// A configuration for an existing fleet: each guessed setting with a comment saying why.
 fn adopted_config(l: &layout_guess::Layout) -> String {
     let list = |v: &[String]| v.iter().map(|s| toml_string(s)).collect::<Vec<_>>().join(", ");
@@ -240,9 +243,7 @@ fn adopted_config(l: &layout_guess::Layout) -> String {
             }
             s.push_str(&format!("admins = [{}]\n", list(&g.value)));
         }
-        None => {
-            s.push_str("# Not guessed: no anchor is named by every rule. List the admin anchors of .sops.yaml.\n# admins = [\"alice\"]\n")
-        }
+        None => s.push_str(NO_ADMINS),
     }
     match &l.host_file {
         Some(g) => {
