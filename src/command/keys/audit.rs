@@ -103,22 +103,24 @@ fn file_problems(fleet: &Fleet, config: &SopsConfig, rel: &str, names: &BTreeMap
             format!("no creation rule in .sops.yaml matches `{rel}`: add one, or `sops rekey` cannot maintain it"),
         );
     };
-    // Age recipients and PGP keys (`pgp:FINGERPRINT`) alike.
-    let has = file.key_groups().key_names();
-    let wants = target.keys.key_names();
+    // Age recipients and PGP keys (`pgp:FINGERPRINT`) alike, in the rule's order.
+    let has = ordered_keys(&file.key_groups());
+    let wants = ordered_keys(&target.keys);
+    let (has_set, wants_set): (std::collections::HashSet<&String>, std::collections::HashSet<&String>) =
+        (has.iter().collect(), wants.iter().collect());
     let name = |r: &str| {
         let key = r.strip_prefix("pgp:").unwrap_or(r);
         let shown = if r.starts_with("pgp:") { format!("PGP key {key}") } else { key.to_string() };
         names.get(key).map_or(shown.clone(), |n| format!("`{n}` ({shown})"))
     };
-    for r in wants.iter().filter(|r| !has.contains(*r)) {
+    for r in wants.iter().filter(|r| !has_set.contains(r)) {
         push(
             out,
             Kind::RecipientCannotOpen,
             format!("`{rel}`: {} is in its creation rule but cannot open it: run `hostsmith sops rekey {rel}`", name(r)),
         );
     }
-    for r in has.iter().filter(|r| !wants.contains(*r)) {
+    for r in has.iter().filter(|r| !wants_set.contains(r)) {
         push(
             out,
             Kind::RecipientNotInRule,
@@ -128,6 +130,22 @@ fn file_problems(fleet: &Fleet, config: &SopsConfig, rel: &str, names: &BTreeMap
             ),
         );
     }
+}
+
+/// Every key of `keys`, age recipients as written and PGP keys as `pgp:FINGERPRINT`, in
+/// order, each once.
+fn ordered_keys(keys: &crate::sops::file::KeyGroups) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<String> = Vec::new();
+    for g in &keys.groups {
+        let pgp = g.pgp.iter().map(|f| format!("pgp:{}", crate::sops::file::normalize_fingerprint(f)));
+        for k in g.age.iter().map(|r| r.trim().to_string()).chain(pgp) {
+            if seen.insert(k.clone()) {
+                out.push(k);
+            }
+        }
+    }
+    out
 }
 
 /// Recipient → a name for messages: the host whose record holds it, else the anchor.
