@@ -61,20 +61,13 @@ pub(crate) fn problems(fleet: &Fleet, records: &[HostRecord]) -> Vec<String> {
 fn orphans(fleet: &Fleet, records: &[HostRecord], by_mac: &mut BTreeMap<String, String>) -> Vec<String> {
     let mut out = Vec::new();
     let template = fleet.host_file_template();
-    let (dir, _) = crate::host_template::scan_dir(&template);
+    let (dir, entry) = crate::host_template::scan_dir(&template);
     let Ok(entries) = std::fs::read_dir(fleet.root.join(&dir)) else { return out };
-    let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+    // Each entry of `dir` is the host's file or the directory that holds it.
     let mut hosts: Vec<HostName> = entries
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter_map(|name| {
-            // The entry's name is the start of the host's file below `dir`.
-            let probe = format!("{prefix}{name}");
-            (1..=name.len()).map(|n| &name[..n]).find_map(|h| {
-                let rel = crate::host_template::render(&template, h);
-                (rel == probe || rel.starts_with(&format!("{probe}/"))).then(|| HostName::parse(h).ok()).flatten()
-            })
-        })
+        .filter_map(|name| crate::host_template::host_of(&entry, &name).and_then(|h| HostName::parse(&h).ok()))
         .collect();
     hosts.sort();
     hosts.dedup();

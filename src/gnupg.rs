@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use zeroize::{Zeroize as _, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::process::Program;
 use crate::sops::file::{Pgp, SopsFileError};
@@ -121,8 +121,8 @@ impl Pgp for GnuPg {
             .timeout(DECRYPT_TIMEOUT)
             .run()
             .map_err(|e| fail(e.to_string()))?;
-        let out = Zeroizing::new(done.stdout.clone());
-        done.stdout.zeroize();
+        // Moved, not copied: the only copy of the secret is the one wiped on drop.
+        let out = Zeroizing::new(std::mem::take(&mut done.stdout));
         if done.status != Some(0) {
             return Err(fail(reason(&done.stderr)));
         }

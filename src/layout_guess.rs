@@ -45,16 +45,23 @@ pub(crate) struct Layout {
 pub(crate) fn guess(config: &SopsConfig, files: &[String]) -> Layout {
     let rules = config.rule_summaries();
     let anchors = config.key_anchors();
-    let hosts: Vec<String> = anchors
+    // Each host with the first rule that names it (in its keys and in its path).
+    let host_rules: Vec<(String, &RuleSummary)> = anchors
         .iter()
-        .filter(|a| a.kind == "age" && rules.iter().any(|r| r.anchors.contains(&a.name) && names_host(r, &a.name)))
-        .map(|a| a.name.clone())
+        .filter(|a| a.kind == "age")
+        .filter_map(|a| rules.iter().find(|r| r.anchors.contains(&a.name) && names_host(r, &a.name)).map(|r| (a.name.clone(), r)))
         .collect();
-    let (host_file, misfits, host_paths) = template(config, &rules, &hosts, files);
+    let hosts: Vec<String> = host_rules.iter().map(|(h, _)| h.clone()).collect();
+    // The line of the rule sops uses for each file, the rules read once for all files.
+    let files: Vec<(&str, Option<usize>)> = {
+        let paths: Vec<&str> = files.iter().map(String::as_str).collect();
+        paths.iter().copied().zip(config.rules_for_each(&paths).into_iter().map(|r| r.map(|r| r.line))).collect()
+    };
+    let (host_file, misfits, host_paths) = template(&host_rules, &files);
     let admins = admins(&rules, &hosts);
     let pgp_admins =
         admins.iter().flat_map(|g| g.value.iter()).filter(|a| anchors.iter().any(|k| &k.name == *a && k.kind == "pgp")).cloned().collect();
-    let shared = shared(config, &rules, &hosts, files, &host_paths);
+    let shared = shared(&rules, &hosts, &files, &host_paths);
     let mut groups: BTreeMap<&str, usize> = BTreeMap::new();
     for a in anchors.iter().filter(|a| hosts.contains(&a.name)) {
         if let Some(g) = &a.group {
@@ -82,13 +89,13 @@ fn names_host(rule: &RuleSummary, host: &str) -> bool {
 
 type Template = (Option<Guess<String>>, Vec<(String, String)>, BTreeMap<String, String>);
 
-/// The per-host template, the hosts that do not fit it, and each host's file.
-fn template(config: &SopsConfig, rules: &[RuleSummary], hosts: &[String], files: &[String]) -> Template {
+/// The per-host template, the hosts that do not fit it, and each host's file. `files` are
+/// the fleet's SOPS files with the line of the rule sops uses for each.
+fn template(host_rules: &[(String, &RuleSummary)], files: &[(&str, Option<usize>)]) -> Template {
     let mut paths: BTreeMap<String, String> = BTreeMap::new();
-    for host in hosts {
-        let Some(rule) = rules.iter().find(|r| r.anchors.contains(host) && names_host(r, host)) else { continue };
-        let existing = files.iter().find(|f| has_component(f, host) && config.rule_for(f).is_some_and(|r| r.line == rule.line));
-        let path = existing.cloned().or_else(|| rule.path_regex.as_deref().and_then(plain_path).filter(|p| has_component(p, host)));
+    for (host, rule) in host_rules {
+        let existing = files.iter().find(|(f, line)| *line == Some(rule.line) && has_component(f, host)).map(|(f, _)| (*f).to_string());
+        let path = existing.or_else(|| rule.path_regex.as_deref().and_then(plain_path).filter(|p| has_component(p, host)));
         if let Some(p) = path {
             paths.insert(host.clone(), p);
         }
@@ -152,21 +159,18 @@ fn admins(rules: &[RuleSummary], hosts: &[String]) -> Option<Guess<Vec<String>>>
 
 /// The existing SOPS files that are no host's and whose rule names every host.
 fn shared(
-    config: &SopsConfig,
     rules: &[RuleSummary],
     hosts: &[String],
-    files: &[String],
+    files: &[(&str, Option<usize>)],
     host_paths: &BTreeMap<String, String>,
 ) -> Guess<Vec<String>> {
     let mut out = Vec::new();
+    let host_files: std::collections::BTreeSet<&str> = host_paths.values().map(String::as_str).collect();
     if !hosts.is_empty() {
-        for f in files.iter().filter(|f| !host_paths.values().any(|p| p == *f)) {
-            let Some(rule) = config.rule_for(f) else { continue };
-            if rules
-                .iter()
-                .any(|r| r.line == rule.line && hosts.iter().all(|h| r.anchors.contains(h)) && !hosts.iter().any(|h| names_host(r, h)))
-            {
-                out.push(f.clone());
+        for (f, line) in files.iter().filter(|(f, _)| !host_files.contains(f)) {
+            let Some(rule) = rules.iter().find(|r| Some(r.line) == *line) else { continue };
+            if hosts.iter().all(|h| rule.anchors.contains(h)) && !hosts.iter().any(|h| names_host(rule, h)) {
+                out.push((*f).to_string());
             }
         }
     }

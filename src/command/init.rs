@@ -77,10 +77,8 @@ fn print_created(report: &InitReport, ctx: &Context) {
 /// is created: the fleet already has its admins.
 fn adopt(args: &Args, ctx: &Context) -> Result<()> {
     let dir = &ctx.fleet_dir;
-    let sops_path = dir.join(crate::fleet::SOPS_CONFIG);
-    let text = std::fs::read_to_string(&sops_path).map_err(|source| Error::Read { path: sops_path.clone(), source })?;
-    let sops = SopsConfig::parse(&text).map_err(|e| Error::SopsRules { path: sops_path.clone(), source: e })?;
     let fleet = crate::fleet::Fleet::open(dir)?;
+    let sops = SopsConfig::parse(&fleet.read_sops_config()?).map_err(|e| Error::SopsRules { path: fleet.sops_config_path(), source: e })?;
     let files = crate::rekey::discover(&fleet)?;
     let mut layout = layout_guess::guess(&sops, &files);
     if layout.admins.is_none() {
@@ -105,9 +103,7 @@ fn adopt(args: &Args, ctx: &Context) -> Result<()> {
             ctx.out.line(line);
         }
     }
-    if !report.created.is_empty() || config_path.exists() {
-        print_created(&report, ctx);
-    }
+    print_created(&report, ctx);
     Ok(())
 }
 
@@ -140,9 +136,8 @@ fn admin_names(admins: &[String], pgp: &[String]) -> String {
     admins.iter().map(|a| if pgp.contains(a) { format!("{a} (PGP)") } else { a.clone() }).collect::<Vec<_>>().join(", ")
 }
 
-/// Creates `hostsmith.toml` and `.sops.yaml` in `dir` where missing, with `recipient` as the
-/// admin. An existing `.sops.yaml` is left alone; the admin is then the anchor that already
-/// holds `recipient`, or the recipient itself.
+/// Creates `hostsmith.toml` (where missing) and `.sops.yaml` in `dir`, a directory without a
+/// `.sops.yaml` (one that has it is adopted instead), with `recipient` as the admin `&admin`.
 ///
 /// # Errors
 /// When a file cannot be written or an existing one is invalid.
@@ -153,22 +148,14 @@ pub(crate) fn init_fleet(dir: &Path, recipient: &str, dry_run: bool) -> Result<I
     }
     let config_path = dir.join(config::FILE_NAME);
     let config = if config_path.exists() { Config::load(dir)? } else { Config::default() };
-    let sops_path = dir.join(crate::fleet::SOPS_CONFIG);
-    let admin = if sops_path.exists() {
-        let text = std::fs::read_to_string(&sops_path).map_err(|source| Error::Read { path: sops_path.clone(), source })?;
-        let cfg = SopsConfig::parse(&text).map_err(|e| Error::SopsRules { path: sops_path.clone(), source: e })?;
-        cfg.anchors().into_iter().find(|a| a.value.as_deref() == Some(recipient)).map_or_else(|| recipient.to_string(), |a| a.name)
-    } else {
-        report.created.push(crate::fleet::SOPS_CONFIG.into());
-        if !dry_run {
-            atomic::write(&sops_path, sops_yaml_template(recipient, &config).as_bytes(), 0o644)?;
-        }
-        "admin".to_string()
-    };
+    report.created.push(crate::fleet::SOPS_CONFIG.into());
+    if !dry_run {
+        atomic::write(&dir.join(crate::fleet::SOPS_CONFIG), sops_yaml_template(recipient, &config).as_bytes(), 0o644)?;
+    }
     if !config_path.exists() {
         report.created.push(config::FILE_NAME.into());
         if !dry_run {
-            atomic::write(&config_path, config_template(&admin).as_bytes(), 0o644)?;
+            atomic::write(&config_path, config_template().as_bytes(), 0o644)?;
         }
     }
     Ok(report)
@@ -188,15 +175,15 @@ fn sops_yaml_template(recipient: &str, config: &Config) -> String {
     s
 }
 
-fn config_template(admin: &str) -> String {
-    let admin = toml_string(admin);
+/// The configuration of a new fleet, whose `.sops.yaml` names its admin `&admin`.
+fn config_template() -> String {
     format!(
         r#"# hostsmith fleet configuration. Unknown keys are errors.
 
 [sops]
 # Anchor names in .sops.yaml (or age1... recipients, PGP fingerprints) that can open every
 # host file.
-admins = [{admin}]
+admins = ["admin"]
 # Per-host SOPS files: <host_dir>/<host>.yaml (or a template: host_file = "hosts/{{host}}/secrets.yaml")
 host_dir = "sops"
 # Files whose creation rules every host joins.

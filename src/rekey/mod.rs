@@ -395,7 +395,7 @@ pub(crate) fn openable_by(fleet: &Fleet, files: &[String], recipient: &str) -> V
 /// Keys (age recipients, `pgp:FP`) in `to` and not in `from`, and the reverse (all groups
 /// together).
 fn diff(from: &KeyGroups, to: &KeyGroups) -> (Vec<String>, Vec<String>) {
-    let (a, b) = (from.key_names(), to.key_names());
+    let (a, b): (BTreeSet<String>, BTreeSet<String>) = (from.key_names().into_iter().collect(), to.key_names().into_iter().collect());
     (b.difference(&a).cloned().collect(), a.difference(&b).cloned().collect())
 }
 

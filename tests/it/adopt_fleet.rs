@@ -59,10 +59,9 @@ fn sops_yaml(fp: &str, hosts: &[(&str, String)]) -> String {
     s
 }
 
-#[test]
-fn a_pgp_admin_fleet_with_host_directories_takes_a_new_host_without_being_restructured() {
-    let Some(sops_bin) = peer("sops") else { return };
-    let Some(gpg) = GnuPgHome::new() else { return };
+/// The fleet as made by hand: `.sops.yaml`, each host's public key, NixOS module and
+/// secrets, and the shared file, every SOPS file encrypted by real sops.
+fn hand_made_fleet(sops_bin: &Path, gpg: &GnuPgHome) -> (TestFleet, Vec<(&'static str, Keypair)>) {
     let f = TestFleet::new();
     let keys: Vec<(&str, Keypair)> = HOSTS.iter().map(|h| (*h, Keypair::generate(h).expect("key"))).collect();
     let recipients: Vec<(&str, String)> = keys.iter().map(|(h, k)| (*h, k.age_recipient().expect("recipient"))).collect();
@@ -71,10 +70,18 @@ fn a_pgp_admin_fleet_with_host_directories_takes_a_new_host_without_being_restru
         write(&f.dir.join(format!("hosts/{h}/ssh_host_ed25519_key.pub")), &format!("{}\n", k.public_line()));
         write(&f.dir.join(format!("hosts/{h}/default.nix")), "{ }\n");
         write(&f.dir.join(format!("hosts/{h}/secrets.yaml")), &format!("password: {h}-secret\n"));
-        ok(&sops(&sops_bin, &f, gpg.path(), "", &["--encrypt", "--in-place", &format!("hosts/{h}/secrets.yaml")]));
+        ok(&sops(sops_bin, &f, gpg.path(), "", &["--encrypt", "--in-place", &format!("hosts/{h}/secrets.yaml")]));
     }
     write(&f.dir.join("hosts/common/secrets.yaml"), "wifi: hunter2\n");
-    ok(&sops(&sops_bin, &f, gpg.path(), "", &["--encrypt", "--in-place", "hosts/common/secrets.yaml"]));
+    ok(&sops(sops_bin, &f, gpg.path(), "", &["--encrypt", "--in-place", "hosts/common/secrets.yaml"]));
+    (f, keys)
+}
+
+#[test]
+fn a_pgp_admin_fleet_with_host_directories_takes_a_new_host_without_being_restructured() {
+    let Some(sops_bin) = peer("sops") else { return };
+    let Some(gpg) = GnuPgHome::new() else { return };
+    let (f, keys) = hand_made_fleet(&sops_bin, &gpg);
     let before = f.read(".sops.yaml");
 
     // init guesses every setting from what the fleet has, and creates no age identity.
@@ -126,4 +133,31 @@ fn a_pgp_admin_fleet_with_host_directories_takes_a_new_host_without_being_restru
         assert_eq!(opened(&sops_bin, &f, empty, &id, "hosts/common/secrets.yaml", "wifi").as_deref(), Some("hunter2"), "{h}");
         assert!(opened(&sops_bin, &f, empty, &id, "hosts/atlas/secrets.yaml", "ssh_host_ed25519_key").is_none(), "{h}");
     }
+    // `keys list` audits PGP keys like age recipients: the fleet as it is has no problem; a PGP
+    // key added to electra's rule that cannot open its file yet is named.
+    let listed = ok(&hostsmith(&f, &gpg, &["keys", "list"]));
+    assert!(!listed.contains("problems ("), "{listed}");
+    let other = "0123456789ABCDEF0123456789ABCDEF01234567";
+    let widened =
+        f.read(".sops.yaml").replacen("      pgp:\n      - *misterio\n", &format!("      pgp:\n      - *misterio\n      - {other}\n"), 1);
+    write(&f.dir.join(".sops.yaml"), &widened);
+    let listed = ok(&hostsmith(&f, &gpg, &["keys", "list"]));
+    let want = format!("`hosts/electra/secrets.yaml`: PGP key {other} is in its creation rule but cannot open it");
+    assert!(listed.contains(&want), "{listed}");
+}
+
+/// Without `shared` in hostsmith.toml, a fleet that has no `sops/shared.yaml` and whose
+/// `.sops.yaml` never names it is not given one: no shared rule appears, and `sops check`
+/// asks about no such file.
+#[test]
+fn the_default_shared_file_only_counts_when_the_fleet_has_it() {
+    let f = TestFleet::new();
+    let admin = age::x25519::Identity::generate();
+    write(&f.dir.join(".sops.yaml"), &format!("keys:\n  - &admin {}\ncreation_rules: []\n", admin.to_public()));
+    write(&f.dir.join("hostsmith.toml"), "[sops]\nadmins = [\"admin\"]\n");
+    ok(&f.run(&["vm-fresh", "web01"]));
+    let rules = f.read(".sops.yaml");
+    assert!(!rules.contains("shared"), "{rules}");
+    let check = ok(&f.run(&["sops", "check"]));
+    assert!(check.starts_with("ok:"), "{check}");
 }

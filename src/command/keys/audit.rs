@@ -104,8 +104,8 @@ fn file_problems(fleet: &Fleet, config: &SopsConfig, rel: &str, names: &BTreeMap
         );
     };
     // Age recipients and PGP keys (`pgp:FINGERPRINT`) alike, in the rule's order.
-    let has = ordered_keys(&file.key_groups());
-    let wants = ordered_keys(&target.keys);
+    let has = file.key_groups().key_names();
+    let wants = target.keys.key_names();
     let (has_set, wants_set): (std::collections::HashSet<&String>, std::collections::HashSet<&String>) =
         (has.iter().collect(), wants.iter().collect());
     let name = |r: &str| {
@@ -130,22 +130,6 @@ fn file_problems(fleet: &Fleet, config: &SopsConfig, rel: &str, names: &BTreeMap
             ),
         );
     }
-}
-
-/// Every key of `keys`, age recipients as written and PGP keys as `pgp:FINGERPRINT`, in
-/// order, each once.
-fn ordered_keys(keys: &crate::sops::file::KeyGroups) -> Vec<String> {
-    let mut seen = std::collections::HashSet::new();
-    let mut out: Vec<String> = Vec::new();
-    for g in &keys.groups {
-        let pgp = g.pgp.iter().map(|f| format!("pgp:{}", crate::sops::file::normalize_fingerprint(f)));
-        for k in g.age.iter().map(|r| r.trim().to_string()).chain(pgp) {
-            if seen.insert(k.clone()) {
-                out.push(k);
-            }
-        }
-    }
-    out
 }
 
 /// Recipient → a name for messages: the host whose record holds it, else the anchor.

@@ -7,7 +7,7 @@
 //! and sealed here; PGP keys through a [`Pgp`] service (GnuPG, outside this module, so the
 //! engine runs no program itself).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use zeroize::Zeroizing;
 
@@ -60,14 +60,17 @@ impl KeyGroups {
         norm(self) == norm(other) && threshold(self) == threshold(other)
     }
 
-    /// Every age recipient and PGP fingerprint (`pgp:FP`), all groups together.
+    /// Every age recipient and PGP fingerprint (`pgp:FP`), all groups together, in order,
+    /// each once.
     #[must_use]
-    pub fn key_names(&self) -> BTreeSet<String> {
+    pub fn key_names(&self) -> Vec<String> {
+        let mut seen = HashSet::new();
         self.groups
             .iter()
             .flat_map(|g| {
                 g.age.iter().map(|r| r.trim().to_string()).chain(g.pgp.iter().map(|f| format!("pgp:{}", normalize_fingerprint(f))))
             })
+            .filter(|k| seen.insert(k.clone()))
             .collect()
     }
 }
@@ -76,6 +79,15 @@ impl KeyGroups {
 #[must_use]
 pub fn normalize_fingerprint(fp: &str) -> String {
     fp.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_uppercase()
+}
+
+/// Whether `v` is a PGP key as sops takes it in a `pgp:` list: a long key ID (16 hex
+/// digits), a v4 fingerprint (40) or a v5/v6 one (64), spaces allowed. Nothing else reaches
+/// GnuPG, where other text would be read as a user ID to search for.
+#[must_use]
+pub fn is_pgp_fingerprint(v: &str) -> bool {
+    let hex = normalize_fingerprint(v);
+    matches!(hex.len(), 16 | 40 | 64) && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Encrypts and decrypts data keys for PGP keys (GnuPG in hostsmith).
@@ -108,12 +120,10 @@ impl Pgp for NoPgp {
 }
 
 fn checked_fingerprint(fp: &str) -> Result<String, SopsFileError> {
-    let clean: String = fp.chars().filter(|c| *c != ' ').collect();
-    // A key ID (16) or a v4 (40) / v5 (64) fingerprint; never something gpg reads as an option.
-    if !(16..=64).contains(&clean.len()) || !clean.chars().all(|c| c.is_ascii_hexdigit()) {
+    if !is_pgp_fingerprint(fp) {
         return Err(SopsFileError::InvalidPgpFingerprint(fp.to_string()));
     }
-    Ok(clean)
+    Ok(fp.chars().filter(|c| !c.is_whitespace()).collect())
 }
 
 /// The metadata groups for `spec` (no `enc` yet), validated; and the threshold to store.
@@ -135,16 +145,18 @@ pub(crate) fn groups_for(spec: &KeyGroups) -> Result<(Vec<KeyGroup>, i64), SopsF
             return Err(SopsFileError::NoRecipients);
         }
         let mut group = KeyGroup::default();
+        let mut seen = HashSet::new();
         for r in &g.age {
             let r = r.trim();
             r.parse::<age::x25519::Recipient>().map_err(|_| SopsFileError::InvalidRecipient(r.to_string()))?;
-            if !group.age.iter().any(|k| k.recipient == r) {
+            if seen.insert(r) {
                 group.age.push(AgeKey { recipient: r.to_string(), enc: String::new() });
             }
         }
+        let mut seen = HashSet::new();
         for fp in &g.pgp {
             let fp = checked_fingerprint(fp)?;
-            if !group.pgp.iter().any(|k| k.fp.eq_ignore_ascii_case(&fp)) {
+            if seen.insert(fp.to_ascii_uppercase()) {
                 group.pgp.push(PgpKey { fp, created_at: String::new(), enc: String::new() });
             }
         }
@@ -169,24 +181,22 @@ pub(crate) fn spec_of(metadata: &Metadata) -> KeyGroups {
 }
 
 /// Gives the new single group the `enc` (and `created_at`) of the keys it keeps from `old`.
+/// Keys are looked up by name, not searched: a shared file holds a stanza per host.
 pub(crate) fn carry_over(new: &mut KeyGroup, old: &KeyGroup) {
+    let age: HashMap<&str, &AgeKey> = old.age.iter().map(|o| (o.recipient.as_str(), o)).collect();
     for k in &mut new.age {
-        if let Some(o) = old.age.iter().find(|o| o.recipient == k.recipient) {
+        if let Some(o) = age.get(k.recipient.as_str()) {
             k.enc.clone_from(&o.enc);
         }
     }
+    let pgp: HashMap<String, &PgpKey> = old.pgp.iter().map(|o| (o.fp.to_ascii_uppercase(), o)).collect();
     for k in &mut new.pgp {
-        if let Some(o) = old.pgp.iter().find(|o| o.fp.eq_ignore_ascii_case(&k.fp)) {
+        if let Some(o) = pgp.get(&k.fp.to_ascii_uppercase()) {
             k.enc.clone_from(&o.enc);
             k.created_at.clone_from(&o.created_at);
             k.fp.clone_from(&o.fp);
         }
     }
-}
-
-/// `created_at` as sops writes it.
-fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn missing_enc(metadata: &Metadata) -> bool {
@@ -227,7 +237,7 @@ pub(crate) fn wrap(metadata: &mut Metadata, data_key: &DataKey, rewrap: bool, pg
                 checked_fingerprint(&k.fp)?;
                 k.enc = pgp.encrypt(&k.fp, part)?;
                 if k.created_at.is_empty() {
-                    k.created_at = now();
+                    k.created_at = super::now_rfc3339();
                 }
             }
         }

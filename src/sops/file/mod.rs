@@ -30,7 +30,7 @@ use rand::RngCore as _;
 use zeroize::Zeroizing;
 
 pub use error::SopsFileError;
-pub use keys::{KeyGroupSpec, KeyGroups, NoPgp, Pgp, normalize_fingerprint};
+pub use keys::{KeyGroupSpec, KeyGroups, NoPgp, Pgp, is_pgp_fingerprint, normalize_fingerprint};
 pub use value::{Map, MapItem, SeqItem, Value};
 
 use cipher::{DataKey, Stash};
@@ -299,7 +299,8 @@ impl Decrypted {
     }
 }
 
-/// `lastmodified` as sops writes it: RFC 3339, UTC, whole seconds.
+/// `lastmodified` (and a PGP key's `created_at`) as sops writes it: RFC 3339, UTC, whole
+/// seconds.
 fn now_rfc3339() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }

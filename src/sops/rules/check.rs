@@ -5,8 +5,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::model::{Model, Rule, describe};
-use super::refs::{admin_refs, looks_like_pgp};
+use super::refs::admin_refs;
 use super::{EditPolicy, SopsConfig, SopsConfigError};
+use crate::sops::file::{is_pgp_fingerprint, normalize_fingerprint};
 use crate::sops::yaml::{Node, NodeKind};
 
 /// One thing `sops check` reports.
@@ -142,7 +143,7 @@ pub(crate) fn check(cfg: &SopsConfig, host_files: &[String], policy: &EditPolicy
 
 /// Every PGP key of `rule`'s groups, as sops reads them (spaces removed).
 fn pgp_keys(m: &Model<'_>, rule: &Rule<'_>) -> Vec<String> {
-    m.groups(rule).into_iter().flat_map(|g| g.pgp).map(|p| super::refs::pgp_compact(&p)).collect()
+    m.groups(rule).into_iter().flat_map(|g| g.pgp).map(|p| normalize_fingerprint(&p)).collect()
 }
 
 /// The rule sops uses for `path` and all its age recipients, or a problem.
@@ -208,7 +209,7 @@ fn recipient_problems(m: &Model<'_>, host_files: &[String], policy: &EditPolicy,
             return;
         }
         seen.push(value.to_string());
-        if looks_like_pgp(value) {
+        if is_pgp_fingerprint(value) {
             // A PGP key: where it is used decides whether it is right (see below).
         } else if value.starts_with("ssh-") {
             if anchor.is_some_and(|a| hosts.iter().any(|h| h == a)) {
@@ -257,14 +258,14 @@ fn misplaced_keys(m: &Model<'_>, rule: &Rule<'_>, out: &mut Report) -> Vec<Strin
     let mut ages = Vec::new();
     for g in m.groups(rule) {
         for r in g.age {
-            if looks_like_pgp(&r) {
+            if is_pgp_fingerprint(&r) {
                 let message = format!("`{r}` is a PGP fingerprint in an age list; move it to the group's `pgp:` list");
                 out.push(ProblemKind::InvalidRecipient, Some(rule.line), message);
             } else {
                 ages.push(r);
             }
         }
-        for p in g.pgp.iter().filter(|p| !looks_like_pgp(p)) {
+        for p in g.pgp.iter().filter(|p| !is_pgp_fingerprint(p)) {
             let message = format!("`{p}` in a pgp list is not a PGP fingerprint (40 hex digits, or a 16-digit key id)");
             out.push(ProblemKind::InvalidRecipient, Some(rule.line), message);
         }

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use super::model::{Model, describe};
 use super::{EditPolicy, SopsConfigError};
+use crate::sops::file::{is_pgp_fingerprint, normalize_fingerprint};
 use crate::sops::yaml::{Node, NodeKind};
 
 /// A recipient as it will be written in a list: an alias or the literal.
@@ -17,19 +18,6 @@ pub(crate) struct AgeRef {
     pub def: Option<(String, usize)>,
     /// A PGP key (it goes in a `pgp:` list), not an age recipient.
     pub pgp: bool,
-}
-
-/// Whether `v` is written like a PGP key as sops takes it in a `pgp:` list: a fingerprint
-/// (40 hex digits, the v4 form; 64 for v5/v6 keys) or a long key id (16), spaces allowed
-/// (sops removes them).
-pub(crate) fn looks_like_pgp(v: &str) -> bool {
-    let hex = pgp_compact(v);
-    matches!(hex.len(), 16 | 40 | 64) && hex.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// A PGP key as sops uses it: spaces removed (and upper case, to compare).
-pub(crate) fn pgp_compact(v: &str) -> String {
-    crate::sops::file::normalize_fingerprint(v)
 }
 
 /// Refusals common to every edit: duplicate anchors, a flow-style document.
@@ -82,8 +70,8 @@ pub(crate) fn admin_refs(m: &Model<'_>, admins: &[String]) -> Result<Vec<AgeRef>
             continue;
         }
         let Some(node) = m.anchor(admin) else {
-            if looks_like_pgp(admin) {
-                let fp = pgp_compact(admin);
+            if is_pgp_fingerprint(admin) {
+                let fp = normalize_fingerprint(admin);
                 out.push(AgeRef {
                     text: super::text::scalar(&fp, crate::sops::yaml::ScalarStyle::Plain),
                     recipient: fp,
@@ -97,9 +85,9 @@ pub(crate) fn admin_refs(m: &Model<'_>, admins: &[String]) -> Result<Vec<AgeRef>
         };
         let not_recipient = |what: &str| SopsConfigError::AdminNotRecipient { name: admin.clone(), line: node.line + 1, what: what.into() };
         match &node.kind {
-            NodeKind::Scalar { value, .. } if looks_like_recipient(value) || looks_like_pgp(value) => {
+            NodeKind::Scalar { value, .. } if looks_like_recipient(value) || is_pgp_fingerprint(value) => {
                 let pgp = !looks_like_recipient(value);
-                let recipient = if pgp { pgp_compact(value) } else { value.clone() };
+                let recipient = if pgp { normalize_fingerprint(value) } else { value.clone() };
                 out.push(AgeRef { text: format!("*{admin}"), recipient, def: Some((admin.clone(), node.span.start)), pgp });
             }
             NodeKind::Sequence { items, .. } => {
@@ -123,9 +111,9 @@ pub(crate) fn looks_like_recipient(v: &str) -> bool {
 /// How an item of an existing recipient list is written again elsewhere.
 pub(crate) fn list_ref(m: &Model<'_>, item: &Node) -> Option<AgeRef> {
     let resolved = m.resolve(item);
-    let value = resolved.as_str().filter(|v| (looks_like_recipient(v) || looks_like_pgp(v)) && !v.contains(','))?;
+    let value = resolved.as_str().filter(|v| (looks_like_recipient(v) || is_pgp_fingerprint(v)) && !v.contains(','))?;
     let pgp = !looks_like_recipient(value);
-    let value = if pgp { pgp_compact(value) } else { value.to_string() };
+    let value = if pgp { normalize_fingerprint(value) } else { value.to_string() };
     let name = match &item.kind {
         NodeKind::Alias { name } => Some(name.clone()),
         _ => item.anchor.clone(),

@@ -3,7 +3,7 @@
 
 use super::SopsConfig;
 use super::model::Model;
-use super::refs::looks_like_pgp;
+use crate::sops::file::is_pgp_fingerprint;
 use crate::sops::yaml::{Node, NodeKind};
 
 /// One creation rule: its regex and the anchors its key groups name.
@@ -55,7 +55,7 @@ impl SopsConfig {
             if let (Some(name), Some(value)) = (&n.anchor, n.as_str()) {
                 let kind = if value.starts_with("age1") || value.starts_with("ssh-") {
                     "age"
-                } else if looks_like_pgp(value) {
+                } else if is_pgp_fingerprint(value) {
                     "pgp"
                 } else {
                     "other"

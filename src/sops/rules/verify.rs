@@ -14,6 +14,7 @@ use super::style::Style;
 use super::text::{self, Splice};
 use super::value::{self, Ops, V};
 use super::{Change, Edit, SopsConfig, SopsConfigError};
+use crate::sops::file::normalize_fingerprint;
 
 /// Renders the planned targets and verifies the result.
 pub(crate) fn finish(
@@ -121,7 +122,7 @@ pub(crate) fn check(
 fn pgp_of_first_group(m: &Model<'_>, path: &str) -> Vec<String> {
     let rule = m.rule_for(path).ok().flatten();
     let first = rule.and_then(|r| m.groups(r).into_iter().next());
-    first.map(|g| g.pgp.iter().map(|p| super::refs::pgp_compact(p)).collect()).unwrap_or_default()
+    first.map(|g| g.pgp.iter().map(|p| normalize_fingerprint(p)).collect()).unwrap_or_default()
 }
 
 /// Where two values first differ, as a path (`creation_rules[2].age[1]`).
