@@ -11,12 +11,14 @@
         "aarch64-linux"
       ];
       forAllSystems = f: nixpkgs.lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
+      hostsmithFor = pkgs: self.packages.${pkgs.stdenv.hostPlatform.system}.hostsmith;
       # `nix run .#<name> -- ARGS` runs `hostsmith <name> ARGS`.
-      subcommand = pkgs: name: {
+      subcommand = pkgs: name: description: {
         type = "app";
         program = "${pkgs.writeShellScript "hostsmith-${name}" ''
-          exec ${self.packages.${pkgs.system}.hostsmith}/bin/hostsmith ${name} "$@"
+          exec ${hostsmithFor pkgs}/bin/hostsmith ${name} "$@"
         ''}";
+        meta = { inherit description; };
       };
     in
     {
@@ -28,15 +30,17 @@
       apps = forAllSystems (pkgs: {
         default = {
           type = "app";
-          program = "${self.packages.${pkgs.system}.hostsmith}/bin/hostsmith";
+          program = "${hostsmithFor pkgs}/bin/hostsmith";
+          meta.description = "hostsmith: forge a machine's SSH and age identity before the machine exists";
         };
-        vm-fresh = subcommand pkgs "vm-fresh";
-        deploy-image = subcommand pkgs "deploy-image";
+        vm-fresh = subcommand pkgs "vm-fresh" "Give hosts an identity in the fleet of the current directory";
+        deploy-image = subcommand pkgs "deploy-image" "Proxmox: clone a VM with a host's identity injected, start it, verify its key";
+        check = subcommand pkgs "check" "Check that the fleet's .sops.yaml, host records and SOPS files agree";
       });
 
       devShells = forAllSystems (pkgs: {
         default = pkgs.mkShell {
-          inputsFrom = [ self.packages.${pkgs.system}.hostsmith ];
+          inputsFrom = [ (hostsmithFor pkgs) ];
           packages = with pkgs; [
             clippy
             rustfmt
@@ -58,10 +62,16 @@
         default = self.nixosModules.host;
       };
 
-      lib = import ./nix/lib.nix;
+      # The builtins-only helpers over a fleet's records, and `fleetCheck`, the derivation a
+      # fleet puts in its own `checks`.
+      lib = import ./nix/lib.nix // {
+        fleetCheck =
+          args@{ pkgs, ... }:
+          import ./nix/fleet-check.nix ({ hostsmith = hostsmithFor pkgs; } // args);
+      };
 
       checks = forAllSystems (pkgs: import ./nix/checks.nix { inherit pkgs self; });
 
-      formatter = forAllSystems (pkgs: pkgs.nixfmt-rfc-style);
+      formatter = forAllSystems (pkgs: pkgs.nixfmt);
     };
 }

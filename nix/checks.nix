@@ -1,24 +1,22 @@
 # `nix flake check`: the package (its tests run in the build), clippy, rustfmt, evaluation
-# of both NixOS modules, and a NixOS VM test of the first boot.
+# of both NixOS modules, `lib.fleetCheck` on a committed fleet, and a NixOS VM test of the
+# first boot. Nothing here reads a derivation's output while evaluating (no
+# import-from-derivation): the modules are evaluated against a fleet committed to the
+# repository, and the fleet hostsmith makes at build time is only used inside builds.
 { pkgs, self }:
 let
   inherit (pkgs) lib;
-  hostsmith = self.packages.${pkgs.system}.hostsmith;
+  system = pkgs.stdenv.hostPlatform.system;
+  hostsmith = self.packages.${system}.hostsmith;
 
-  # Option declarations standing in for sops-nix, which is not an input of this flake: just
-  # enough for the host module to evaluate.
-  sopsNixStandIn =
-    { lib, ... }:
-    {
-      options.sops = {
-        age.sshKeyPaths = lib.mkOption { type = lib.types.listOf lib.types.str; };
-        defaultSopsFile = lib.mkOption { type = lib.types.path; };
-        secrets = lib.mkOption { type = lib.types.attrsOf (lib.types.attrsOf lib.types.str); };
-      };
-    };
+  # A small fleet made by `hostsmith init` and `vm-fresh web01 db01` (two addresses added
+  # to web01's record), committed as it was written. Its SOPS files are encrypted for an
+  # admin key that was thrown away: only the public side is of use here.
+  fixtureFleet = ../tests/fixtures/nix-fleet;
 
-  # A throwaway fleet made by hostsmith at build time. Its keys end up in the world-readable
-  # Nix store, which is fine for a test fleet and never for a real one.
+  # A throwaway fleet made by hostsmith at build time, for the VM test that needs the host's
+  # private key in a seed. Its keys end up in the world-readable Nix store, which is fine for
+  # a test fleet and never for a real one.
   testFleet =
     pkgs.runCommand "hostsmith-test-fleet"
       {
@@ -43,6 +41,45 @@ let
     };
     system.stateVersion = "25.05";
   };
+
+  nixos = modules: (pkgs.nixos { imports = modules ++ [ baseSystem ]; }).config;
+  failed = config: map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+
+  template = nixos [ self.nixosModules.cloud-init-template ];
+  # The host module without sops-nix: it evaluates, and refuses deploy keys it cannot install.
+  hostWith =
+    settings:
+    nixos [
+      self.nixosModules.host
+      {
+        networking.hostName = "web01";
+        hostsmith.host = {
+          enable = true;
+          fleet = fixtureFleet;
+        }
+        // settings;
+      }
+    ];
+  host = hostWith {
+    persist = "/persist";
+    deployKeys = [ ];
+  };
+  withDeployKeys = hostWith { };
+  # Both modules in one configuration, as an image that is also the host's configuration.
+  combined = nixos [
+    self.nixosModules.cloud-init-template
+    self.nixosModules.host
+    {
+      hostsmith.host = {
+        enable = true;
+        name = "web01";
+        fleet = fixtureFleet;
+        persist = "/persist";
+        deployKeys = [ ];
+      };
+    }
+  ];
+  persistKey = "/persist/etc/ssh/ssh_host_ed25519_key";
 in
 {
   package = hostsmith;
@@ -71,42 +108,34 @@ in
       '';
 
   modules =
-    let
-      template = pkgs.nixos {
-        imports = [
-          self.nixosModules.cloud-init-template
-          baseSystem
-        ];
-      };
-      host = pkgs.nixos {
-        imports = [
-          self.nixosModules.host
-          sopsNixStandIn
-          baseSystem
-          {
-            networking.hostName = "web01";
-            hostsmith.host = {
-              enable = true;
-              fleet = "${testFleet}/fleet";
-              persist = "/persist";
-            };
-          }
-        ];
-      };
-      tc = template.config;
-      hc = host.config;
-    in
-    assert lib.elem "ssh" tc.services.cloud-init.settings.cloud_init_modules;
-    assert !(lib.elem "ssh" tc.services.cloud-init.settings.cloud_config_modules);
-    assert lib.elem "cloud-init.service" tc.systemd.services.sshd.after;
-    assert hc.sops.age.sshKeyPaths == [ "/persist/etc/ssh/ssh_host_ed25519_key" ];
-    assert (lib.head hc.services.openssh.hostKeys).path == "/persist/etc/ssh/ssh_host_ed25519_key";
-    assert hc.sops.secrets."deploy-keys/nix-config".path == "/root/.ssh/nix-config-deploy";
-    assert hc.programs.ssh.knownHosts ? web01;
-    pkgs.runCommand "hostsmith-modules" { } ''
-      echo ${builtins.unsafeDiscardStringContext tc.system.build.toplevel.drvPath} > $out
-      echo ${builtins.unsafeDiscardStringContext hc.system.build.toplevel.drvPath} >> $out
+    assert lib.elem "ssh" template.services.cloud-init.settings.cloud_init_modules;
+    assert !(lib.elem "ssh" template.services.cloud-init.settings.cloud_config_modules);
+    assert template.services.cloud-init.settings.ssh_genkeytypes == [ "ed25519" ];
+    assert lib.elem "cloud-init.service" template.systemd.services.sshd.after;
+    assert template.networking.hostName == "";
+    assert !template.networking.useDHCP;
+    assert failed host == [ ];
+    assert host.sops or null == null;
+    assert (lib.head host.services.openssh.hostKeys).path == persistKey;
+    assert host.programs.ssh.knownHosts ? web01;
+    assert !(host.programs.ssh.knownHosts ? "github.com-ed25519");
+    assert lib.any (lib.hasInfix "import sops-nix's NixOS module") (failed withDeployKeys);
+    assert withDeployKeys.programs.ssh.knownHosts ? "github.com-ed25519";
+    assert failed combined == [ ];
+    assert map (k: k.path) combined.services.openssh.hostKeys == [ persistKey ];
+    assert lib.elem "cloud-init.service" combined.systemd.services.hostsmith-host-key.after;
+    assert lib.elem "sshd.service" combined.systemd.services.hostsmith-host-key.before;
+    pkgs.writeText "hostsmith-modules" ''
+      ${template.system.build.toplevel}
+      ${host.system.build.toplevel}
+      ${combined.system.build.toplevel}
     '';
+
+  # What a fleet puts in its own checks, on the committed fleet.
+  fleet = self.lib.fleetCheck {
+    inherit pkgs;
+    fleet = fixtureFleet;
+  };
 
   # Boots a template with hostsmith's seed attached as a `cidata` disk and checks that the key
   # the VM serves is the one in the host's record.
@@ -126,6 +155,7 @@ in
       scan = machine.succeed("ssh-keyscan -t ed25519 127.0.0.1 2>/dev/null")
       assert record["ssh_host_ed25519_public"].split()[1] in scan, scan
       machine.fail("ls /etc/ssh/ssh_host_rsa_key")
+      assert machine.succeed("hostname").strip() == "web01"
     '';
   };
 }

@@ -66,25 +66,51 @@ let
     }:
     if record != null && record ? sops_file then record.sops_file else builtins.replaceStrings [ "{host}" ] [ name ] template;
 
-  # The host's names in known_hosts: its name, then every recorded address
-  # (`[addr]:port` for a port other than 22, as OpenSSH writes them).
+  # The host's names in known_hosts, as `hostsmith known-hosts` writes them: its name, then
+  # every recorded address once, `[host]:port` for a port other than 22. An address is
+  # `host`, `host:port`, a bare IPv6 address (two colons or more: the last group is part of
+  # the address, not a port), `[v6]` or `[v6]:port`.
   hostNames =
     record:
     let
-      addresses = record.addresses or [ ];
+      bracketed = a: builtins.match "\\[([^]]+)](:0*([0-9]+))?" a;
+      hostPort = a: builtins.match "([^:]+):0*([0-9]+)" a;
       form =
+        host: port:
+        if port == null || port == "22" then host else "[${host}]:${port}";
+      known =
         a:
         let
-          m = builtins.match "\\[?([^]]*[^]:]|[^:]+)]?:([0-9]+)" a;
+          b = bracketed a;
+          hp = hostPort a;
         in
-        if m == null then
-          a
-        else if builtins.elemAt m 1 == "22" then
-          builtins.elemAt m 0
+        if b != null then
+          form (builtins.elemAt b 0) (builtins.elemAt b 2)
+        else if hp != null then
+          form (builtins.elemAt hp 0) (builtins.elemAt hp 1)
         else
-          "[${builtins.elemAt m 0}]:${builtins.elemAt m 1}";
+          a;
+      dedup = builtins.foldl' (seen: n: if builtins.elem n seen then seen else seen ++ [ n ]) [ ];
     in
-    [ record.name ] ++ map form addresses;
+    dedup ([ record.name ] ++ map known (record.addresses or [ ]));
+
+  # GitHub's published SSH host keys (docs.github.com, "GitHub's SSH key fingerprints":
+  # SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU, SHA256:p2QAMXNIC1TJYWeIOttrVc98/R1BUFWu3/LiyKgUfQM,
+  # SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s), as `programs.ssh.knownHosts`: a
+  # deploy key's `git clone` then verifies github.com instead of trusting its first answer.
+  githubKnownHosts =
+    builtins.mapAttrs
+      (type: key: {
+        hostNames = [ "github.com" ];
+        publicKey = key;
+      })
+      {
+        "github.com-ed25519" = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+        "github.com-ecdsa" =
+          "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=";
+        "github.com-rsa" =
+          "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABgQCj7ndNxQowgcQnjshcLrqPEiiphnt+VTTvDP6mHBL9j1aNUkY4Ue1gvwnGLVlOhGeYrnZaMgRK6+PKCUXaDbC7qtbW8gIkhL7aGCsOr/C56SJMy/BCZfxd1nWzAOxSDPgVsmerOBYfNqltV9/hWCqBywINIR+5dIg6JTJ72pcEpEjcYgXkE2YEFXV1JHnsKgbLWNlhScqb2UmyRkQyytRLtL+38TGxkxCflmO+5Z8CSSNY7GidjMIZ7Q4zMjA2n1nGrlTDkzwDCsw+wqFPGQA179cnfGWOWRVruj16z6XyvxvjJwbz0wQZ75XK5tKSb7FNyeIEs4TT4jk+S4dhPeAUC5y+bDYirYgM4GC7uEnztnZyaVWQ7B381AK4Qdrwt51ZqExKbQpTUNn+EjqoTwvqNj4kqx5QUCI0ThS/YkOxJCXmPUWZbhjpCg56i+2aB6CmK2JGhn57K5mj0MNdBXA4/WnwH6XoPWJzK5Nyu2zB3nAZp+S5hpQs+p1vN1/wsjk=";
+      };
 
   # `programs.ssh.knownHosts` for every host of the fleet: the key of each host is pinned
   # before it ever answers, so no connection has to trust on first use.
@@ -104,6 +130,7 @@ in
     readHost
     hostFile
     hostNames
+    githubKnownHosts
     knownHosts
     ageRecipients
     ;

@@ -241,25 +241,37 @@ fn repo() -> &'static str {
 /// The NixOS module, called with a `lib` of just what it uses and its own options already
 /// set: `sops.defaultSopsFile` as the module computes it.
 fn module_sops_file(nix: &Path, fleet: &Path, name: &str, options: &str) -> String {
+    // A builtins-only stand-in for the few lib functions the module calls: enough to read
+    // the file it gives sops-nix (the real module system is in `nixos_modules`).
     let expr = format!(
         r#"let
           lib = {{
-            mkOption = o: o; mkEnableOption = d: d; mkIf = c: v: v; literalExpression = e: e;
-            types = {{ str = null; bool = null; path = null; nullOr = t: null; listOf = t: null; }};
+            mkOption = o: o; mkEnableOption = d: d; mkIf = c: v: v; mkMerge = l: l; mkDefault = v: v;
+            literalExpression = e: e; optional = c: v: if c then [ v ] else [ ];
+            optionalAttrs = c: v: if c then v else {{ }};
+            filterAttrs = f: s: builtins.removeAttrs s (builtins.filter (n: !(f n s.${{n}})) (builtins.attrNames s));
+            escapeShellArg = s: "'${{s}}'"; makeBinPath = l: ""; concatStringsSep = builtins.concatStringsSep;
+            types = {{ str = null; bool = null; path = null; nullOr = t: null; listOf = t: null; strMatching = r: null; }};
             attrNames = builtins.attrNames; listToAttrs = builtins.listToAttrs;
             concatMapStrings = f: l: builtins.concatStringsSep "" (map f l);
           }};
           module = import {repo}/nix/modules/host.nix {{
             inherit lib;
+            options = {{ sops = {{ }}; }};
+            pkgs = {{ runtimeShell = "/bin/sh"; coreutils = "/c"; diffutils = "/d"; }};
             config = {{
               networking.hostName = "{name}";
+              services.cloud-init.enable = false;
+              sops.secrets = {{ }};
+              fileSystems = {{ }};
               hostsmith.host = {{
                 enable = true; name = "{name}"; fleet = {fleet}; hostDir = "sops"; hostFile = null;
                 recordsDir = "hosts"; persist = ""; deployKeys = null; knownHosts = false;
               }} // {options};
             }};
           }};
-        in toString module.config.sops.defaultSopsFile"#,
+          withSops = builtins.filter (part: part ? sops && part.sops ? defaultSopsFile) module.config;
+        in toString (builtins.head withSops).sops.defaultSopsFile"#,
         repo = repo(),
         fleet = fleet.display(),
     );

@@ -17,6 +17,7 @@ mod hardening;
 mod keys;
 mod layouts;
 mod nix;
+mod nixos_modules;
 mod outputs;
 mod pgp;
 mod pve_standin;

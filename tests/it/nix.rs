@@ -1,14 +1,16 @@
 //! The Nix side, with Debian's Nix 2.8 and no network: every file parses, the builtins-only
-//! `lib` evaluates against a fleet hostsmith made, and (when a nixpkgs `lib` is supplied
-//! through HOSTSMITH_NIXPKGS_LIB) the NixOS modules evaluate to what closes the race.
-//! Also the justfile: `just --list` and `just demo`.
+//! `lib` evaluates against a fleet hostsmith made and agrees with `hostsmith known-hosts`,
+//! the flake and its checks evaluate without reading any derivation's output, and the
+//! committed fleet the checks use is one hostsmith accepts. (The NixOS modules themselves
+//! need a nixpkgs `lib`: see `nixos_modules`.) Also the justfile: `just --list` and
+//! `just demo`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{TestFleet, ok, peer, run, stderr};
+use crate::common::{TestFleet, ok, peer, run, stderr, stdout};
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -25,9 +27,21 @@ fn nix_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// `nix-instantiate --eval --strict --json -E EXPR`, parsed.
-fn eval(nix: &Path, expr: &str) -> serde_json::Value {
+pub(crate) fn eval(nix: &Path, expr: &str) -> serde_json::Value {
     let out = run(Command::new(nix).args(["--eval", "--strict", "--json", "-E", expr]).env("NIX_CONFIG", "build-users-group ="));
     serde_json::from_str(&ok(&out)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stderr(&out)))
+}
+
+/// Evaluates `expr` as a flake user's CI would with import-from-derivation off: derivations
+/// are instantiated (read-write mode), and reading one's output fails the evaluation.
+fn eval_without_ifd(nix: &Path, expr: &str) -> std::process::Output {
+    run(Command::new(nix)
+        .args(["--eval", "--strict", "--json", "--read-write-mode", "--option", "allow-import-from-derivation", "false", "-E", expr])
+        .env("NIX_CONFIG", "build-users-group ="))
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(rel)
 }
 
 #[test]
@@ -110,86 +124,197 @@ fn f03_the_nix_lib_refuses_a_forged_record() {
     assert!(err.contains("field `addresses`"), "{err}");
 }
 
-/// Option declarations standing in for nixpkgs' openssh, cloud-init, systemd and ssh options
-/// and for sops-nix: just enough for the modules to evaluate with `lib.evalModules`.
-const STAND_INS: &str = r#"
-  { lib, ... }: with lib; {
-    options = {
-      networking.hostName = mkOption { type = types.str; default = "web01"; };
-      services.openssh.enable = mkOption { type = types.bool; default = false; };
-      services.qemuGuest.enable = mkOption { type = types.bool; default = false; };
-      services.openssh.hostKeys = mkOption { type = types.listOf (types.attrsOf types.str); default = [ ]; };
-      services.cloud-init.enable = mkOption { type = types.bool; default = false; };
-      services.cloud-init.network.enable = mkOption { type = types.bool; default = false; };
-      services.cloud-init.settings = mkOption { type = types.attrsOf types.anything; default = { }; };
-      systemd.services = mkOption {
-        type = types.attrsOf (types.submodule {
-          options = {
-            after = mkOption { type = types.listOf types.str; default = [ ]; };
-            wants = mkOption { type = types.listOf types.str; default = [ ]; };
-          };
-        });
-        default = { };
-      };
-      sops.age.sshKeyPaths = mkOption { type = types.listOf types.str; default = [ ]; };
-      sops.defaultSopsFile = mkOption { type = types.path; };
-      sops.secrets = mkOption { type = types.attrsOf (types.attrsOf types.str); default = { }; };
-      programs.ssh.extraConfig = mkOption { type = types.lines; default = ""; };
-      programs.ssh.knownHosts = mkOption { type = types.attrsOf types.anything; default = { }; };
-    };
-  }
-"#;
+/// Replaces the `addresses` of `host`'s record, as deploy-image records them.
+fn set_addresses(f: &TestFleet, host: &str, addresses: &[&str]) {
+    let rel = format!("hosts/{host}.json");
+    let mut record: serde_json::Value = serde_json::from_str(&f.read(&rel)).expect("record");
+    record["addresses"] = serde_json::json!(addresses);
+    std::fs::write(f.dir.join(rel), serde_json::to_string_pretty(&record).expect("json")).expect("write");
+}
+
+/// The known_hosts lines `lib.knownHosts` gives (names, then the key without its comment).
+fn nix_known_hosts(nix: &Path, hosts: &Path) -> Vec<String> {
+    let got = eval(nix, &format!("(import {}/nix/lib.nix).knownHosts {}", repo().display(), hosts.display()));
+    let mut lines: Vec<String> = got
+        .as_object()
+        .expect("attrs")
+        .values()
+        .map(|h| {
+            let names: Vec<&str> = h["hostNames"].as_array().expect("names").iter().map(|n| n.as_str().expect("name")).collect();
+            let key: Vec<&str> = h["publicKey"].as_str().expect("key").split_whitespace().take(2).collect();
+            format!("{} {}", names.join(","), key.join(" "))
+        })
+        .collect();
+    lines.sort();
+    lines
+}
 
 #[test]
-fn the_nixos_modules_evaluate_to_what_closes_the_race() {
-    let Some(lib) = std::env::var_os("HOSTSMITH_NIXPKGS_LIB") else {
-        eprintln!("skipped: set HOSTSMITH_NIXPKGS_LIB to a nixpkgs `lib` directory to evaluate the NixOS modules");
-        return;
-    };
+fn lib_host_names_agree_with_hostsmith_known_hosts_on_every_address_form() {
     let Some(nix) = peer("nix-instantiate") else { return };
+    let Some(keygen) = peer("ssh-keygen") else { return };
     let f = TestFleet::new();
-    f.init_with(&["web01"]);
+    f.init_with(&["web01", "db01", "edge"]);
+    let web01 = [
+        "web01",
+        "192.0.2.10",
+        "192.0.2.10:22",
+        "192.0.2.11:2222",
+        "2001:db8::5",
+        "[2001:db8::6]",
+        "[2001:db8::7]:22",
+        "[2001:db8::8]:2222",
+        "web01.example.org:022",
+    ];
+    set_addresses(&f, "web01", &web01);
+    set_addresses(&f, "db01", &["[::1]:2200", "db01.example.org", "10.0.0.9:65535"]);
+    let nix_lines = nix_known_hosts(&nix, &f.dir.join("hosts"));
+    let mut ours: Vec<String> = ok(&f.run(&["known-hosts"])).lines().map(str::to_string).collect();
+    ours.sort();
+    assert_eq!(nix_lines, ours);
+    let web = nix_lines.iter().find(|l| l.starts_with("web01,")).expect("web01");
+    assert!(
+        web.starts_with(
+            "web01,192.0.2.10,[192.0.2.11]:2222,2001:db8::5,2001:db8::6,2001:db8::7,[2001:db8::8]:2222,web01.example.org ssh-ed25519 "
+        ),
+        "{web}"
+    );
+    // OpenSSH finds each host under each of its names in what the Nix lib wrote.
+    let known = f.tmp.path().join("known_hosts");
+    std::fs::write(&known, nix_lines.join("\n") + "\n").expect("write");
+    for name in ["web01", "192.0.2.10", "[192.0.2.11]:2222", "2001:db8::5", "[2001:db8::8]:2222", "[::1]:2200", "[10.0.0.9]:65535", "edge"]
+    {
+        let found = run(Command::new(&keygen).arg("-F").arg(name).arg("-f").arg(&known));
+        assert!(found.status.success() && !found.stdout.is_empty(), "ssh-keygen -F {name}: {}", stderr(&found));
+    }
+}
+
+/// The flake's plumbing over a stand-in nixpkgs (tests/fixtures/stub-nixpkgs.nix): its apps,
+/// formatter and checks, with `--option allow-import-from-derivation false`. `lib` is a
+/// nixpkgs lib directory, or none (then the `modules` check, which evaluates NixOS modules,
+/// is left out).
+fn flake_expr(lib: Option<&Path>) -> String {
+    let lib_arg = lib.map_or_else(String::new, |l| format!("lib = import {};", l.display()));
+    let skip = if lib.is_some() { "" } else { r#""modules""# };
+    format!(
+        r#"let
+          stub = import {stub} {{ {lib_arg} }};
+          flake = import {repo}/flake.nix;
+          self = flake.outputs {{ inherit self; nixpkgs = stub; }} // {{ outPath = {repo}; }};
+          s = "x86_64-linux";
+        in {{
+          apps = builtins.mapAttrs (n: a: {{ inherit (a) type program; description = a.meta.description; }}) self.apps.${{s}};
+          formatter = self.formatter.${{s}}.name;
+          checks = builtins.mapAttrs (n: c: c.drvPath) (builtins.removeAttrs self.checks.${{s}} [ {skip} ]);
+          modules = builtins.attrNames self.nixosModules;
+        }}"#,
+        stub = fixture("stub-nixpkgs.nix").display(),
+        repo = repo().display(),
+    )
+}
+
+#[test]
+fn the_flake_and_its_checks_evaluate_without_import_from_derivation() {
+    let Some(nix) = peer("nix-instantiate") else { return };
+    // The option is in force: reading a derivation's output fails the evaluation.
+    let canary = eval_without_ifd(&nix, r#"builtins.readFile (derivation { name = "x"; system = "x86_64-linux"; builder = "/bin/sh"; })"#);
+    assert!(!canary.status.success() && stderr(&canary).contains("allow-import-from-derivation"), "{}", stderr(&canary));
+
+    let lib = std::env::var_os("HOSTSMITH_NIXPKGS_LIB").map(PathBuf::from);
+    let out = eval_without_ifd(&nix, &flake_expr(lib.as_deref()));
+    let got: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    let apps = got["apps"].as_object().expect("apps");
+    assert_eq!(apps.keys().collect::<Vec<_>>(), ["check", "default", "deploy-image", "vm-fresh"]);
+    for (name, app) in apps {
+        assert_eq!(app["type"], "app", "{name}");
+        assert!(app["description"].as_str().is_some_and(|d| d.len() > 10), "{name} has no meta.description: {app}");
+        assert!(app["program"].as_str().expect("program").starts_with("/nix/store/"), "{name}: {app}");
+    }
+    // The stand-in's deprecated spellings (`pkgs.system`, `nixfmt-rfc-style`) throw: none is used.
+    assert_eq!(got["formatter"], "nixfmt");
+    let checks = got["checks"].as_object().expect("checks");
+    let mut want = vec!["clippy", "first-boot", "fleet", "fmt", "package"];
+    if lib.is_some() {
+        want.push("modules");
+        want.sort_unstable();
+    } else {
+        eprintln!("the `modules` check evaluates NixOS modules: set HOSTSMITH_NIXPKGS_LIB to include it (developer machines)");
+    }
+    assert_eq!(checks.keys().collect::<Vec<_>>(), want);
+    for (name, drv) in checks {
+        assert!(drv.as_str().is_some_and(|d| d.ends_with(".drv")), "{name}: {drv}");
+    }
+    assert_eq!(got["modules"], serde_json::json!(["cloud-init-template", "default", "host"]));
+}
+
+/// `lib.fleetCheck`'s build script, run as the Nix builder would run it (bash, `$out`, the
+/// fleet copied into the store), with the hostsmith under test.
+fn run_fleet_check(nix: &Path, fleet: &Path, out: &Path) -> std::process::Output {
     let expr = format!(
         r#"let
-          lib = import {lib};
-          standIns = {STAND_INS};
-          host = lib.evalModules {{ modules = [ standIns {repo}/nix/modules/host.nix {{
-            hostsmith.host = {{ enable = true; fleet = {fleet}; persist = "/persist"; }};
-          }} ]; }};
-          tpl = lib.evalModules {{ modules = [ standIns {repo}/nix/modules/cloud-init-template.nix ]; }};
-        in {{
-          hostKeys = host.config.services.openssh.hostKeys;
-          sshKeyPaths = host.config.sops.age.sshKeyPaths;
-          defaultSopsFile = toString host.config.sops.defaultSopsFile;
-          secrets = host.config.sops.secrets;
-          extraConfig = host.config.programs.ssh.extraConfig;
-          knownHostNames = builtins.attrNames host.config.programs.ssh.knownHosts;
-          templateInit = tpl.config.services.cloud-init.settings.cloud_init_modules;
-          templateConfig = tpl.config.services.cloud-init.settings.cloud_config_modules;
-          templateHostKeys = tpl.config.services.openssh.hostKeys;
-          sshdAfter = tpl.config.systemd.services.sshd.after;
-          deleteKeys = tpl.config.services.cloud-init.settings.ssh_deletekeys;
-        }}"#,
-        lib = Path::new(&lib).display(),
+          stub = import {stub} {{ }};
+          flake = import {repo}/flake.nix;
+          self = flake.outputs {{ inherit self; nixpkgs = stub; }} // {{ outPath = {repo}; }};
+        in (self.lib.fleetCheck {{ pkgs = stub.legacyPackages.x86_64-linux; fleet = {fleet}; }}).script"#,
+        stub = fixture("stub-nixpkgs.nix").display(),
         repo = repo().display(),
-        fleet = f.dir.display(),
+        fleet = fleet.display(),
     );
-    let got = eval(&nix, &expr);
-    assert_eq!(got["hostKeys"], serde_json::json!([{ "path": "/persist/etc/ssh/ssh_host_ed25519_key", "type": "ed25519" }]));
-    assert_eq!(got["sshKeyPaths"], serde_json::json!(["/persist/etc/ssh/ssh_host_ed25519_key"]));
-    assert!(got["defaultSopsFile"].as_str().expect("path").ends_with("/sops/web01.yaml"), "{got}");
-    assert_eq!(
-        got["secrets"]["deploy-keys/nix-config"],
-        serde_json::json!({ "key": "deploy-keys/nix-config", "path": "/root/.ssh/nix-config-deploy", "mode": "0400", "owner": "root" })
-    );
-    assert!(got["extraConfig"].as_str().expect("cfg").contains("Host github.com-nix-secrets\n  HostName github.com\n"), "{got}");
-    assert_eq!(got["knownHostNames"], serde_json::json!(["web01"]));
-    let init = got["templateInit"].as_array().expect("list");
-    assert_eq!(init.last(), Some(&serde_json::json!("ssh")), "ssh runs in the init stage, before sshd");
-    assert!(!got["templateConfig"].as_array().expect("list").contains(&serde_json::json!("ssh")));
-    assert_eq!(got["sshdAfter"], serde_json::json!(["cloud-init.service"]));
-    assert_eq!(got["deleteKeys"], true);
-    assert_eq!(got["templateHostKeys"], serde_json::json!([{ "path": "/etc/ssh/ssh_host_ed25519_key", "type": "ed25519" }]));
+    let script = eval_without_ifd(nix, &expr);
+    let script: String = serde_json::from_str(&ok(&script)).expect("a string");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let bin = crate::common::bin();
+    let path = format!("{}:{}", bin.parent().expect("dir").display(), std::env::var("PATH").unwrap_or_default());
+    run(Command::new("bash").args(["-euc", &script]).env_clear().env("PATH", path).env("out", out).env("TMPDIR", tmp.path()))
+}
+
+#[test]
+fn lib_fleet_check_passes_the_committed_fleet_and_fails_a_broken_one() {
+    let Some(nix) = peer("nix-instantiate") else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let good = run_fleet_check(&nix, &fixture("nix-fleet"), &tmp.path().join("good"));
+    assert!(good.status.success(), "{}\n{}", stdout(&good), stderr(&good));
+    let log = std::fs::read_to_string(tmp.path().join("good")).expect("$out");
+    assert!(log.starts_with("ok: 2 host(s)"), "{log}");
+
+    // A fleet whose .sops.yaml lost a host's anchor: the build fails, saying which and why.
+    let broken = tmp.path().join("fleet");
+    let cp = run(Command::new("cp").arg("-a").arg(fixture("nix-fleet")).arg(&broken));
+    assert!(cp.status.success(), "{}", stderr(&cp));
+    let rules = std::fs::read_to_string(broken.join(".sops.yaml")).expect("rules");
+    let cut: String = rules.lines().filter(|l| !l.contains("&db01")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(broken.join(".sops.yaml"), cut.replace("*db01", "*admin")).expect("write");
+    let bad = run_fleet_check(&nix, &broken, &tmp.path().join("bad"));
+    assert!(!bad.status.success());
+    assert!(stdout(&bad).contains("host `db01`: no anchor `&db01` in .sops.yaml"), "{}\n{}", stdout(&bad), stderr(&bad));
+}
+
+#[test]
+fn the_committed_fleet_of_the_checks_holds_no_secret_and_is_consistent() {
+    let Some(nix) = peer("nix-instantiate") else { return };
+    let dir = fixture("nix-fleet");
+    let mut files = Vec::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("ls") {
+            let p = e.expect("entry").path();
+            if p.is_dir() { stack.push(p) } else { files.push(p) }
+        }
+    }
+    assert!(files.len() >= 6, "{files:?}");
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("text");
+        for secret in ["PRIVATE KEY", "AGE-SECRET-KEY-", "BEGIN PGP PRIVATE"] {
+            assert!(!text.contains(secret), "{} holds `{secret}`", f.display());
+        }
+    }
+    let records = eval(&nix, &format!("builtins.attrNames ((import {}/nix/lib.nix).readHosts {}/hosts)", repo().display(), dir.display()));
+    assert_eq!(records, serde_json::json!(["db01", "web01"]));
+    let f = TestFleet::new();
+    let cp = run(Command::new("cp").arg("-a").arg(format!("{}/.", dir.display())).arg(&f.dir));
+    assert!(cp.status.success(), "{}", stderr(&cp));
+    let text = ok(&f.run(&["sops", "check"]));
+    assert!(text.starts_with("ok: 2 host(s)"), "{text}");
 }
 
 #[test]
