@@ -251,11 +251,11 @@ fn the_flake_and_its_checks_evaluate_without_import_from_derivation() {
 /// fleet copied into the store), with the hostsmith under test.
 fn run_fleet_check(nix: &Path, fleet: &Path, out: &Path) -> std::process::Output {
     let expr = format!(
-        r#"let
+        r"let
           stub = import {stub} {{ }};
           flake = import {repo}/flake.nix;
           self = flake.outputs {{ inherit self; nixpkgs = stub; }} // {{ outPath = {repo}; }};
-        in (self.lib.fleetCheck {{ pkgs = stub.legacyPackages.x86_64-linux; fleet = {fleet}; }}).script"#,
+        in (self.lib.fleetCheck {{ pkgs = stub.legacyPackages.x86_64-linux; fleet = {fleet}; }}).script",
         stub = fixture("stub-nixpkgs.nix").display(),
         repo = repo().display(),
         fleet = fleet.display(),
