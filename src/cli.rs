@@ -60,6 +60,15 @@ pub(crate) enum Command {
     KnownHosts(command::known_hosts::Args),
     /// Check that a machine presents its recorded host key.
     Verify(command::verify::Args),
+    /// Check the whole fleet (rules, records, host files, who can open what) without a key.
+    ///
+    /// Runs every check of `sops check` and the audit of `keys list` on what the fleet stores
+    /// in the clear: no admin identity, no network, no sops or gpg, and nothing written (no
+    /// lock, no journal, no state), so it runs on a read-only copy. Prints one `problem:` line
+    /// per problem and a summary; exits 0 when the fleet is consistent, 1 when a problem was
+    /// found, 2 when a file is not valid input (hostsmith.toml, .sops.yaml, a record). This is
+    /// what the Nix flake's `lib.fleetCheck` runs in the build sandbox.
+    Check,
     /// Validate or re-key the fleet's SOPS files.
     #[command(subcommand)]
     Sops(command::sops::SopsCommand),
@@ -123,6 +132,7 @@ fn run(command: Command, ctx: &Context) -> Result<()> {
         Command::DeployImage(args) => command::deploy_image::run(args, ctx),
         Command::KnownHosts(args) => command::known_hosts::run(args, ctx),
         Command::Verify(args) => command::verify::run(args, ctx),
+        Command::Check => command::check::run(ctx),
         Command::Sops(cmd) => command::sops::run(cmd, ctx),
         Command::Demo(args) => command::demo::run(args, ctx),
         Command::Sync(args) => command::sync::run(args, ctx),

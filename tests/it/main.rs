@@ -12,6 +12,7 @@ mod errors;
 mod exact;
 mod faults;
 mod first_boot;
+mod fleet_check_cmd;
 mod fuzz;
 mod hardening;
 mod keys;
