@@ -42,7 +42,12 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Create hostsmith.toml, .sops.yaml and an admin age identity where missing.
+    /// Create hostsmith.toml, .sops.yaml, an admin age identity and a justfile where missing.
+    ///
+    /// The justfile's recipes run hostsmith on this fleet from any directory (`just check`,
+    /// `just vm-fresh HOST`, `just -f fleet/justfile rekey`). A fleet with its own justfile
+    /// (`justfile`, `Justfile`, `.justfile`) gets `hostsmith.just` to import instead; no file is
+    /// ever overwritten.
     Init(command::init::Args),
     /// Give hosts an identity: host key, deploy keys, age recipient, .sops.yaml entries,
     /// encrypted sops/<host>.yaml and the record hosts/<host>.json.

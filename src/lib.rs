@@ -19,6 +19,7 @@ pub(crate) mod enroll;
 pub(crate) mod error;
 pub(crate) mod fleet;
 pub(crate) mod fleet_check;
+pub(crate) mod fleet_justfile;
 pub(crate) mod fleet_report;
 pub(crate) mod github_keys;
 pub mod gnupg;

@@ -13,6 +13,7 @@ mod exact;
 mod faults;
 mod first_boot;
 mod fleet_check_cmd;
+mod fleet_justfile;
 mod fuzz;
 mod hardening;
 mod keys;
