@@ -86,6 +86,16 @@ pub fn create_secret(path: &Path, contents: &[u8]) -> Result<()> {
     place(&At { dir: dir.as_fd(), name, path }, contents, 0o600, Place::CreateNew).map(drop)
 }
 
+/// Creates a new file holding `contents` with `mode`; never overwrites (a file the user
+/// made in the meantime is kept). The file appears complete or not at all.
+///
+/// # Errors
+/// [`Error::Write`]; `AlreadyExists` when the file exists.
+pub fn create_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let (dir, name) = open_parent(path)?;
+    place(&At { dir: dir.as_fd(), name, path }, contents, mode, Place::CreateNew).map(drop)
+}
+
 /// A file name in an open directory; `path` names it in messages.
 pub(crate) struct At<'a> {
     pub dir: BorrowedFd<'a>,

@@ -42,7 +42,12 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Create hostsmith.toml, .sops.yaml and an admin age identity where missing.
+    /// Create hostsmith.toml, .sops.yaml, an admin age identity and a justfile where missing.
+    ///
+    /// The justfile's recipes run hostsmith on this fleet from any directory (`just check`,
+    /// `just vm-fresh HOST`, `just -f fleet/justfile rekey`). A fleet with its own justfile
+    /// (`justfile`, `Justfile`, `.justfile`) gets `hostsmith.just` to import instead; no file is
+    /// ever overwritten.
     Init(command::init::Args),
     /// Give hosts an identity: host key, deploy keys, age recipient, .sops.yaml entries,
     /// encrypted sops/<host>.yaml and the record hosts/<host>.json.
@@ -60,6 +65,15 @@ pub(crate) enum Command {
     KnownHosts(command::known_hosts::Args),
     /// Check that a machine presents its recorded host key.
     Verify(command::verify::Args),
+    /// Check the whole fleet (rules, records, host files, who can open what) without a key.
+    ///
+    /// Runs every check of `sops check` and the audit of `keys list` on what the fleet stores
+    /// in the clear: no admin identity, no network, no sops or gpg, and nothing written (no
+    /// lock, no journal, no state), so it runs on a read-only copy. Prints one `problem:` line
+    /// per problem and a summary; exits 0 when the fleet is consistent, 1 when a problem was
+    /// found, 2 when a file is not valid input (hostsmith.toml, .sops.yaml, a record). This is
+    /// what the Nix flake's `lib.fleetCheck` runs in the build sandbox.
+    Check,
     /// Validate or re-key the fleet's SOPS files.
     #[command(subcommand)]
     Sops(command::sops::SopsCommand),
@@ -123,6 +137,7 @@ fn run(command: Command, ctx: &Context) -> Result<()> {
         Command::DeployImage(args) => command::deploy_image::run(args, ctx),
         Command::KnownHosts(args) => command::known_hosts::run(args, ctx),
         Command::Verify(args) => command::verify::run(args, ctx),
+        Command::Check => command::check::run(ctx),
         Command::Sops(cmd) => command::sops::run(cmd, ctx),
         Command::Demo(args) => command::demo::run(args, ctx),
         Command::Sync(args) => command::sync::run(args, ctx),

@@ -9,6 +9,7 @@ use crate::atomic;
 use crate::command::Context;
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
+use crate::fleet_justfile;
 use crate::layout_guess;
 use crate::sops::rules::SopsConfig;
 
@@ -17,6 +18,9 @@ pub(crate) struct Args {
     /// Print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Do not offer the fleet a justfile (`justfile`, or `hostsmith.just` beside its own).
+    #[arg(long)]
+    pub no_justfile: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -29,6 +33,8 @@ pub(crate) struct InitReport {
     pub dry_run: bool,
     /// What was guessed of an existing fleet.
     pub layout: Option<layout_guess::Layout>,
+    /// What was done about the fleet's justfile; `None` with `--no-justfile`.
+    pub justfile: Option<fleet_justfile::Outcome>,
 }
 
 /// # Errors
@@ -51,6 +57,7 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     };
     let mut report = init_fleet(&ctx.fleet_dir, &recipient, args.dry_run)?;
     report.identity_created = identity_created;
+    offer_justfile(&args, &mut report)?;
     let out = &ctx.out;
     out.json(&report);
     if let Some(p) = &report.identity_created {
@@ -61,8 +68,26 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     Ok(())
 }
 
+/// Plans the fleet's justfile ([`fleet_justfile::plan`]) and writes it unless `--dry-run`.
+fn offer_justfile(args: &Args, report: &mut InitReport) -> Result<()> {
+    if args.no_justfile {
+        return Ok(());
+    }
+    let mut outcome = fleet_justfile::plan(&report.fleet)?;
+    if args.dry_run || fleet_justfile::write(&report.fleet, &outcome)? {
+        report.created.extend(outcome.write.clone());
+    } else if let Some(file) = outcome.write.take() {
+        outcome.note = Some(format!("`{file}` appeared meanwhile and was left as it is"));
+    }
+    report.justfile = Some(outcome);
+    Ok(())
+}
+
 fn print_created(report: &InitReport, ctx: &Context) {
     let out = &ctx.out;
+    if let Some(note) = report.justfile.as_ref().and_then(|j| j.note.as_deref()) {
+        out.line(format!("justfile: {}", crate::output::terminal_safe(note)));
+    }
     if report.created.is_empty() {
         out.line(format!("nothing to do: `{}` is already a fleet", report.fleet.display()));
     } else {
@@ -97,6 +122,7 @@ fn adopt(args: &Args, ctx: &Context) -> Result<()> {
         }
     }
     report.layout = Some(layout);
+    offer_justfile(args, &mut report)?;
     ctx.out.json(&report);
     if let Some(layout) = &report.layout {
         for line in describe(layout) {

@@ -9,6 +9,7 @@ use crate::output::Output;
 pub(crate) mod adopt;
 pub(crate) mod args;
 pub(crate) mod audit;
+pub(crate) mod check;
 pub(crate) mod cloud_init;
 pub(crate) mod completions;
 pub(crate) mod config;

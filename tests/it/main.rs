@@ -12,6 +12,8 @@ mod errors;
 mod exact;
 mod faults;
 mod first_boot;
+mod fleet_check_cmd;
+mod fleet_justfile;
 mod fuzz;
 mod hardening;
 mod keys;

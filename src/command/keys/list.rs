@@ -2,12 +2,12 @@
 
 use serde::Serialize;
 
-use super::audit::{self, Problem};
 use super::one_host;
 use crate::command::Context;
 use crate::deploy_keys;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
+use crate::key_audit::{self as audit, Problem};
 use crate::record::{HostRecord, Origin};
 use crate::rekey;
 use crate::sops::rules::SopsConfig;

@@ -255,7 +255,7 @@ fn from_host_file(fleet: &Fleet, rel: &str, anchor: &str, ids: &mut Identities) 
 fn rule_files(fleet: &Fleet, config: &SopsConfig) -> BTreeMap<String, String> {
     let template = fleet.host_file_template();
     let mut out: BTreeMap<String, String> = BTreeMap::new();
-    for r in super::audit::rule_hosts(fleet, config) {
+    for r in crate::key_audit::rule_hosts(fleet, config) {
         let is_template = r.file == crate::host_template::render(&template, &r.host);
         match out.get(&r.host) {
             Some(_) if !is_template => {}

@@ -7,7 +7,6 @@
 //! the fleet lock in the order `provision` documents (host files, shared files, `.sops.yaml`,
 //! records last).
 
-mod audit;
 mod delete;
 mod export;
 mod import;

@@ -1,4 +1,5 @@
-//! What `keys list` finds inconsistent between the records, `.sops.yaml` and the SOPS files.
+//! Who can open what: what `keys list` and `hostsmith check` find inconsistent between the
+//! records, `.sops.yaml` and the SOPS files.
 //!
 //! Only public facts are compared (records, rules, the recipients stored in each file's
 //! metadata), so the audit needs no identity and decrypts nothing.
