@@ -56,6 +56,6 @@ fmt:
 rekey *args:
     {{ hostsmith }} sops rekey "$@"
 
-# Validate .sops.yaml against the hosts.
+# Check that the fleet's .sops.yaml, host records and SOPS files agree.
 check:
-    {{ hostsmith }} sops check
+    {{ hostsmith }} check
