@@ -87,6 +87,24 @@ fn a_host_file_encrypted_for_another_host_fails() {
 }
 
 #[test]
+fn a_host_files_rule_naming_another_host_fails_before_any_rekey_follows_it() {
+    let f = fleet();
+    let rules = f.read(".sops.yaml");
+    let at = rules.find("^sops/web01\\.yaml$").expect("web01's rule");
+    let (head, tail) = rules.split_at(at);
+    std::fs::write(f.dir.join(".sops.yaml"), format!("{head}{}", tail.replacen("- *web01", "- *web01\n          - *db01", 1)))
+        .expect("write");
+    fails_with(
+        &f,
+        "problem: line 14: the rule for `sops/web01.yaml` also names host `&db01`, which could then read `web01`'s private key: remove `*db01` from it, then `hostsmith sops rekey --rotate-data-key sops/web01.yaml`",
+    );
+    // sops check says the same.
+    let out = f.run(&["sops", "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("also names host `&db01`"), "{}", stdout(&out));
+}
+
+#[test]
 fn a_missing_host_file_fails() {
     let f = fleet();
     std::fs::remove_file(f.dir.join("sops/db01.yaml")).expect("rm");

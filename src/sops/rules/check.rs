@@ -38,6 +38,8 @@ pub enum ProblemKind {
     /// More than one rule is written for a host file; only the first is ever used.
     DuplicateRule,
     HostMissing,
+    /// A host file's rule names another host, which could then read this host's private key.
+    OtherHost,
     AdminMissing,
     SharedMissing,
 }
@@ -78,11 +80,31 @@ pub(crate) fn check(cfg: &SopsConfig, host_files: &[String], policy: &EditPolicy
             Vec::new()
         }
     };
+    // Every host's recipient, to spot a host file whose rule names another host.
+    let host_recipients: std::collections::HashMap<&str, String> =
+        host_files.iter().filter_map(|p| policy.host_of(p)).filter_map(|h| m.anchor(&h).and_then(Node::as_str).map(|r| (r, h))).collect();
     for path in host_files {
         let host = policy.host_of(path);
         let Some((rule, recipients)) = used_rule(&m, path, &mut out) else {
             continue;
         };
+        let mut others: Vec<&str> = recipients
+            .iter()
+            .filter_map(|r| host_recipients.get(r.as_str()))
+            .filter(|o| host.as_deref() != Some(o.as_str()))
+            .map(String::as_str)
+            .collect();
+        others.dedup();
+        for other in others {
+            out.push(
+                ProblemKind::OtherHost,
+                Some(rule.line),
+                format!(
+                    "the rule for `{path}` also names host `&{other}`, which could then read `{}`'s private key: remove `*{other}` from it, then `hostsmith sops rekey --rotate-data-key {path}`",
+                    host.as_deref().unwrap_or("?")
+                ),
+            );
+        }
         if !rule.is_specific_to(path) {
             let later = m.rules.iter().skip(rule.index + 1).find(|r| r.is_specific_to(path));
             let hint = later.map_or(String::from("add `path_regex: ^...$` for it before this rule"), |r| {
