@@ -30,7 +30,7 @@ demo *args:
 test:
     bash scripts/test.sh
 
-# Only the first-boot end-to-end tests (real cloud-init in a debootstrap root).
+# Only the first-boot end-to-end tests (real cloud-init in debootstrap roots of bookworm and trixie).
 e2e:
     bash scripts/install-peers.sh target/peers-venv
     PATH="$PWD/target/peers-venv/bin:$PATH" HOSTSMITH_REQUIRE_PEERS=1 cargo test --release --test it first_boot -- --nocapture

@@ -1,10 +1,12 @@
 //! First boot, end to end: real cloud-init in a Debian root applies hostsmith's seed, the
 //! root's sshd serves the key, and everything a user relies on is checked against it.
 //!
-//! The root is built once with debootstrap and cached (`HOSTSMITH_E2E_CACHE`, default
-//! `/var/tmp/hostsmith-e2e`); each test boots a fresh copy inside `unshare --uts --net
-//! --mount`, so cloud-init can neither rename this machine nor reach any network: only
-//! loopback exists there.
+//! There are two roots, Debian bookworm and trixie ([`Release`]), each built once with
+//! debootstrap and cached (`HOSTSMITH_E2E_CACHE`, default `/var/tmp/hostsmith-e2e`); each
+//! test boots a fresh copy inside `unshare --uts --net --mount`, so cloud-init can neither
+//! rename this machine nor reach any network: only loopback exists there. A boot runs
+//! cloud-init's four stages ([`Stage`]) as systemd does. The NixOS template's settings are
+//! checked in [`template`], the persist step in [`persist`].
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -13,6 +15,9 @@ use std::process::{Child, Command, Stdio};
 use hostsmith::ssh_keys::Keypair;
 
 use crate::common::{self, TestFleet, ok, peer, run, sops_decrypt, stderr, stdout};
+
+mod persist;
+mod template;
 
 /// The tools the end-to-end tests need on this machine.
 const PEERS: [&str; 8] = ["debootstrap", "unshare", "nsenter", "chroot", "ip", "ssh", "ssh-keyscan", "sops"];
@@ -42,22 +47,76 @@ fn apt_mirror() -> String {
         .to_string()
 }
 
-/// The cached bookworm root, built on first use (under a lock, so parallel tests wait).
-fn cached_root() -> PathBuf {
+/// The Debian releases a first-boot root is built from: bookworm (cloud-init 22.4, OpenSSH
+/// 9.2) and trixie (cloud-init 25.1, OpenSSH 10, whose sshd execs `sshd-session`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Release {
+    Bookworm,
+    Trixie,
+}
+
+impl Release {
+    fn codename(self) -> &'static str {
+        match self {
+            Self::Bookworm => "bookworm",
+            Self::Trixie => "trixie",
+        }
+    }
+}
+
+/// cloud-init's four boot stages, in the order systemd runs them: `cloud-init-local.service`,
+/// `cloud-init.service` (the NixOS template orders sshd after it), `cloud-config.service`,
+/// `cloud-final.service`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Local,
+    Init,
+    Config,
+    Final,
+}
+
+impl Stage {
+    /// Every stage: a whole boot.
+    pub(crate) const ALL: [Self; 4] = [Self::Local, Self::Init, Self::Config, Self::Final];
+    /// The stages that have run when sshd may start.
+    pub(crate) const BEFORE_SSHD: [Self; 2] = [Self::Local, Self::Init];
+
+    fn args(self) -> &'static str {
+        match self {
+            Self::Local => "init --local",
+            Self::Init => "init",
+            Self::Config => "modules --mode config",
+            Self::Final => "modules --mode final",
+        }
+    }
+}
+
+/// The cached root of `release`, built on first use under a lock of its own, so parallel
+/// tests wait for the one build while the other release's root can build beside it.
+fn cached_root(release: Release) -> PathBuf {
     let cache = cache_dir();
-    let root = cache.join("bookworm-cloud-init");
-    let lock = std::fs::File::create(cache.join(".lock")).expect("lock file");
+    let name = release.codename();
+    let root = cache.join(format!("{name}-cloud-init"));
+    let lock = std::fs::File::create(cache.join(format!(".{name}.lock"))).expect("lock file");
     lock.lock().expect("lock");
     if !root.join(".complete").exists() {
         let _ = std::fs::remove_dir_all(&root);
+        let started = std::time::Instant::now();
         let out = run(Command::new("debootstrap").args([
             "--variant=minbase",
             "--include=cloud-init,openssh-server,python3-cffi-backend",
-            "bookworm",
+            name,
             root.to_str().expect("utf8"),
             &apt_mirror(),
         ]));
-        assert!(out.status.success(), "debootstrap failed:\n{}", stderr(&out));
+        assert!(out.status.success(), "debootstrap {name} failed:\n{}", stderr(&out));
+        eprintln!("first-boot root {name}: debootstrap took {:.0?}", started.elapsed());
+        // apt's downloaded packages and lists are a third of the root, and every test copies
+        // it: nothing in a boot reads them.
+        let trim = run(Command::new("sh")
+            .args(["-c", r#"rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/cache/apt/*.bin "$1"/var/lib/apt/lists/*_*"#, "sh"])
+            .arg(&root));
+        assert!(trim.status.success(), "{}", stderr(&trim));
         // Only NoCloud: the test must never wait on a metadata service.
         std::fs::write(root.join("etc/cloud/cloud.cfg.d/90-hostsmith-test.cfg"), "datasource_list: [ NoCloud, None ]\n").expect("cfg");
         std::fs::write(root.join(".complete"), "").expect("marker");
@@ -68,7 +127,7 @@ fn cached_root() -> PathBuf {
 /// A booted copy of the root: a namespace holder process, mounts, and an sshd.
 pub(crate) struct Machine {
     pub(crate) root: PathBuf,
-    _tmp: tempfile::TempDir,
+    tmp: tempfile::TempDir,
     holder: Child,
     holder_pid: u32,
     sshd: Option<Child>,
@@ -76,21 +135,22 @@ pub(crate) struct Machine {
 }
 
 impl Machine {
-    /// Copies the cached root and enters fresh namespaces for it.
-    pub(crate) fn new() -> Self {
-        Self::enter(true)
+    /// Copies the cached root of `release` and enters fresh namespaces for it.
+    pub(crate) fn new(release: Release) -> Self {
+        Self::enter(Some(release))
     }
 
     /// Fresh namespaces without a copy of the root, for tests that boot nothing in them.
     pub(crate) fn bare() -> Self {
-        Self::enter(false)
+        Self::enter(None)
     }
 
-    fn enter(with_root: bool) -> Self {
+    fn enter(release: Option<Release>) -> Self {
         let tmp = tempfile::tempdir_in(cache_dir()).expect("tmp");
         let root = tmp.path().join("root");
-        if with_root {
-            let cp = run(Command::new("cp").args(["-a", "--reflink=auto"]).arg(cached_root()).arg(&root));
+        let with_root = release.is_some();
+        if let Some(release) = release {
+            let cp = run(Command::new("cp").args(["-a", "--reflink=auto"]).arg(cached_root(release)).arg(&root));
             assert!(cp.status.success(), "{}", stderr(&cp));
         }
         let mut holder = Command::new("unshare")
@@ -102,7 +162,7 @@ impl Machine {
         let mut line = String::new();
         BufReader::new(holder.stdout.take().expect("stdout")).read_line(&mut line).expect("pid");
         let holder_pid: u32 = line.trim().parse().expect("holder pid");
-        let m = Self { root, _tmp: tmp, holder, holder_pid, sshd: None, port: 22022 };
+        let m = Self { root, tmp, holder, holder_pid, sshd: None, port: 22022 };
         m.sh("ip link set lo up");
         if with_root {
             let r = m.root.display().to_string();
@@ -142,34 +202,63 @@ impl Machine {
         }
     }
 
-    /// Runs cloud-init's init and config stages as a boot would, then starts the root's
-    /// sshd on loopback. Returns what cloud-init printed, for failure messages.
-    fn boot(&mut self) -> String {
+    /// A whole boot: every cloud-init stage in order (see [`Machine::stages`]), then the
+    /// root's sshd on loopback. Returns what cloud-init printed, for failure messages.
+    pub(crate) fn boot(&mut self) -> String {
         self.stop_sshd();
+        let log = self.stages(&Stage::ALL);
+        self.start_sshd(&[], &log);
+        log
+    }
+
+    /// Runs cloud-init's `stages`, in order, in the root, as systemd would at boot. A stage
+    /// may exit non-zero in a chroot for reasons of its own (bookworm's config stage fails
+    /// in its locale module); what matters is what the stages did, which the tests check
+    /// directly, and [`Machine::datasource`] checks which datasource cloud-init used.
+    /// Returns what they printed, each stage headed by its command and exit status.
+    pub(crate) fn stages(&self, stages: &[Stage]) -> String {
         let r = self.root.display().to_string();
-        // The config stage exits non-zero in a chroot (its locale module fails); what
-        // matters is what the stages did, which the tests check directly.
-        let log = self.sh(&format!("{{ chroot {r} cloud-init init; chroot {r} cloud-init modules --mode config; }} 2>&1 || true"));
-        let mut sshd = self
-            .inside("chroot")
-            .arg(&self.root)
-            .args(["/usr/sbin/sshd", "-D", "-e", "-p", &self.port.to_string(), "-o", "ListenAddress=127.0.0.1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sshd");
+        let script: String = stages
+            .iter()
+            .map(|s| {
+                let args = s.args();
+                format!("chroot {r} cloud-init {args}; rc=$?; echo \"== cloud-init {args}: exit $rc\"; ")
+            })
+            .collect();
+        self.sh(&format!("{{ {script}}} 2>&1"))
+    }
+
+    /// Starts the root's sshd on loopback (port [`Machine::port`]) with `options` (`-o`
+    /// settings) and waits until it answers. `log` goes into the failure message.
+    pub(crate) fn start_sshd(&mut self, options: &[&str], log: &str) {
+        self.stop_sshd();
+        let mut sshd = self.inside("chroot");
+        sshd.arg(&self.root).args(["/usr/sbin/sshd", "-D", "-e", "-p", &self.port.to_string(), "-o", "ListenAddress=127.0.0.1"]);
+        for o in options {
+            sshd.args(["-o", o]);
+        }
+        let log_file = self.tmp.path().join("sshd.log");
+        let said = std::fs::File::create(&log_file).expect("sshd log");
+        let mut sshd = sshd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(said).spawn().expect("sshd");
         for _ in 0..100 {
             if self.sh(&format!("ssh-keyscan -T 1 -p {} 127.0.0.1 2>/dev/null || true", self.port)).contains("ssh-") {
                 break;
             }
             if let Ok(Some(status)) = sshd.try_wait() {
-                panic!("sshd exited: {status}\ncloud-init said:\n{log}");
+                let said = std::fs::read_to_string(&log_file).unwrap_or_default();
+                panic!("sshd exited: {status}\n{said}\ncloud-init said:\n{log}");
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         self.sshd = Some(sshd);
-        log
+    }
+
+    /// The datasource cloud-init's status file names (`/var/lib/cloud/data/status.json`,
+    /// written by every stage), e.g. `DataSourceNoCloud [seed=/var/lib/cloud/seed/nocloud]`.
+    pub(crate) fn datasource(&self) -> String {
+        let status = std::fs::read_to_string(self.path("var/lib/cloud/data/status.json")).expect("cloud-init's status.json");
+        let status: serde_json::Value = serde_json::from_str(&status).expect("status.json is JSON");
+        status["v1"]["datasource"].as_str().unwrap_or_default().to_string()
     }
 
     fn stop_sshd(&mut self) {
@@ -216,70 +305,137 @@ pub(crate) fn admin_key(dir: &Path) -> (PathBuf, PathBuf) {
     (private, public)
 }
 
-#[test]
-fn a_fresh_machine_presents_the_generated_key_at_first_boot() {
-    if !peers() {
-        return;
-    }
-    let f = TestFleet::new();
-    let (admin_private, admin_public) = admin_key(f.tmp.path());
-    ok(&f.run(&["init"]));
-    let seeds = f.tmp.path().join("seeds");
-    ok(&f.run(&[
-        "vm-fresh",
-        "web01",
-        "--cloud-init",
-        seeds.to_str().expect("utf8"),
-        "--authorized-key",
-        admin_public.to_str().expect("utf8"),
-    ]));
-    let record: serde_json::Value = serde_json::from_str(&f.read("hosts/web01.json")).expect("record");
-    let fingerprint = record["fingerprint"].as_str().expect("fingerprint").to_string();
+/// Host web01 of a fresh fleet, seeded as an operator would: `vm-fresh web01 --cloud-init`
+/// with an admin key that may log in.
+pub(crate) struct Web01 {
+    pub f: TestFleet,
+    /// The host's NoCloud seed directory (user-data, meta-data).
+    pub seed: PathBuf,
+    /// The recorded fingerprint of the host key.
+    pub fingerprint: String,
+    /// The recorded public key line.
+    pub public: String,
+    pub admin_private: PathBuf,
+}
 
-    let mut m = Machine::new();
-    // A template's key, planted before first boot: it must be gone afterwards.
+impl Web01 {
+    pub(crate) fn new() -> Self {
+        let f = TestFleet::new();
+        let (admin_private, admin_public) = admin_key(f.tmp.path());
+        ok(&f.run(&["init"]));
+        let seeds = f.tmp.path().join("seeds");
+        ok(&f.run(&[
+            "vm-fresh",
+            "web01",
+            "--cloud-init",
+            seeds.to_str().expect("utf8"),
+            "--authorized-key",
+            admin_public.to_str().expect("utf8"),
+        ]));
+        let record: serde_json::Value = serde_json::from_str(&f.read("hosts/web01.json")).expect("record");
+        let fingerprint = record["fingerprint"].as_str().expect("fingerprint").to_string();
+        let public = record["ssh_host_ed25519_public"].as_str().expect("public").to_string();
+        Self { f, seed: seeds.join("web01"), fingerprint, public, admin_private }
+    }
+
+    /// `hostsmith verify web01` against the machine's sshd (inside its network namespace):
+    /// asserts exit 0 and the message that the recorded key was presented.
+    #[track_caller]
+    pub(crate) fn verify(&self, m: &Machine) {
+        let port = m.port.to_string();
+        let mut verify = m.inside(common::bin().to_str().expect("utf8"));
+        verify.arg("--fleet").arg(&self.f.dir).args(["verify", "web01", "--address", &format!("127.0.0.1:{port}")]);
+        self.f.env(&mut verify);
+        let text = ok(&run(&mut verify));
+        assert_eq!(text, format!("verified: web01 at 127.0.0.1:{port} presents {}, as recorded\n", self.fingerprint));
+    }
+
+    /// Asserts that `private_key` (OpenSSH text) opens the host's SOPS file with real sops.
+    #[track_caller]
+    pub(crate) fn assert_key_opens_secrets(&self, private_key: &str) {
+        let identity = Keypair::from_openssh(private_key, None).expect("key").age_identity().expect("identity");
+        let sops = peer("sops").expect("sops");
+        let plain = ok(&sops_decrypt(&sops, &self.f.dir, "sops/web01.yaml", &identity));
+        assert!(plain.contains("ssh_host_ed25519_key: |"), "{plain}");
+    }
+
+    /// The recorded key as ssh-keyscan prints it for the machine: `[127.0.0.1]:PORT TYPE BLOB`.
+    fn scan_line(&self, m: &Machine) -> String {
+        let blob: Vec<&str> = self.public.split_whitespace().take(2).collect();
+        format!("[127.0.0.1]:{} {}", m.port, blob.join(" "))
+    }
+}
+
+/// The host key file names in the root's /etc/ssh (`ssh_host_*`), sorted.
+pub(crate) fn host_key_files(m: &Machine) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(m.path("etc/ssh"))
+        .expect("etc/ssh")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ssh_host_"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A template's key, planted before first boot: it must be gone afterwards.
+fn plant_template_key(m: &Machine) {
     let template = Keypair::generate("root@template").expect("key");
     std::fs::write(m.path("etc/ssh/ssh_host_ed25519_key"), template.openssh_private().expect("openssh").as_bytes()).expect("plant");
     std::fs::write(m.path("etc/ssh/ssh_host_ed25519_key.pub"), template.public_line() + "\n").expect("plant");
-    m.seed(&seeds.join("web01"));
+}
+
+#[test]
+fn a_fresh_bookworm_machine_presents_the_generated_key_at_first_boot() {
+    presents_the_generated_key_at_first_boot(Release::Bookworm);
+}
+
+#[test]
+fn a_fresh_trixie_machine_presents_the_generated_key_at_first_boot() {
+    presents_the_generated_key_at_first_boot(Release::Trixie);
+}
+
+fn presents_the_generated_key_at_first_boot(release: Release) {
+    if !peers() {
+        return;
+    }
+    let w = Web01::new();
+    let mut m = Machine::new(release);
+    plant_template_key(&m);
+    m.seed(&w.seed);
     let log = m.boot();
 
-    // Only the generated key is left: the template's (and the image's rsa/ecdsa keys) are gone.
-    assert_eq!(m.host_key_fingerprints(), vec![fingerprint.clone()], "cloud-init said:\n{log}");
-
-    // hostsmith verify, inside the machine's network namespace.
-    let port = m.port.to_string();
-    let mut verify = m.inside(common::bin().to_str().expect("utf8"));
-    verify.arg("--fleet").arg(&f.dir).args(["verify", "web01", "--address", &format!("127.0.0.1:{port}")]);
-    f.env(&mut verify);
-    let text = ok(&run(&mut verify));
-    assert_eq!(text, format!("verified: web01 at 127.0.0.1:{port} presents {fingerprint}, as recorded\n"));
+    // Only the generated key is left: the template's (and the image's rsa/ecdsa keys) are
+    // gone, and cloud-init says it read hostsmith's seed.
+    assert_eq!(m.host_key_fingerprints(), vec![w.fingerprint.clone()], "cloud-init said:\n{log}");
+    assert!(m.datasource().starts_with("DataSourceNoCloud [seed=/var/lib/cloud/seed/nocloud]"), "{}\n{log}", m.datasource());
+    w.verify(&m);
 
     // OpenSSH's ssh-keyscan sees exactly the recorded key.
+    let port = m.port;
     let scan = m.sh(&format!("ssh-keyscan -t ed25519 -p {port} 127.0.0.1 2>/dev/null"));
-    let recorded = record["ssh_host_ed25519_public"].as_str().expect("public");
-    let recorded_blob: Vec<&str> = recorded.split_whitespace().take(2).collect();
-    assert_eq!(scan.trim(), format!("[127.0.0.1]:{port} {}", recorded_blob.join(" ")));
+    assert_eq!(scan.trim(), w.scan_line(&m));
 
-    // A strict first connection with hostsmith's known_hosts succeeds.
-    let known = f.tmp.path().join("known_hosts");
-    ok(&f.run(&["known-hosts", "--out", known.to_str().expect("utf8")]));
-    let login = m.sh(&format!(
-        "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} -o HostKeyAlias=web01 -p {port} admin@127.0.0.1 'id -un; hostname'",
-        admin_private.display(),
-        known.display()
-    ));
-    assert_eq!(login, "admin\nweb01\n");
+    logs_in_strictly(&w, &m);
 
     // The key the machine holds opens its secrets with real sops.
-    let on_disk = std::fs::read_to_string(m.path("etc/ssh/ssh_host_ed25519_key")).expect("host key");
-    let identity = Keypair::from_openssh(&on_disk, None).expect("key").age_identity().expect("identity");
-    let sops = peer("sops").expect("sops");
-    let plain = ok(&sops_decrypt(&sops, &f.dir, "sops/web01.yaml", &identity));
-    assert!(plain.contains("ssh_host_ed25519_key: |"), "{plain}");
+    w.assert_key_opens_secrets(&std::fs::read_to_string(m.path("etc/ssh/ssh_host_ed25519_key")).expect("host key"));
 
     // A second boot with the same seed keeps the same key.
     let log = m.boot();
-    assert_eq!(m.host_key_fingerprints(), vec![fingerprint.clone()], "cloud-init said:\n{log}");
-    assert!(m.sh(&format!("ssh-keyscan -t ed25519 -p {port} 127.0.0.1 2>/dev/null")).contains(recorded_blob[1]));
+    assert_eq!(m.host_key_fingerprints(), vec![w.fingerprint.clone()], "cloud-init said:\n{log}");
+    assert_eq!(m.sh(&format!("ssh-keyscan -t ed25519 -p {port} 127.0.0.1 2>/dev/null")).trim(), w.scan_line(&m));
+}
+
+/// A strict first connection with hostsmith's known_hosts succeeds, as the admin, on the
+/// machine named by the seed.
+fn logs_in_strictly(w: &Web01, m: &Machine) {
+    let known = w.f.tmp.path().join("known_hosts");
+    ok(&w.f.run(&["known-hosts", "--out", known.to_str().expect("utf8")]));
+    let login = m.sh(&format!(
+        "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} -o HostKeyAlias=web01 -p {} admin@127.0.0.1 'id -un; hostname'",
+        w.admin_private.display(),
+        known.display(),
+        m.port
+    ));
+    assert_eq!(login, "admin\nweb01\n");
 }

@@ -52,7 +52,7 @@ impl StandIn {
         if !first_boot::peers() || peer("python3").is_none() {
             return None;
         }
-        let machine = if boot == Boot::Never { Machine::bare() } else { Machine::new() };
+        let machine = if boot == Boot::Never { Machine::bare() } else { Machine::new(first_boot::Release::Bookworm) };
         assert!(!machine.root.starts_with("/var/lib"), "the e2e cache must not be under /var/lib, which the stand-in hides");
         machine.sh(&format!(
             "hostname {NODE} && ip addr add {LEASE}/32 dev lo && mount -t tmpfs -o mode=0755 tmpfs /var/lib && mkdir -p /var/lib/vz/snippets /var/lib/vz/template/iso"
