@@ -18,7 +18,9 @@
   # from user-data) in `cloud_config_modules`, run by cloud-config.service after
   # network-online.target, long after sshd has started with keys of its own. Here `ssh` runs
   # last in `cloud_init_modules`, i.e. in cloud-init.service, which nixpkgs orders before
-  # sshd.service and sshd-keygen.service. The rest of both lists is nixpkgs' default.
+  # sshd.service and sshd-keygen.service. `set_hostname` runs before `update_hostname`, as
+  # in cloud-init's own default: a seed that names the machine only in user-data (as
+  # Proxmox's does) names it too. The rest of both lists is nixpkgs' default.
   cloud_init_modules = [
     "migrator"
     "seed_random"
@@ -26,6 +28,7 @@
     "write-files"
     "growpart"
     "resizefs"
+    "set_hostname"
     "update_hostname"
     "resolv_conf"
     "ca-certs"

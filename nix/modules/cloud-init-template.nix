@@ -18,7 +18,8 @@ in
   };
 
   # The seed names the machine: an empty NixOS host name leaves the name to cloud-init's
-  # update_hostname, where a fixed one would override the seed's at every activation.
+  # set_hostname/update_hostname, where a fixed one would override the seed's at every
+  # activation.
   networking.hostName = lib.mkDefault "";
   # cloud-init's network-config is rendered for systemd-networkd; NixOS' own DHCP on every
   # interface would run beside it.

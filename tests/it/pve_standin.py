@@ -212,7 +212,11 @@ def boot(vmid):
             iso = volume_path(get(pairs, "ide2").split(",")[0])
             subprocess.run(["xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/", seed], check=True)
             subprocess.run(["chmod", "-R", "u+w", seed], check=True)
-        subprocess.run("chroot %s cloud-init init; chroot %s cloud-init modules --mode config" % (root, root), shell=True)
+        # The four stages, as a machine boots (cloud-init 25 reads a NoCloud seed
+        # directory only in the local stage); a stage that fails in a chroot for reasons of
+        # its own (locale, say) does not stop the boot.
+        for stage in ("init --local", "init", "modules --mode config", "modules --mode final"):
+            subprocess.run("chroot %s cloud-init %s" % (root, stage), shell=True)
     else:
         key = os.path.join(root, "etc/ssh/ssh_host_ed25519_key")
         for p in (key, key + ".pub"):

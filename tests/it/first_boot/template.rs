@@ -142,9 +142,6 @@ fn one_ed25519_key_without_a_seed_key(release: Release) {
     let template = ssh_keys::parse_public(&template).expect("template key");
     assert_ne!(ssh_keys::fingerprint(&key), ssh_keys::fingerprint(&template), "a new key, not the template's");
     assert!(m.datasource().starts_with("DataSourceNoCloud"), "{}\n{log}", m.datasource());
-    // No host name check here: a name given only in user-data is written to /etc/hostname
-    // by `set_hostname`, which the template's init modules (nixpkgs' list) lack;
-    // `update_hostname` only follows a name cloud-init set before. hostsmith's seed also
-    // names the host in meta-data (`local-hostname`), which cloud-init applies in the local
-    // stage: the test above checks that.
+    // A name given only in user-data is applied too (`set_hostname` before `update_hostname`).
+    assert_hostname(&m, "web02", &log);
 }
