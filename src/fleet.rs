@@ -172,6 +172,15 @@ impl Fleet {
         }
     }
 
+    /// `.sops.yaml` read ([`Self::read_sops_config`]) and parsed, a parse error naming the file.
+    ///
+    /// # Errors
+    /// As [`Self::read_sops_config`]; [`Error::SopsRules`] when it is not valid.
+    pub fn sops_config(&self) -> Result<crate::sops::rules::SopsConfig> {
+        let text = self.read_sops_config()?;
+        crate::sops::rules::SopsConfig::parse(&text).map_err(|e| Error::SopsRules { path: self.sops_config_path(), source: e })
+    }
+
     /// The record of `host`, if there is one.
     ///
     /// # Errors

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fleet::Fleet;
 use crate::host_name::HostName;
 use crate::record::HostRecord;
@@ -40,8 +40,7 @@ impl Inputs {
     /// exits 2; a missing `.sops.yaml` or an unreadable file 1.
     pub(crate) fn open(dir: &Path) -> Result<Self> {
         let fleet = Fleet::open(dir)?;
-        let text = fleet.read_sops_config()?;
-        let config = SopsConfig::parse(&text).map_err(|e| Error::SopsRules { path: fleet.sops_config_path(), source: e })?;
+        let config = fleet.sops_config()?;
         let admins = fleet.config.admins(&fleet.root)?.to_vec();
         let records = fleet.records()?;
         Ok(Self { fleet, config, records, admins, files: Vec::new() })

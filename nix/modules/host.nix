@@ -63,7 +63,7 @@ let
 
   # The persist step: the key cloud-init installed goes to `keyPath` (see the script).
   persistStep = "${pkgs.runtimeShell} ${./persist-host-key.sh} ${lib.escapeShellArg keyPath} ${installedKey}";
-  persistPath = lib.makeBinPath [
+  persistTools = [
     pkgs.coreutils
     pkgs.diffutils
   ];
@@ -203,7 +203,7 @@ in
       # /etc/ssh from cloud-init): moved before sops-nix's activation script reads it.
       system.activationScripts.hostsmith-host-key = {
         deps = [ "specialfs" ];
-        text = "PATH=${persistPath}:$PATH ${persistStep}";
+        text = "PATH=${lib.makeBinPath persistTools}:$PATH ${persistStep}";
       };
 
       # cloud-init in this configuration: its key arrives after activation, at first boot.
@@ -217,10 +217,7 @@ in
         ++ lib.optional (!startWhenNeeded) "sshd.service"
         ++ lib.optional (regularSecrets != { }) "sops-install-secrets.service";
         requiredBy = [ "sshd-keygen.service" ] ++ lib.optional (!startWhenNeeded) "sshd.service";
-        path = [
-          pkgs.coreutils
-          pkgs.diffutils
-        ];
+        path = persistTools;
         unitConfig.RequiresMountsFor = [ (dirOf keyPath) ];
         serviceConfig = {
           Type = "oneshot";

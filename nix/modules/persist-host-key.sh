@@ -10,7 +10,7 @@
 #
 # A key already persisted is never replaced: it is the machine's identity, and a differing
 # key at INSTALLED is reported and left alone. Nothing to do (no key installed, or already a
-# link) is not an error. POSIX sh and coreutils only: it runs in NixOS activation and in a
+# link) is not an error. POSIX sh, coreutils and cmp only: it runs in NixOS activation and in a
 # systemd unit, and the tests run it in a Debian root after real cloud-init.
 set -eu
 
@@ -26,7 +26,7 @@ fi
 
 if [ -e "$persisted" ] || [ -L "$persisted" ]; then
   if cmp -s "$installed" "$persisted"; then
-    link=1
+    same=1
   else
     say "keeping the persisted host key $persisted; the different key at $installed is left alone (remove it, or move it over $persisted yourself to change the machine's identity)"
     exit 0
@@ -56,7 +56,7 @@ if [ ! -d "$dir" ]; then
   mkdir -p "$dir"
   chmod 0755 "$dir"
 fi
-if [ -z "${link:-}" ]; then
+if [ -z "${same:-}" ]; then
   put "$installed" "$persisted" 0600
   if [ -f "$installed.pub" ] && [ ! -L "$installed.pub" ]; then
     put "$installed.pub" "$persisted.pub" 0644

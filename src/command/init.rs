@@ -11,7 +11,6 @@ use crate::config::{self, Config};
 use crate::error::{Error, Result};
 use crate::fleet_justfile;
 use crate::layout_guess;
-use crate::sops::rules::SopsConfig;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -103,7 +102,7 @@ fn print_created(report: &InitReport, ctx: &Context) {
 fn adopt(args: &Args, ctx: &Context) -> Result<()> {
     let dir = &ctx.fleet_dir;
     let fleet = crate::fleet::Fleet::open(dir)?;
-    let sops = SopsConfig::parse(&fleet.read_sops_config()?).map_err(|e| Error::SopsRules { path: fleet.sops_config_path(), source: e })?;
+    let sops = fleet.sops_config()?;
     let files = crate::rekey::discover(&fleet)?;
     let mut layout = layout_guess::guess(&sops, &files);
     if layout.admins.is_none() {

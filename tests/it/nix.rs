@@ -189,27 +189,35 @@ fn lib_host_names_agree_with_hostsmith_known_hosts_on_every_address_form() {
     }
 }
 
-/// The flake's plumbing over a stand-in nixpkgs (tests/fixtures/stub-nixpkgs.nix): its apps,
-/// formatter and checks, with `--option allow-import-from-derivation false`. `lib` is a
-/// nixpkgs lib directory, or none (then the `modules` check, which evaluates NixOS modules,
-/// is left out).
-fn flake_expr(lib: Option<&Path>) -> String {
+/// The start of an expression over the flake's outputs on a stand-in nixpkgs
+/// (tests/fixtures/stub-nixpkgs.nix): `stub` is the stand-in, `self` the flake's outputs.
+/// `lib` is a nixpkgs lib directory, or none.
+fn flake_prelude(lib: Option<&Path>) -> String {
     let lib_arg = lib.map_or_else(String::new, |l| format!("lib = import {};", l.display()));
-    let skip = if lib.is_some() { "" } else { r#""modules""# };
     format!(
-        r#"let
+        "let
           stub = import {stub} {{ {lib_arg} }};
           flake = import {repo}/flake.nix;
           self = flake.outputs {{ inherit self; nixpkgs = stub; }} // {{ outPath = {repo}; }};
-          s = "x86_64-linux";
-        in {{
+        in ",
+        stub = fixture("stub-nixpkgs.nix").display(),
+        repo = repo().display(),
+    )
+}
+
+/// The flake's apps, formatter and checks, to evaluate with `--option
+/// allow-import-from-derivation false`. Without a nixpkgs `lib` the `modules` check, which
+/// evaluates NixOS modules, is left out.
+fn flake_expr(lib: Option<&Path>) -> String {
+    let skip = if lib.is_some() { "" } else { r#""modules""# };
+    format!(
+        r#"{prelude}let s = "x86_64-linux"; in {{
           apps = builtins.mapAttrs (n: a: {{ inherit (a) type program; description = a.meta.description; }}) self.apps.${{s}};
           formatter = self.formatter.${{s}}.name;
           checks = builtins.mapAttrs (n: c: c.drvPath) (builtins.removeAttrs self.checks.${{s}} [ {skip} ]);
           modules = builtins.attrNames self.nixosModules;
         }}"#,
-        stub = fixture("stub-nixpkgs.nix").display(),
-        repo = repo().display(),
+        prelude = flake_prelude(lib),
     )
 }
 
@@ -251,13 +259,8 @@ fn the_flake_and_its_checks_evaluate_without_import_from_derivation() {
 /// fleet copied into the store), with the hostsmith under test.
 fn run_fleet_check(nix: &Path, fleet: &Path, out: &Path) -> std::process::Output {
     let expr = format!(
-        r"let
-          stub = import {stub} {{ }};
-          flake = import {repo}/flake.nix;
-          self = flake.outputs {{ inherit self; nixpkgs = stub; }} // {{ outPath = {repo}; }};
-        in (self.lib.fleetCheck {{ pkgs = stub.legacyPackages.x86_64-linux; fleet = {fleet}; }}).script",
-        stub = fixture("stub-nixpkgs.nix").display(),
-        repo = repo().display(),
+        "{prelude}(self.lib.fleetCheck {{ pkgs = stub.legacyPackages.x86_64-linux; fleet = {fleet}; }}).script",
+        prelude = flake_prelude(None),
         fleet = fleet.display(),
     );
     let script = eval_without_ifd(nix, &expr);
@@ -287,6 +290,81 @@ fn lib_fleet_check_passes_the_committed_fleet_and_fails_a_broken_one() {
     let bad = run_fleet_check(&nix, &broken, &tmp.path().join("bad"));
     assert!(!bad.status.success());
     assert!(stdout(&bad).contains("host `db01`: no anchor `&db01` in .sops.yaml"), "{}\n{}", stdout(&bad), stderr(&bad));
+}
+
+/// `nix/package.nix` applied to builtins-only stand-ins for the nixpkgs functions it calls,
+/// on a build platform that can (or cannot) run what it builds: the `postInstall` it gives.
+fn package_post_install(nix: &Path, can_execute: bool) -> String {
+    let expr = format!(
+        r#"let
+          lib = {{
+            importTOML = f: builtins.fromTOML (builtins.readFile f);
+            fileset = {{ toSource = _: "/stub/src"; unions = l: l; }};
+            optionalString = c: s: if c then s else "";
+            makeBinPath = l: builtins.concatStringsSep ":" (map (p: "${{p}}/bin") l);
+            licenses.mit = "mit"; platforms.linux = [ ];
+          }};
+          platform = {{ canExecute = _: {can_execute}; }};
+          package = import {repo}/nix/package.nix {{
+            inherit lib;
+            stdenv = {{ buildPlatform = platform; hostPlatform = platform; }};
+            rustPlatform.buildRustPackage = args: args;
+            makeWrapper = "makeWrapper"; installShellFiles = "installShellFiles";
+            openssh = "/openssh"; sops = "/sops"; xorriso = "/xorriso"; gh = "/gh";
+          }};
+        in package.postInstall"#,
+        repo = repo().display(),
+    );
+    serde_json::from_str(&ok(&run(Command::new(nix)
+        .args(["--eval", "--strict", "--json", "-E", &expr])
+        .env("NIX_CONFIG", "build-users-group ="))))
+    .expect("a string")
+}
+
+#[test]
+fn the_package_runs_its_own_binary_only_where_the_build_platform_can() {
+    let Some(nix) = peer("nix-instantiate") else { return };
+    let native = package_post_install(&nix, true);
+    assert!(native.contains("$out/bin/hostsmith completions bash") && native.contains("$out/bin/hostsmith man --out man"), "{native}");
+    let cross = package_post_install(&nix, false);
+    assert!(
+        !cross.contains("$out/bin/hostsmith completions") && !cross.contains("hostsmith man"),
+        "a cross build runs the binary:\n{cross}"
+    );
+    for script in [&native, &cross] {
+        assert!(script.contains("wrapProgram $out/bin/hostsmith --prefix PATH : /openssh/bin:/sops/bin:/xorriso/bin:/gh/bin"), "{script}");
+    }
+}
+
+#[test]
+fn the_github_host_keys_the_lib_pins_are_the_ones_github_publishes() {
+    let Some(nix) = peer("nix-instantiate") else { return };
+    let Some(keygen) = peer("ssh-keygen") else { return };
+    let pins = eval(&nix, &format!("(import {}/nix/lib.nix).githubKnownHosts", repo().display()));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let known = tmp.path().join("known_hosts");
+    let lines: Vec<String> = pins
+        .as_object()
+        .expect("attrs")
+        .values()
+        .map(|p| {
+            assert_eq!(p["hostNames"], serde_json::json!(["github.com"]));
+            format!("github.com {}", p["publicKey"].as_str().expect("key"))
+        })
+        .collect();
+    std::fs::write(&known, lines.join("\n") + "\n").expect("write");
+    let listed = ok(&run(Command::new(&keygen).arg("-lf").arg(&known)));
+    let mut fingerprints: Vec<&str> = listed.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
+    fingerprints.sort_unstable();
+    // docs.github.com, "GitHub's SSH key fingerprints".
+    assert_eq!(
+        fingerprints,
+        [
+            "SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU",
+            "SHA256:p2QAMXNIC1TJYWeIOttrVc98/R1BUFWu3/LiyKgUfQM",
+            "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s",
+        ]
+    );
 }
 
 #[test]

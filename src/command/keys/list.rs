@@ -10,7 +10,6 @@ use crate::fleet::Fleet;
 use crate::key_audit::{self as audit, Problem};
 use crate::record::{HostRecord, Origin};
 use crate::rekey;
-use crate::sops::rules::SopsConfig;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ShowArgs {
@@ -48,16 +47,11 @@ struct ListReport<'a> {
     problems: Vec<Problem>,
 }
 
-fn parse_config(fleet: &Fleet) -> Result<SopsConfig> {
-    let text = fleet.read_sops_config()?;
-    SopsConfig::parse(&text).map_err(|e| Error::SopsRules { path: fleet.sops_config_path(), source: e })
-}
-
 /// # Errors
 /// No fleet, an unreadable `.sops.yaml` or record.
 pub(crate) fn list(ctx: &Context) -> Result<()> {
     let fleet = Fleet::open(&ctx.fleet_dir)?;
-    let config = parse_config(&fleet)?;
+    let config = fleet.sops_config()?;
     let records = fleet.records()?;
     let files = rekey::discover(&fleet)?;
     let problems = audit::problems(&fleet, &config, &records, &files);

@@ -81,8 +81,7 @@ struct Found {
 pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let _lock = fleet.lock()?;
-    let text = fleet.read_sops_config()?;
-    let config = SopsConfig::parse(&text).map_err(|e| Error::SopsRules { path: fleet.sops_config_path(), source: e })?;
+    let config = fleet.sops_config()?;
     let mut pubkeys = BTreeMap::new();
     for dir in &args.pubkeys {
         if !dir.is_dir() {

@@ -24,7 +24,6 @@ use crate::fleet::Fleet;
 use crate::host_name::HostName;
 use crate::record::HostRecord;
 use crate::rekey::{self, FileOutcome, Status};
-use crate::sops::rules::SopsConfig;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -108,8 +107,7 @@ pub(super) fn after_host_rotation(fleet: &Fleet, old: &HostRecord, dry_run: bool
         return Ok(Vec::new());
     }
     let _lock = fleet.lock()?;
-    let text = fleet.read_sops_config()?;
-    let config = SopsConfig::parse(&text).map_err(|e| Error::SopsRules { path: fleet.sops_config_path(), source: e })?;
+    let config = fleet.sops_config()?;
     let ids = Identities::for_fleet(fleet).get()?.to_vec();
     let opts = rekey::Options { rotate_data_key: true, jobs: rekey::default_jobs(), dry_run, progress: false };
     let outcomes = rekey::rekey_files(fleet, &config, &candidates, &ids, &opts);

@@ -77,8 +77,7 @@ pub(crate) fn run(args: &RekeyArgs, ctx: &Context) -> Result<()> {
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let files = if args.files.is_empty() { rekey::discover(&fleet)? } else { rekey::resolve(&fleet, &args.files)? };
     let _lock = fleet.lock()?;
-    let text = fleet.read_sops_config()?;
-    let config = SopsConfig::parse(&text).map_err(|e| Error::SopsRules { path: fleet.sops_config_path(), source: e })?;
+    let config = fleet.sops_config()?;
     if !args.force {
         refuse_unsafe(&fleet, &config, &files)?;
     }

@@ -88,13 +88,12 @@ pub(crate) fn check(cfg: &SopsConfig, host_files: &[String], policy: &EditPolicy
         let Some((rule, recipients)) = used_rule(&m, path, &mut out) else {
             continue;
         };
-        let mut others: Vec<&str> = recipients
+        let others: std::collections::BTreeSet<&str> = recipients
             .iter()
             .filter_map(|r| host_recipients.get(r.as_str()))
             .filter(|o| host.as_deref() != Some(o.as_str()))
             .map(String::as_str)
             .collect();
-        others.dedup();
         for other in others {
             out.push(
                 ProblemKind::OtherHost,
