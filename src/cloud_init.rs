@@ -41,6 +41,11 @@ pub(crate) struct SeedParams<'a> {
     /// A sudoers rule for the admin user, or none.
     pub sudo: Option<&'a str>,
     pub network: Option<Network>,
+    /// Whether the user-data carries the private host key. Without it, the user-data is
+    /// what a machine that already holds its key may keep reading at every boot:
+    /// `ssh_deletekeys: false`, so even a boot cloud-init takes for a new instance keeps
+    /// the key.
+    pub private_key: bool,
 }
 
 /// Renders the seed.
@@ -48,20 +53,24 @@ pub(crate) struct SeedParams<'a> {
 /// # Errors
 /// When the key cannot be encoded.
 pub(crate) fn render(p: &SeedParams<'_>) -> Result<Seed> {
-    let private = p.key.openssh_private()?;
-    let mut u = String::with_capacity(private.len() + 1024);
+    let mut u = String::with_capacity(2048);
     u.push_str("#cloud-config\n");
     u.push_str(&format!("hostname: {}\n", q(p.host.as_str())));
     u.push_str(&format!("fqdn: {}\n", q(p.host.as_str())));
     u.push_str("preserve_hostname: false\n");
-    u.push_str("ssh_deletekeys: true\n");
-    u.push_str("ssh_keys:\n  ed25519_private: |\n");
-    for line in private.lines() {
-        u.push_str("    ");
-        u.push_str(line);
-        u.push('\n');
+    if p.private_key {
+        let private = p.key.openssh_private()?;
+        u.push_str("ssh_deletekeys: true\n");
+        u.push_str("ssh_keys:\n  ed25519_private: |\n");
+        for line in private.lines() {
+            u.push_str("    ");
+            u.push_str(line);
+            u.push('\n');
+        }
+        u.push_str(&format!("  ed25519_public: {}\n", q(&p.key.public_line())));
+    } else {
+        u.push_str("ssh_deletekeys: false\n");
     }
-    u.push_str(&format!("  ed25519_public: {}\n", q(&p.key.public_line())));
     u.push_str("users:\n");
     u.push_str(&format!("  - name: {}\n", q(p.user)));
     if let Some(rule) = p.sudo {
@@ -200,6 +209,34 @@ mod tests {
         assert!(parse_cidr("10.0.0.5").is_err());
         assert!(parse_cidr("10.0.0.5/33").is_err());
         assert!(parse_cidr("x/24").is_err());
+    }
+
+    #[test]
+    fn the_key_less_user_data_differs_only_in_the_key() {
+        let host = HostName::parse("web01").expect("name");
+        let key = Keypair::generate("root@web01").expect("key");
+        let keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC0 admin".to_string()];
+        let params = |private_key| SeedParams {
+            host: &host,
+            key: &key,
+            user: "admin",
+            authorized_keys: &keys,
+            sudo: None,
+            network: None,
+            private_key,
+        };
+        let (with, without) = (render(&params(true)).expect("render"), render(&params(false)).expect("render"));
+        assert!(with.user_data.contains("PRIVATE KEY") && with.user_data.contains("ssh_deletekeys: true"));
+        assert!(!without.user_data.contains("PRIVATE KEY") && !without.user_data.contains("ssh_keys:"));
+        assert!(without.user_data.contains("ssh_deletekeys: false"), "a boot taken for a new instance keeps the key");
+        assert_eq!(with.meta_data, without.meta_data, "the same instance id");
+        let rest = |u: &str| {
+            u.lines()
+                .filter(|l| !l.starts_with("ssh_") && !l.starts_with("  ") || l.starts_with("  - "))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(rest(&with.user_data), rest(&without.user_data));
     }
 
     #[test]

@@ -112,6 +112,7 @@ pub(crate) fn emit(
         authorized_keys: &inputs.authorized_keys,
         sudo: inputs.sudo.as_deref(),
         network: inputs.network.clone(),
+        private_key: true,
     })?;
     let mut written = write_seed_into(out, &seed)?;
     if let Some(iso) = iso {

@@ -9,21 +9,31 @@ use std::time::Duration;
 use crate::command::args::SeedOptions;
 use crate::command::report::print_report;
 use crate::command::{Context, host_names};
+use crate::config::ProxmoxSection;
 use crate::enroll::{self, KeySource, Options, Request};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
+use crate::proxmox::check;
 use crate::proxmox::deploy::{self, Deployed};
-use crate::proxmox::plan::{Deployment, IpConfig, Seeding};
+use crate::proxmox::names::{self, BridgeName};
+use crate::proxmox::node::remote_command;
+use crate::proxmox::plan::{Deployment, DiskSize, IdChoice, IpConfig, Plan, Seeding, VmSettings};
+use crate::proxmox::vm_config::VmConfig;
 use crate::proxmox::{Node, Ssh, StorageName, Target, VmId};
 
 #[derive(Debug, clap::Args)]
+#[allow(clippy::struct_excessive_bools, reason = "each flag is one command-line switch")]
 pub(crate) struct Args {
-    /// The new VM's id (100 to 999999999); it must be free.
-    #[arg(long, value_name = "N")]
-    pub vm_id: u64,
+    /// The new VM's id (100 to 999999999), free in the whole cluster; `auto` takes the
+    /// cluster's next free id.
+    #[arg(long, value_name = "N|auto")]
+    pub vm_id: String,
     /// The host (RFC 1123 name); given an identity first if it has none.
     #[arg(long, value_name = "HOST")]
     pub name: String,
+    /// Give the host a new key first (its secrets are re-keyed, the VM gets a new instance id).
+    #[arg(long)]
+    pub rotate: bool,
     /// The template VM to clone (default: `proxmox.template`).
     #[arg(long, value_name = "ID")]
     pub template: Option<u64>,
@@ -39,19 +49,28 @@ pub(crate) struct Args {
     /// Target storage of the full clone (default: `proxmox.storage`).
     #[arg(long, value_name = "STORAGE", requires = "full")]
     pub storage: Option<String>,
-    /// Storage with the snippets content type for the user-data (default: `proxmox.snippets`).
+    /// Resource pool of the new VM (default: `proxmox.pool`).
+    #[arg(long, value_name = "POOL")]
+    pub pool: Option<String>,
+    /// Storage with the snippets content type for the seed (default: `proxmox.snippets`).
     #[arg(long, value_name = "STORAGE", conflicts_with = "seed_iso")]
     pub snippets: Option<String>,
-    /// Attach a NoCloud seed image as a CD-ROM instead of a snippet.
+    /// Attach a NoCloud seed image as a CD-ROM instead of snippets.
     #[arg(long)]
     pub seed_iso: bool,
     /// Storage with the iso content type for --seed-iso (default: `proxmox.iso_storage`).
     #[arg(long, value_name = "STORAGE", requires = "seed_iso")]
     pub iso_storage: Option<String>,
-    /// Bridge for the VM's first NIC (default: `proxmox.bridge`; none keeps the template's).
+    /// Leave the first-boot seed, private host key included, on the node (not advised).
+    #[arg(long)]
+    pub keep_seed: bool,
+    /// Bridge for the VM's first NIC, its other options kept (default: `proxmox.bridge`).
     #[arg(long, value_name = "BRIDGE")]
     pub bridge: Option<String>,
-    /// Static address with prefix length, e.g. 192.0.2.10/24.
+    /// VLAN tag for the VM's first NIC, 1 to 4094 (default: `proxmox.vlan`).
+    #[arg(long, value_name = "TAG")]
+    pub vlan: Option<u16>,
+    /// Static address with prefix length, e.g. 192.0.2.10/24 or 2001:db8::10/64.
     #[arg(long, value_name = "CIDR", conflicts_with = "dhcp")]
     pub ip: Option<String>,
     /// Default gateway for --ip.
@@ -60,6 +79,30 @@ pub(crate) struct Args {
     /// Address by DHCP, found through the guest agent (the default).
     #[arg(long)]
     pub dhcp: bool,
+    /// DNS server for the VM; repeatable (default: `proxmox.nameserver`, else the node's).
+    #[arg(long, value_name = "IP")]
+    pub nameserver: Vec<String>,
+    /// DNS search domains, space-separated (default: `proxmox.searchdomain`, else the node's).
+    #[arg(long, value_name = "DOMAINS")]
+    pub searchdomain: Option<String>,
+    /// CPU cores (default: `proxmox.cores`, else the template's).
+    #[arg(long, value_name = "N")]
+    pub cores: Option<u32>,
+    /// Memory in MiB (default: `proxmox.memory`, else the template's).
+    #[arg(long, value_name = "MIB")]
+    pub memory: Option<u32>,
+    /// Grow the boot disk: a new size (20G) or an increase (+10G) (default: `proxmox.disk_size`).
+    #[arg(long, value_name = "SIZE")]
+    pub disk_size: Option<String>,
+    /// Start the VM when the node boots (default: `proxmox.onboot`).
+    #[arg(long)]
+    pub onboot: bool,
+    /// Tags for the VM; repeatable or comma-separated (default: `proxmox.tags`).
+    #[arg(long, value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// A one-line description for the VM (Proxmox's Notes).
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
     /// Admin user the seed creates (default: `cloud_init.user`).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
@@ -85,7 +128,7 @@ pub(crate) struct Args {
 /// what it left there; a key mismatch (exit 3).
 pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     let host = host_names(std::slice::from_ref(&args.name))?.remove(0);
-    let vm_id = VmId::new(args.vm_id)?;
+    let vm_id = if args.vm_id == "auto" { IdChoice::Auto } else { IdChoice::Fixed(VmId::parse(&args.vm_id)?) };
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let (d, target) = resolve(&args, &fleet, host, vm_id)?;
     let seed_opts = SeedOptions { user: args.user.clone(), authorized_keys: args.authorized_keys.clone(), ..SeedOptions::default() };
@@ -112,8 +155,7 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
 }
 
 /// Validates the options against `[proxmox]` defaults.
-#[allow(clippy::too_many_lines, reason = "maps every option onto the deployment in one place, so none is forgotten")]
-fn resolve(args: &Args, fleet: &Fleet, host: crate::host_name::HostName, vm_id: VmId) -> Result<(Deployment, Target)> {
+fn resolve(args: &Args, fleet: &Fleet, host: crate::host_name::HostName, vm_id: IdChoice) -> Result<(Deployment, Target)> {
     let cfg = &fleet.config.proxmox;
     let pve = args.pve.clone().or_else(|| cfg.pve.clone()).ok_or_else(|| {
         Error::Usage("no Proxmox node given: pass --pve USER@NODE, or set `pve` in the [proxmox] table of hostsmith.toml".into())
@@ -123,8 +165,8 @@ fn resolve(args: &Args, fleet: &Fleet, host: crate::host_name::HostName, vm_id: 
         Error::Usage("no template given: pass --template ID, or set `template` in the [proxmox] table of hostsmith.toml".into())
     })?;
     let template = VmId::new(template).map_err(|e| Error::Usage(format!("template: {e}")))?;
-    if template == vm_id {
-        return Err(Error::Usage(format!("--vm-id {vm_id} is the template's id: choose a new id for the VM")));
+    if vm_id == IdChoice::Fixed(template) {
+        return Err(Error::Usage(format!("--vm-id {template} is the template's id: choose a new id for the VM")));
     }
     let node_name = args.node.clone().or_else(|| cfg.node.clone());
     if let Some(n) = &node_name
@@ -138,33 +180,15 @@ fn resolve(args: &Args, fleet: &Fleet, host: crate::host_name::HostName, vm_id: 
     } else {
         (Seeding::Snippet, StorageName::parse(args.snippets.as_deref().unwrap_or(&cfg.snippets))?)
     };
-    let bridge = args.bridge.as_deref().or(cfg.bridge.as_deref()).map(StorageName::parse).transpose().map_err(|_| {
-        Error::Usage(format!(
-            "bridge `{}` is invalid: use an interface name like vmbr0",
-            args.bridge.as_deref().or(cfg.bridge.as_deref()).unwrap_or_default()
-        ))
-    })?;
     let ip = match &args.ip {
         None => IpConfig::Dhcp,
-        Some(cidr) => {
-            let cidr = crate::cloud_init::parse_cidr(cidr)?;
-            let address: IpAddr =
-                cidr.split('/').next().unwrap_or_default().parse().map_err(|_| Error::Usage(format!("`{cidr}` is not an address")))?;
-            let gateway = args
-                .gateway
-                .as_deref()
-                .map(|g| g.parse::<IpAddr>().map_err(|_| Error::Usage(format!("gateway `{}` is not an IP address", g.escape_debug()))))
-                .transpose()?;
-            if gateway.is_some_and(|g| g.is_ipv4() != address.is_ipv4()) {
-                return Err(Error::Usage(format!("gateway and --ip `{cidr}` are of different IP versions")));
-            }
-            IpConfig::Static { cidr, address, gateway }
-        }
+        Some(cidr) => IpConfig::parse_static(cidr, args.gateway.as_deref())?,
     };
     let wait = args.wait.unwrap_or(cfg.wait);
     if wait == 0 {
         return Err(Error::Usage("--wait must be at least 1 second".into()));
     }
+    let vm = vm_settings(args, &fleet.config.proxmox, seeding, &ip)?;
     let d = Deployment {
         host,
         vm_id,
@@ -175,16 +199,84 @@ fn resolve(args: &Args, fleet: &Fleet, host: crate::host_name::HostName, vm_id: 
         seeding,
         seed_storage,
         ip,
-        bridge,
+        vm,
         start: !args.no_start,
         wait: Duration::from_secs(wait),
         cleanup_on_failure: args.cleanup_on_failure,
+        keep_seed: args.keep_seed,
+        rotate: args.rotate,
     };
     Ok((d, target))
 }
 
-/// Prints the plan. Runs only the read-only checks; when the node cannot be reached, says
-/// so and still prints the plan (exit 0). A failed check fails as a real run would.
+/// The VM's settings besides its seed: options, else `[proxmox]`, else the template's.
+fn vm_settings(args: &Args, cfg: &ProxmoxSection, seeding: Seeding, ip: &IpConfig) -> Result<VmSettings> {
+    let bridge = args.bridge.as_deref().or(cfg.bridge.as_deref()).map(BridgeName::parse).transpose()?;
+    let vlan = args.vlan.or(cfg.vlan);
+    if let Some(v) = vlan
+        && !(1..=4094).contains(&v)
+    {
+        return Err(Error::Usage(format!("--vlan {v} is out of range: a VLAN tag is 1 to 4094")));
+    }
+    let pool = args.pool.as_deref().or(cfg.pool.as_deref()).map(names::pool_id).transpose()?;
+    let tags = names::tags(if args.tags.is_empty() { &cfg.tags } else { &args.tags })?;
+    let cores = args.cores.or(cfg.cores);
+    if cores == Some(0) {
+        return Err(Error::Usage("--cores must be at least 1".into()));
+    }
+    let memory = args.memory.or(cfg.memory);
+    if memory.is_some_and(|m| m < 16) {
+        return Err(Error::Usage("--memory is in MiB and must be at least 16 (Proxmox's minimum)".into()));
+    }
+    let disk_size = args.disk_size.as_deref().or(cfg.disk_size.as_deref()).map(DiskSize::parse).transpose()?;
+    if let Some(text) = &args.description
+        && (text.len() > 8192 || text.chars().any(char::is_control))
+    {
+        return Err(Error::Usage("--description must be one line of at most 8192 bytes".into()));
+    }
+    let servers = if args.nameserver.is_empty() { &cfg.nameserver } else { &args.nameserver };
+    let nameservers = servers
+        .iter()
+        .map(|s| s.parse::<IpAddr>().map_err(|_| Error::Usage(format!("nameserver `{}` is not an IP address", s.escape_debug()))))
+        .collect::<Result<Vec<_>>>()?;
+    let searchdomain = args.searchdomain.clone().or_else(|| cfg.searchdomain.clone()).map(|s| search_domains(&s)).transpose()?;
+    if seeding == Seeding::Iso && (searchdomain.is_some() || (!nameservers.is_empty() && *ip == IpConfig::Dhcp)) {
+        return Err(Error::Usage(
+            "with --seed-iso the seed's network-config carries DNS only for a static address: use --nameserver with --ip, and set search domains in the host's configuration".into(),
+        ));
+    }
+    Ok(VmSettings {
+        bridge,
+        vlan,
+        pool,
+        tags,
+        description: args.description.clone(),
+        onboot: (args.onboot || cfg.onboot == Some(true)).then_some(true),
+        cores,
+        memory,
+        disk_size,
+        nameservers,
+        searchdomain,
+    })
+}
+
+/// Space-separated DNS domains, each a plain DNS name.
+fn search_domains(s: &str) -> Result<String> {
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    let domains: Vec<&str> = s.split_whitespace().collect();
+    match domains.iter().find(|d| d.len() > 253 || !d.trim_end_matches('.').split('.').all(label)) {
+        _ if domains.is_empty() => Err(Error::Usage("--searchdomain is empty: give one or more DNS domains".into())),
+        Some(bad) => Err(Error::Usage(format!("search domain `{}` is not a DNS name", bad.escape_debug()))),
+        None => Ok(domains.join(" ")),
+    }
+}
+
 /// The node's name, when a dry run may and can reach it.
 fn probe_node(node: &Node, allowed: bool) -> Result<String> {
     if allowed {
@@ -196,26 +288,34 @@ fn probe_node(node: &Node, allowed: bool) -> Result<String> {
     }
 }
 
+/// Prints the plan. Runs only the read-only checks; when the node cannot be reached, says
+/// so and still prints the plan (exit 0), with placeholders for what only the node knows.
+/// A failed check fails as a real run would.
 fn dry_run(fleet: &Fleet, d: &Deployment, node: &Node, probe: bool, ctx: &Context) -> Result<()> {
     let out = &ctx.out;
-    let (reachable, checked) = match probe_node(node, probe) {
-        Ok(name) => (true, Some(deploy::check(node, d, &name)?)),
+    let (reachable, plan) = match probe_node(node, probe) {
+        Ok(name) => (true, check::check(node, d, &name)?.plan),
         Err(e) => {
             out.note(format!("note: {e}\nnote: the plan below was not checked against the node"));
-            (false, None)
+            let vm_id = match d.vm_id {
+                IdChoice::Fixed(id) => Some(id),
+                IdChoice::Auto => None,
+            };
+            (false, Plan { d, vm_id, node: None, template: VmConfig::default(), seed_dir: None })
         }
     };
-    let identity =
-        enroll::run(fleet, vec![Request { host: d.host.clone(), source: KeySource::Generate }], Options { rotate: false, dry_run: true })?;
-    let seed_path = checked.as_ref().map(|c| c.seed_path.clone()).or_else(|| d.known_seed_path());
-    let steps = d.steps(seed_path.as_ref());
-    let node_name = checked.as_ref().map(|c| c.node_name.clone());
+    let identity = enroll::run(
+        fleet,
+        vec![Request { host: d.host.clone(), source: KeySource::Generate }],
+        Options { rotate: d.rotate, dry_run: true },
+    )?;
+    let steps = plan.steps();
     out.json(&serde_json::json!({
         "dry_run": true,
         "host": d.host.as_str(),
-        "vm_id": d.vm_id.get(),
+        "vm_id": plan.vm_id.map(VmId::get),
         "pve": node.describe(),
-        "node": node_name,
+        "node": plan.node,
         "reachable": reachable,
         "identity": identity,
         "commands": steps,
@@ -226,7 +326,7 @@ fn dry_run(fleet: &Fleet, d: &Deployment, node: &Node, probe: bool, ctx: &Contex
     out.line(format!(
         "dry run: deploy {} as VM {} from template {} on {}; these commands would run there, in order:",
         d.host,
-        d.vm_id,
+        plan.id(),
         d.template,
         node.describe()
     ));
@@ -247,8 +347,7 @@ fn dry_run(fleet: &Fleet, d: &Deployment, node: &Node, probe: bool, ctx: &Contex
             IpConfig::Dhcp => "the address the guest agent reports".into(),
         };
         out.line(format!(
-            "then, from here: verify the host key served on port 22 of {addr}, and record vm_id, node and address in hosts/{}.json",
-            d.host
+            "the host key is verified on port 22 of {addr} before the private key leaves the node; vm_id, node and address go into the host's record"
         ));
     }
     out.line("nothing was changed");
@@ -265,22 +364,36 @@ fn expand_home(p: &str) -> PathBuf {
 
 fn report(d: &Deployment, done: &Deployed, ctx: &Context) {
     let out = &ctx.out;
+    let keyed = done.keyed_left.as_ref().map(|(p, _)| p.to_string());
     out.json(&serde_json::json!({
         "host": d.host.as_str(),
-        "vm_id": d.vm_id.get(),
+        "vm_id": done.vm_id.get(),
         "node": done.node_name,
         "address": done.address.as_ref().map(ToString::to_string),
         "fingerprint": done.fingerprint,
         "verified": done.address.is_some(),
+        "private_key_on_node": keyed,
         "identity": done.identity,
         "commands": done.commands,
     }));
+    let finish = done.keyed_left.as_ref().map(|(_, argvs)| argvs.iter().map(|a| remote_command(a)).collect::<Vec<_>>().join(" && "));
     match &done.address {
         Some(addr) => {
             out.line(format!(
                 "deployed: {} is VM {} on node {} at {}, presenting {}, as recorded",
-                d.host, d.vm_id, done.node_name, addr.host, done.fingerprint
+                d.host, done.vm_id, done.node_name, addr.host, done.fingerprint
             ));
+            if let (Some(path), Some(finish)) = (&keyed, &finish) {
+                out.note(format!(
+                    "warning: --keep-seed: {}'s private host key stays on node {} in `{path}` and in VM {}'s cloud-init drive, readable by root there; remove it with: {finish}",
+                    d.host, done.node_name, done.vm_id
+                ));
+            } else {
+                out.line(format!(
+                    "the private host key is off node {}: VM {} now boots from a seed without it",
+                    done.node_name, done.vm_id
+                ));
+            }
             out.line(format!(
                 "next: deploy its configuration, e.g. `deploy .#{h}` (deploy-rs) or `nixos-rebuild switch --flake .#{h} --target-host root@{a}`: its secrets already open with the key it presents",
                 h = d.host,
@@ -288,11 +401,16 @@ fn report(d: &Deployment, done: &Deployed, ctx: &Context) {
             ));
         }
         None => {
-            out.line(format!("created: {} is VM {} on node {} (not started)", d.host, d.vm_id, done.node_name));
+            out.line(format!("created: {} is VM {} on node {} (not started)", d.host, done.vm_id, done.node_name));
             out.line(format!(
-                "next: `qm start {}` on the node, then `hostsmith verify {} --address ADDRESS` before deploying to it",
-                d.vm_id, d.host
+                "next: `qm start {}` on the node, then `hostsmith verify {} --address ADDRESS`, then remove the private key from the node: {}",
+                done.vm_id,
+                d.host,
+                finish.unwrap_or_default()
             ));
         }
+    }
+    if !done.shared_seed_storage {
+        tracing::info!("the seed storage is local to node {}: the VM starts only there", done.node_name);
     }
 }

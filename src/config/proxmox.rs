@@ -33,6 +33,33 @@ pub struct ProxmoxSection {
     pub ssh_config: Option<String>,
     /// Seconds to wait after start for the VM's address and host key (`--wait`).
     pub wait: u64,
+    /// A resource pool for new VMs (`--pool`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Tags for new VMs (`--tags`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Start new VMs when the node boots (`--onboot`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onboot: Option<bool>,
+    /// CPU cores of new VMs (`--cores`); unset keeps the template's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cores: Option<u32>,
+    /// Memory of new VMs in MiB (`--memory`); unset keeps the template's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u32>,
+    /// The boot disk's size, `20G` or `+10G` (`--disk-size`); unset keeps the template's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_size: Option<String>,
+    /// A VLAN tag for the first NIC (`--vlan`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    /// DNS servers for the seed (`--nameserver`); unset, Proxmox uses the node's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nameserver: Vec<String>,
+    /// DNS search domains for the seed (`--searchdomain`); unset, Proxmox uses the node's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub searchdomain: Option<String>,
 }
 
 impl Default for ProxmoxSection {
@@ -47,6 +74,15 @@ impl Default for ProxmoxSection {
             bridge: None,
             ssh_config: None,
             wait: 300,
+            pool: None,
+            tags: Vec::new(),
+            onboot: None,
+            cores: None,
+            memory: None,
+            disk_size: None,
+            vlan: None,
+            nameserver: Vec::new(),
+            searchdomain: None,
         }
     }
 }

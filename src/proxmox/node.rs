@@ -276,12 +276,29 @@ impl Node {
         require_success(&argv, &self.describe(), &done)
     }
 
-    fn exec(&self, argv: &[String], stdin: Option<&[u8]>, timeout: Duration) -> Result<Finished> {
+    /// Runs `argv` and returns the finished command, whatever its exit status (logged by
+    /// argv, stdin by its length).
+    ///
+    /// # Errors
+    /// [`Error::Program`] when the transport cannot run it or it times out.
+    pub(crate) fn exec(&self, argv: &[String], stdin: Option<&[u8]>, timeout: Duration) -> Result<Finished> {
         match stdin {
             Some(s) => tracing::info!("on {}: {} (stdin: {} bytes)", self.describe(), remote_command(argv), s.len()),
             None => tracing::info!("on {}: {}", self.describe(), remote_command(argv)),
         }
         self.remote.run(argv, stdin, timeout)
+    }
+}
+
+impl Node {
+    /// Runs `argv`, requires success and returns its standard output.
+    ///
+    /// # Errors
+    /// [`Error::Program`] with the command and its reason when it fails.
+    pub(crate) fn output_ok(&self, argv: &[String], timeout: Duration) -> Result<String> {
+        let done = self.exec(argv, None, timeout)?;
+        require_success(argv, &self.describe(), &done)?;
+        Ok(String::from_utf8_lossy(&done.stdout).into_owned())
     }
 }
 
@@ -291,22 +308,28 @@ pub(crate) fn probe_argv() -> Vec<String> {
     vec!["hostname".into()]
 }
 
-/// Whether a directory exists: `test -d DIR`.
-#[must_use]
-pub(crate) fn test_dir_argv(dir: &RemotePath) -> Vec<String> {
-    vec!["test".into(), "-d".into(), dir.as_str().to_string()]
-}
-
 /// Removes a file hostsmith uploaded: `rm -f -- PATH`.
 #[must_use]
 pub(crate) fn remove_argv(path: &RemotePath) -> Vec<String> {
-    vec!["rm".into(), "-f".into(), "--".into(), path.as_str().to_string()]
+    remove_argv_shown(path.as_str())
 }
 
 /// The argv that installs a file from stdin with mode 0600.
 #[must_use]
 pub(crate) fn install_argv(path: &RemotePath) -> Vec<String> {
-    vec!["install".into(), "-m".into(), "0600".into(), "/dev/stdin".into(), path.as_str().to_string()]
+    install_argv_shown(path.as_str())
+}
+
+/// [`install_argv`] for a path that may be a placeholder (a dry run's plan).
+#[must_use]
+pub(crate) fn install_argv_shown(path: &str) -> Vec<String> {
+    vec!["install".into(), "-m".into(), "0600".into(), "/dev/stdin".into(), path.to_string()]
+}
+
+/// [`remove_argv`] for a path that may be a placeholder (a dry run's plan).
+#[must_use]
+pub(crate) fn remove_argv_shown(path: &str) -> Vec<String> {
+    vec!["rm".into(), "-f".into(), "--".into(), path.to_string()]
 }
 
 /// `qm` followed by `args`, validated.
@@ -335,10 +358,34 @@ fn require_success(argv: &[String], on: &str, done: &Finished) -> Result<()> {
 }
 
 /// The error for `argv` that failed on node `on`: the command as the node ran it, the exit
-/// status, and everything it said (qm puts the reason before its usage line).
+/// status, and everything it said before its usage line. Proxmox's command-line tools
+/// print a parameter error as `400 Parameter verification failed.`, one `param: reason`
+/// line each, a blank line, then the usage (`qm set <vmid> [OPTIONS]`), which says
+/// nothing about what went wrong.
 #[must_use]
 pub(crate) fn failure(argv: &[String], on: &str, done: &Finished) -> Error {
-    crate::process::exit_error(remote_command(argv), Some(on), done.status, &done.stderr)
+    crate::process::exit_error(remote_command(argv), Some(on), done.status, without_usage(&done.stderr).as_bytes())
+}
+
+/// What a Proxmox tool said, without its usage block, on one line (`; `-joined).
+#[must_use]
+pub(crate) fn reason(stderr: &[u8]) -> String {
+    let text = without_usage(stderr);
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    if lines.is_empty() { "no error output".into() } else { lines.join("; ") }
+}
+
+/// `stderr` up to the usage block: the lines after the last blank line, when the first of
+/// them starts with a Proxmox tool's name or `USAGE:`.
+fn without_usage(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(blank) = lines.iter().rposition(|l| l.trim().is_empty()) else { return text.into_owned() };
+    let usage = lines[blank + 1..].iter().find(|l| !l.trim().is_empty()).is_some_and(|l| {
+        let l = l.trim_start();
+        ["qm ", "pvesh ", "pvesm ", "pct ", "USAGE:"].iter().any(|p| l.starts_with(p))
+    });
+    if usage { lines[..blank].join("\n") } else { text.into_owned() }
 }
 
 #[cfg(test)]
@@ -367,8 +414,10 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "`qm set 105 --ipconfig0 ip=192.0.2.5/4` failed: exit status 255 on root@pve1:\n  400 Parameter verification failed.\n  \
-             ipconfig0: invalid format - ip4 cidr prefix out of range\n  qm set <vmid> [OPTIONS]"
+             ipconfig0: invalid format - ip4 cidr prefix out of range"
         );
+        assert_eq!(reason(b"VM 105 already running\n"), "VM 105 already running");
+        assert_eq!(reason(b"a\n\nnot a usage line\n"), "a; not a usage line");
     }
 
     #[test]

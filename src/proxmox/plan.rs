@@ -8,18 +8,28 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::host_name::HostName;
 
-use super::names::{RemotePath, StorageName, VmId};
+use super::names::{BridgeName, RemotePath, StorageName, VmId};
 use super::node;
+use super::settings;
+use super::vm_config::{self, VmConfig};
 
 /// How the seed reaches the VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Seeding {
-    /// The user-data as a snippet, named with `--cicustom user=…`: Proxmox's own cloud-init
-    /// drive carries it, with Proxmox's meta-data and the network from `--ipconfig0`.
+    /// The user-data and meta-data as snippets, named with `--cicustom`: Proxmox's own
+    /// cloud-init drive carries them, with Proxmox's network-config from `--ipconfig0`.
     Snippet,
     /// A complete NoCloud ISO (user-data, meta-data, network-config) attached as a CD-ROM
     /// on `ide2`, for templates without a Proxmox cloud-init drive.
     Iso,
+}
+
+/// The VM id asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdChoice {
+    Fixed(VmId),
+    /// The cluster's next free id (`pvesh get /cluster/nextid`).
+    Auto,
 }
 
 /// The VM's network as `--ipconfig0` (snippets) or the seed's network-config (ISO) says.
@@ -35,27 +45,96 @@ pub(crate) enum IpConfig {
 }
 
 impl IpConfig {
-    /// The `--ipconfig0` value: `ip=dhcp`, `ip=CIDR,gw=IP` or `ip6=CIDR,gw6=IP`.
+    /// A static address as Proxmox accepts it: an IPv4 prefix of 8 to 32, an IPv6 prefix
+    /// of 8 to 128 (pve-common `CIDRv4`/`CIDRv6`), a gateway of the same family.
+    ///
+    /// # Errors
+    /// [`Error::Usage`] naming the value and the range.
+    pub(crate) fn parse_static(cidr: &str, gateway: Option<&str>) -> Result<Self> {
+        let cidr = crate::cloud_init::parse_cidr(cidr)?;
+        let (addr, prefix) = cidr.split_once('/').unwrap_or_default();
+        let address: IpAddr = addr.parse().map_err(|_| Error::Usage(format!("`{cidr}` is not an address")))?;
+        let prefix: u8 = prefix.parse().unwrap_or_default();
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        if !(8..=max).contains(&prefix) {
+            return Err(Error::Usage(format!(
+                "--ip `{cidr}`: Proxmox accepts an {} prefix length from 8 to {max}",
+                if address.is_ipv4() { "IPv4" } else { "IPv6" }
+            )));
+        }
+        let gateway = gateway
+            .map(|g| g.parse::<IpAddr>().map_err(|_| Error::Usage(format!("gateway `{}` is not an IP address", g.escape_debug()))))
+            .transpose()?;
+        if gateway.is_some_and(|g| g.is_ipv4() != address.is_ipv4()) {
+            return Err(Error::Usage(format!("gateway and --ip `{cidr}` are of different IP versions")));
+        }
+        Ok(Self::Static { cidr, address, gateway })
+    }
+
+    /// The `ip=`/`ip6=` value: `dhcp` or the CIDR.
     #[must_use]
-    pub(crate) fn ipconfig0(&self) -> String {
+    pub(crate) fn address_value(&self) -> String {
         match self {
-            Self::Dhcp => "ip=dhcp".into(),
-            Self::Static { cidr, address, gateway } => {
-                let (ip, gw) = if address.is_ipv4() { ("ip", "gw") } else { ("ip6", "gw6") };
-                match gateway {
-                    Some(g) => format!("{ip}={cidr},{gw}={g}"),
-                    None => format!("{ip}={cidr}"),
-                }
-            }
+            Self::Dhcp => "dhcp".into(),
+            Self::Static { cidr, .. } => cidr.clone(),
         }
     }
+
+    #[must_use]
+    pub(crate) fn gateway_value(&self) -> Option<String> {
+        match self {
+            Self::Dhcp => None,
+            Self::Static { gateway, .. } => gateway.map(|g| g.to_string()),
+        }
+    }
+}
+
+/// A new size for the boot disk: `20G` (absolute) or `+10G` (grown by), as `qm resize`
+/// takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DiskSize {
+    pub text: String,
+    pub grow: bool,
+    pub bytes: u64,
+}
+
+impl DiskSize {
+    /// # Errors
+    /// [`Error::Usage`] for anything but `[+]NUMBER[K|M|G|T]` above zero.
+    pub(crate) fn parse(s: &str) -> Result<Self> {
+        let (grow, number) = s.strip_prefix('+').map_or((false, s), |n| (true, n));
+        match vm_config::parse_size(number) {
+            Some(bytes) if bytes > 0 => Ok(Self { text: s.to_string(), grow, bytes }),
+            _ => Err(Error::Usage(format!(
+                "disk size `{}` is invalid: use a size like 20G (the new size) or +10G (grown by), with K, M, G or T",
+                s.escape_debug()
+            ))),
+        }
+    }
+}
+
+/// Settings of the new VM besides its seed; `None` keeps the template's.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct VmSettings {
+    pub bridge: Option<BridgeName>,
+    pub vlan: Option<u16>,
+    pub pool: Option<String>,
+    pub tags: Option<String>,
+    pub description: Option<String>,
+    pub onboot: Option<bool>,
+    pub cores: Option<u32>,
+    /// MiB.
+    pub memory: Option<u32>,
+    pub disk_size: Option<DiskSize>,
+    pub nameservers: Vec<IpAddr>,
+    pub searchdomain: Option<String>,
 }
 
 /// Everything `deploy-image` will do, validated before anything runs.
 #[derive(Debug, Clone)]
 pub(crate) struct Deployment {
     pub host: HostName,
-    pub vm_id: VmId,
+    pub vm_id: IdChoice,
     pub template: VmId,
     /// The node name the user expects (`--node`), checked against the node reached.
     pub node_name: Option<String>,
@@ -66,11 +145,48 @@ pub(crate) struct Deployment {
     /// The snippets storage, or the ISO storage with [`Seeding::Iso`].
     pub seed_storage: StorageName,
     pub ip: IpConfig,
-    /// A bridge for `net0`; `None` keeps the template's NIC.
-    pub bridge: Option<StorageName>,
+    pub vm: VmSettings,
     pub start: bool,
     pub wait: Duration,
     pub cleanup_on_failure: bool,
+    /// Leave the first-boot seed, private key included, on the node.
+    pub keep_seed: bool,
+    /// Give the host a new key before deploying.
+    pub rotate: bool,
+}
+
+/// A file hostsmith puts on the node for one VM. Named by VM id, so a host redeployed as
+/// a new VM never touches the files the old VM still boots from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SeedFile {
+    /// The meta-data snippet: the instance id hostsmith owns.
+    Meta,
+    /// The first-boot user-data snippet, which holds the private host key.
+    UserWithKey,
+    /// The user-data snippet after the first boot: the same, without the private key.
+    User,
+    /// The first-boot seed image, which holds the private host key.
+    IsoWithKey,
+    /// The seed image after the first boot, without the private key.
+    Iso,
+}
+
+impl SeedFile {
+    #[must_use]
+    pub(crate) fn name(self, id: &str) -> String {
+        match self {
+            Self::Meta => format!("hostsmith-{id}-meta.yaml"),
+            Self::UserWithKey => format!("hostsmith-{id}-user-key.yaml"),
+            Self::User => format!("hostsmith-{id}-user.yaml"),
+            Self::IsoWithKey => format!("hostsmith-{id}-seed-key.iso"),
+            Self::Iso => format!("hostsmith-{id}-seed.iso"),
+        }
+    }
+
+    #[must_use]
+    pub(crate) fn holds_key(self) -> bool {
+        matches!(self, Self::UserWithKey | Self::IsoWithKey)
+    }
 }
 
 /// One command of the plan, as the dry run shows it.
@@ -91,6 +207,11 @@ impl Step {
         Self { argv, check, stdin: None, note: None }
     }
 
+    fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+
     /// The command as typed on the node.
     #[must_use]
     pub(crate) fn display(&self) -> String {
@@ -102,141 +223,316 @@ impl Step {
     }
 }
 
-fn qm(args: &[&str]) -> Vec<String> {
-    std::iter::once("qm").chain(args.iter().copied()).map(str::to_string).collect()
+fn words(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| (*a).to_string()).collect()
 }
 
-impl Deployment {
-    /// The seed's file name on the node: `hostsmith-<host>-user.yaml` or `-seed.iso`.
+/// A deployment with what the node said: the VM id, the node's name, the template's
+/// configuration and the seed directory. In a dry run that could not reach the node, the
+/// unknown parts are `None` (the template empty) and shown as placeholders.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan<'a> {
+    pub d: &'a Deployment,
+    pub vm_id: Option<VmId>,
+    pub node: Option<String>,
+    pub template: VmConfig,
+    pub seed_dir: Option<RemotePath>,
+}
+
+impl Plan<'_> {
+    /// The VM id as it appears in commands.
     #[must_use]
-    pub(crate) fn seed_file(&self) -> String {
-        match self.seeding {
-            Seeding::Snippet => format!("hostsmith-{}-user.yaml", self.host),
-            Seeding::Iso => format!("hostsmith-{}-seed.iso", self.host),
+    pub(crate) fn id(&self) -> String {
+        self.vm_id.map_or_else(|| "<next free id>".into(), |i| i.to_string())
+    }
+
+    fn node_name(&self) -> String {
+        self.node.clone().or_else(|| self.d.node_name.clone()).unwrap_or_else(|| "<node>".into())
+    }
+
+    /// The files this deployment puts on the node, in upload order. The key-less copy
+    /// goes up with the rest, so removing the key later (`--keep-seed`, `--no-start`)
+    /// takes only `qm` commands.
+    #[must_use]
+    pub(crate) fn uploads(&self) -> Vec<SeedFile> {
+        match self.d.seeding {
+            Seeding::Snippet => vec![SeedFile::Meta, SeedFile::User, SeedFile::UserWithKey],
+            Seeding::Iso => vec![SeedFile::Iso, SeedFile::IsoWithKey],
         }
     }
 
-    /// The seed as a Proxmox volume: `local:snippets/hostsmith-web01-user.yaml`.
+    /// The file that holds the private key, and its key-less successor.
     #[must_use]
-    pub(crate) fn seed_volume(&self) -> String {
-        let content = match self.seeding {
-            Seeding::Snippet => "snippets",
-            Seeding::Iso => "iso",
-        };
-        format!("{}:{content}/{}", self.seed_storage, self.seed_file())
-    }
-
-    /// Where the seed lives on the node's disk when that is known without asking: the
-    /// `local` storage's fixed directories. Other storages are asked with `pvesm path`.
-    #[must_use]
-    pub(crate) fn known_seed_path(&self) -> Option<RemotePath> {
-        if self.seed_storage.as_str() != "local" {
-            return None;
+    pub(crate) fn keyed_and_keyless(&self) -> (SeedFile, SeedFile) {
+        match self.d.seeding {
+            Seeding::Snippet => (SeedFile::UserWithKey, SeedFile::User),
+            Seeding::Iso => (SeedFile::IsoWithKey, SeedFile::Iso),
         }
-        let dir = match self.seeding {
-            Seeding::Snippet => "/var/lib/vz/snippets",
-            Seeding::Iso => "/var/lib/vz/template/iso",
-        };
-        RemotePath::parse(&format!("{dir}/{}", self.seed_file())).ok()
     }
 
+    /// The file as a Proxmox volume: `local:snippets/hostsmith-283-meta.yaml`.
     #[must_use]
-    pub(crate) fn status_argv(&self) -> Vec<String> {
-        qm(&["status", &self.vm_id.to_string()])
+    pub(crate) fn volume(&self, f: SeedFile) -> String {
+        let content = if self.d.seeding == Seeding::Snippet { "snippets" } else { "iso" };
+        format!("{}:{content}/{}", self.d.seed_storage, f.name(&self.id()))
+    }
+
+    /// Where the file is on the node's disk, once `pvesm path` has said where the
+    /// storage keeps its snippets (or ISOs).
+    #[must_use]
+    pub(crate) fn path(&self, f: SeedFile) -> Option<RemotePath> {
+        let dir = self.seed_dir.as_ref()?;
+        RemotePath::parse(&format!("{dir}/{}", f.name(&self.id()))).ok()
+    }
+
+    fn shown_path(&self, f: SeedFile) -> String {
+        self.path(f).map_or_else(|| format!("<path of {}>", self.volume(f)), |p| p.to_string())
+    }
+
+    /// `pvesh get /cluster/nextid [--vmid N]`: free cluster-wide (VMs and containers on
+    /// every node), read-only.
+    #[must_use]
+    pub(crate) fn nextid_argv(&self) -> Vec<String> {
+        let mut argv = words(&["pvesh", "get", "/cluster/nextid"]);
+        if let IdChoice::Fixed(id) = self.d.vm_id {
+            argv.extend(["--vmid".into(), id.to_string()]);
+        }
+        argv.extend(["--output-format".into(), "json".into()]);
+        argv
     }
 
     #[must_use]
     pub(crate) fn config_argv(&self) -> Vec<String> {
-        qm(&["config", &self.template.to_string()])
+        words(&["qm", "config", &self.d.template.to_string()])
+    }
+
+    /// The node's storages: which exist, are active, and hold which content.
+    #[must_use]
+    pub(crate) fn storage_argv(&self) -> Vec<String> {
+        words(&["pvesh", "get", &format!("/nodes/{}/storage", self.node_name()), "--output-format", "json"])
+    }
+
+    /// Whether the template's disks can be cloned linked (the check Proxmox's own clone
+    /// dialog makes).
+    #[must_use]
+    pub(crate) fn feature_argv(&self) -> Vec<String> {
+        let path = format!("/nodes/{}/qemu/{}/feature", self.node_name(), self.d.template);
+        words(&["pvesh", "get", &path, "--feature", "clone", "--output-format", "json"])
     }
 
     #[must_use]
     pub(crate) fn pvesm_path_argv(&self) -> Vec<String> {
-        vec!["pvesm".into(), "path".into(), self.seed_volume()]
+        words(&["pvesm", "path", &self.volume(self.uploads()[0])])
     }
 
-    /// `qm clone TEMPLATE N --name HOST [--full] [--storage S]`.
+    /// Lists the files of this VM id already in the seed directory (and fails when the
+    /// directory does not exist).
+    #[must_use]
+    pub(crate) fn existing_argv(&self) -> Vec<String> {
+        let dir = self.seed_dir.as_ref().map_or_else(|| format!("<directory of {}>", self.volume(SeedFile::Meta)), ToString::to_string);
+        words(&["find", &dir, "-maxdepth", "1", "-name", &format!("hostsmith-{}-*", self.id())])
+    }
+
+    /// The bridge `net0` will use, when it is known.
+    #[must_use]
+    pub(crate) fn bridge(&self) -> Option<String> {
+        settings::bridge_of(&self.template, self.net0().as_deref())
+    }
+
+    /// `test -d /sys/class/net/BRIDGE`, the check `qm start` itself makes.
+    #[must_use]
+    pub(crate) fn bridge_argv(bridge: &str) -> Vec<String> {
+        words(&["test", "-d", &format!("/sys/class/net/{bridge}")])
+    }
+
+    /// `qm clone TEMPLATE N --name HOST [--full [--storage S]] [--pool P]`.
     #[must_use]
     pub(crate) fn clone_argv(&self) -> Vec<String> {
-        let (t, n) = (self.template.to_string(), self.vm_id.to_string());
-        let mut argv = qm(&["clone", &t, &n, "--name", self.host.as_str()]);
-        if self.full {
+        let d = self.d;
+        let mut argv = words(&["qm", "clone", &d.template.to_string(), &self.id(), "--name", d.host.as_str()]);
+        if d.full {
             argv.push("--full".into());
-            if let Some(s) = &self.storage {
+            if let Some(s) = &d.storage {
                 argv.extend(["--storage".into(), s.to_string()]);
             }
         }
+        if let Some(p) = &d.vm.pool {
+            argv.extend(["--pool".into(), p.clone()]);
+        }
         argv
     }
 
-    /// `qm set N --cicustom user=… --ipconfig0 … --agent enabled=1 [--net0 …]`, or with an
-    /// ISO `qm set N --ide2 STORAGE:iso/FILE,media=cdrom --agent enabled=1 [--net0 …]`.
+    fn net0(&self) -> Option<String> {
+        settings::net0(&self.template, self.d.vm.bridge.as_ref(), self.d.vm.vlan)
+    }
+
+    /// How the VM finds its seed: `--cicustom user=…,meta=…` and `--ipconfig0`, or
+    /// `--ide2 ISO,media=cdrom`.
+    fn seed_options(&self, user: SeedFile) -> Vec<String> {
+        match self.d.seeding {
+            Seeding::Snippet => {
+                let own_network = matches!(self.d.ip, IpConfig::Static { .. });
+                let cicustom = settings::cicustom(&self.template, &self.volume(user), &self.volume(SeedFile::Meta), own_network);
+                vec!["--cicustom".into(), cicustom]
+            }
+            Seeding::Iso => vec!["--ide2".into(), format!("{},media=cdrom", self.volume(user))],
+        }
+    }
+
+    /// `qm set N` with the seed, the network and the VM settings, each merged into the
+    /// template's.
     #[must_use]
     pub(crate) fn set_argv(&self) -> Vec<String> {
-        let mut argv = qm(&["set", &self.vm_id.to_string()]);
-        match self.seeding {
-            Seeding::Snippet => {
-                argv.extend(["--cicustom".into(), format!("user={}", self.seed_volume())]);
-                argv.extend(["--ipconfig0".into(), self.ip.ipconfig0()]);
+        let (d, vm) = (self.d, &self.d.vm);
+        let mut argv = words(&["qm", "set", &self.id()]);
+        argv.extend(self.seed_options(self.keyed_and_keyless().0));
+        let mut opt = |k: &str, v: String| argv.extend([format!("--{k}"), v]);
+        if d.seeding == Seeding::Snippet {
+            opt("ipconfig0", settings::ipconfig0(&self.template, &d.ip));
+            if !vm.nameservers.is_empty() {
+                opt("nameserver", vm.nameservers.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "));
             }
-            Seeding::Iso => argv.extend(["--ide2".into(), format!("{},media=cdrom", self.seed_volume())]),
+            if let Some(s) = &vm.searchdomain {
+                opt("searchdomain", s.clone());
+            }
         }
-        argv.extend(["--agent".into(), "enabled=1".into()]);
-        if let Some(b) = &self.bridge {
-            argv.extend(["--net0".into(), format!("virtio,bridge={b}")]);
+        if d.ip == IpConfig::Dhcp
+            && let Some(agent) = settings::agent(&self.template)
+        {
+            opt("agent", agent);
+        }
+        if let Some(net) = self.net0() {
+            opt("net0", net);
+        }
+        if let Some(c) = vm.cores {
+            opt("cores", c.to_string());
+        }
+        if let Some(m) = vm.memory {
+            opt("memory", m.to_string());
+        }
+        if let Some(b) = vm.onboot {
+            opt("onboot", u8::from(b).to_string());
+        }
+        if let Some(t) = &vm.tags {
+            opt("tags", t.clone());
+        }
+        if let Some(t) = &vm.description {
+            opt("description", t.clone());
         }
         argv
+    }
+
+    /// `qm resize N DISK SIZE` for `--disk-size`.
+    #[must_use]
+    pub(crate) fn resize_argv(&self) -> Option<Vec<String>> {
+        let size = self.d.vm.disk_size.as_ref()?;
+        let disk = self.template.boot_disk().map_or_else(|| "<boot disk>".into(), |d| d.key);
+        Some(words(&["qm", "resize", &self.id(), &disk, &size.text]))
     }
 
     #[must_use]
     pub(crate) fn start_argv(&self) -> Vec<String> {
-        qm(&["start", &self.vm_id.to_string()])
+        words(&["qm", "start", &self.id()])
     }
 
     #[must_use]
     pub(crate) fn guest_argv(&self) -> Vec<String> {
-        qm(&["guest", "cmd", &self.vm_id.to_string(), "network-get-interfaces"])
+        words(&["qm", "guest", "cmd", &self.id(), "network-get-interfaces"])
     }
 
     #[must_use]
     pub(crate) fn stop_argv(&self) -> Vec<String> {
-        qm(&["stop", &self.vm_id.to_string()])
+        words(&["qm", "stop", &self.id()])
     }
 
     #[must_use]
     pub(crate) fn destroy_argv(&self) -> Vec<String> {
-        qm(&["destroy", &self.vm_id.to_string()])
+        words(&["qm", "destroy", &self.id()])
     }
 
-    /// Every command a run sends to the node, in order. `seed_path` is the seed's path on
-    /// the node when known (from [`Self::known_seed_path`] or `pvesm path`).
+    /// `qm set N` pointing the VM at the key-less seed (same meta-data, so the same
+    /// instance id).
     #[must_use]
-    pub(crate) fn steps(&self, seed_path: Option<&RemotePath>) -> Vec<Step> {
-        let mut steps = vec![Step::new(node::probe_argv(), true), Step::new(self.status_argv(), true), Step::new(self.config_argv(), true)];
-        if self.known_seed_path().is_none() {
-            steps.push(Step::new(self.pvesm_path_argv(), true));
+    pub(crate) fn reseed_argv(&self) -> Vec<String> {
+        let mut argv = words(&["qm", "set", &self.id()]);
+        argv.extend(self.seed_options(self.keyed_and_keyless().1));
+        argv
+    }
+
+    /// `qm cloudinit update N`: Proxmox rebuilds the cloud-init drive from the key-less
+    /// snippet now rather than at the next start. Only the snippet method has that drive.
+    #[must_use]
+    pub(crate) fn cloudinit_update_argv(&self) -> Option<Vec<String>> {
+        (self.d.seeding == Seeding::Snippet).then(|| words(&["qm", "cloudinit", "update", &self.id()]))
+    }
+
+    /// The read-only checks, in order.
+    #[must_use]
+    pub(crate) fn check_steps(&self) -> Vec<Step> {
+        let mut steps = vec![
+            Step::new(node::probe_argv(), true),
+            Step::new(self.nextid_argv(), true),
+            Step::new(self.config_argv(), true),
+            Step::new(self.storage_argv(), true),
+        ];
+        if !self.d.full {
+            steps.push(Step::new(self.feature_argv(), true));
         }
-        let shown = |p: Option<&RemotePath>| {
-            p.map_or_else(|| format!("<path printed by `pvesm path {}`>", self.seed_volume()), ToString::to_string)
-        };
-        let dir = seed_path.map_or_else(|| "<its directory>".into(), |p| p.parent().to_string());
-        steps.push(Step::new(vec!["test".into(), "-d".into(), dir], true));
-        let mut install = Step::new(vec!["install".into(), "-m".into(), "0600".into(), "/dev/stdin".into(), shown(seed_path)], false);
-        install.stdin = Some(match self.seeding {
-            Seeding::Snippet => format!("the user-data of `hostsmith cloud-init {}` (holds its private host key)", self.host),
-            Seeding::Iso => format!("a NoCloud seed image of {} (holds its private host key)", self.host),
+        steps.push(Step::new(self.pvesm_path_argv(), true));
+        steps.push(Step::new(self.existing_argv(), true).note("must list nothing: these names belong to this VM id"));
+        if let Some(b) = self.bridge() {
+            steps.push(Step::new(Self::bridge_argv(&b), true));
+        }
+        steps
+    }
+
+    fn upload(&self, f: SeedFile) -> Step {
+        let mut s = Step::new(node::install_argv_shown(&self.shown_path(f)), false);
+        let host = &self.d.host;
+        s.stdin = Some(match f {
+            SeedFile::Meta => "the meta-data: hostsmith's instance id for this VM".into(),
+            SeedFile::UserWithKey => format!("the user-data of `hostsmith cloud-init {host}` (holds its private host key)"),
+            SeedFile::User => format!("the same user-data without the private host key ({host} keeps the key it has)"),
+            SeedFile::IsoWithKey => format!("a NoCloud seed image of {host} (holds its private host key)"),
+            SeedFile::Iso => format!("the same seed image without the private host key ({host} keeps the key it has)"),
         });
-        steps.push(install);
-        steps.extend([Step::new(self.clone_argv(), false), Step::new(self.set_argv(), false)]);
-        if self.start {
-            steps.push(Step::new(self.start_argv(), false));
-            if self.ip == IpConfig::Dhcp {
-                let mut guest = Step::new(self.guest_argv(), false);
-                guest.note =
-                    Some(format!("read-only; repeated until the guest agent reports an IPv4 address, up to {}s", self.wait.as_secs()));
-                steps.push(guest);
-            }
+        s
+    }
+
+    /// Every command a run sends to the node, in order.
+    #[must_use]
+    pub(crate) fn steps(&self) -> Vec<Step> {
+        let mut steps = self.check_steps();
+        steps.push(Step::new(self.clone_argv(), false));
+        steps.extend(self.uploads().into_iter().map(|f| self.upload(f)));
+        steps.push(Step::new(self.set_argv(), false));
+        if let Some(r) = self.resize_argv() {
+            steps.push(Step::new(r, false));
         }
+        if !self.d.start {
+            return steps;
+        }
+        steps.push(Step::new(self.start_argv(), false));
+        if self.d.ip == IpConfig::Dhcp {
+            let wait = self.d.wait.as_secs();
+            steps.push(Step::new(self.guest_argv(), false).note(format!(
+                "read-only; repeated until the guest agent reports an IPv4 address, up to {wait}s; then the served host key is verified from here"
+            )));
+        }
+        if !self.d.keep_seed {
+            steps.extend(self.seal_steps());
+        }
+        steps
+    }
+
+    /// After the key is verified: the key-less seed in, the keyed one out.
+    fn seal_steps(&self) -> Vec<Step> {
+        let keyed = self.keyed_and_keyless().0;
+        let mut steps = vec![Step::new(self.reseed_argv(), false).note("after the served key is verified")];
+        if let Some(u) = self.cloudinit_update_argv() {
+            steps.push(Step::new(u, false).note("rebuilds the cloud-init drive without the private key"));
+        }
+        steps.push(Step::new(node::remove_argv_shown(&self.shown_path(keyed)), false));
         steps
     }
 }
@@ -244,139 +540,63 @@ impl Deployment {
 /// What `qm config TEMPLATE` says, checked against the deployment before anything changes.
 ///
 /// # Errors
-/// [`Error::Usage`] when the template cannot carry the seed the way the deployment needs.
-pub(crate) fn check_template(d: &Deployment, config: &str) -> Result<()> {
-    let entries: Vec<(&str, &str)> =
-        config.lines().take_while(|l| !l.starts_with('[')).filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim(), v.trim())).collect();
-    let is_template = entries.iter().any(|(k, v)| *k == "template" && *v == "1");
-    if !is_template && !d.full {
+/// [`Error::Usage`] when the template cannot carry the seed the way the deployment needs,
+/// or the boot disk would have to shrink.
+pub(crate) fn check_template(d: &Deployment, config: &VmConfig) -> Result<()> {
+    if !config.is_template() && !d.full {
         return Err(Error::Usage(format!(
             "VM {} is not a template: a linked clone needs one; convert it with `qm template {}` or pass --full",
             d.template, d.template
         )));
     }
-    let drive = |k: &str| {
-        ["ide", "sata", "scsi", "virtio"]
-            .iter()
-            .any(|b| k.strip_prefix(b).is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())))
-    };
-    let cloudinit: Vec<&str> = entries
-        .iter()
-        .filter(|(k, v)| drive(k) && v.split(',').next().is_some_and(|vol| vol.contains("cloudinit")))
-        .map(|(k, _)| *k)
-        .collect();
+    let cloudinit = config.cloudinit_drives();
     match d.seeding {
-        Seeding::Snippet if cloudinit.is_empty() => Err(Error::Usage(format!(
-            "template {} has no cloud-init drive, so `--cicustom` would reach nothing: add one with `qm set {} --ide2 STORAGE:cloudinit`, or use --seed-iso",
-            d.template, d.template
-        ))),
-        Seeding::Iso if cloudinit.iter().any(|k| *k != "ide2") => Err(Error::Usage(format!(
-            "template {} has a cloud-init drive on {}: a second NoCloud source would compete with the seed image on ide2; remove it from the template or deploy without --seed-iso",
-            d.template,
-            cloudinit.join(", ")
-        ))),
-        _ => Ok(()),
+        Seeding::Snippet if cloudinit.is_empty() => {
+            return Err(Error::Usage(format!(
+                "template {} has no cloud-init drive, so `--cicustom` would reach nothing: add one with `qm set {} --ide2 STORAGE:cloudinit`, or use --seed-iso",
+                d.template, d.template
+            )));
+        }
+        Seeding::Iso if cloudinit.iter().any(|k| *k != "ide2") => {
+            return Err(Error::Usage(format!(
+                "template {} has a cloud-init drive on {}: a second NoCloud source would compete with the seed image on ide2; remove it from the template or deploy without --seed-iso",
+                d.template,
+                cloudinit.join(", ")
+            )));
+        }
+        _ => {}
     }
+    if let Some(size) = &d.vm.disk_size {
+        check_disk_size(d, config, size)?;
+    }
+    if d.seeding == Seeding::Snippet
+        && matches!(d.ip, IpConfig::Dhcp)
+        && settings::template_network(config).is_some()
+        && (!d.vm.nameservers.is_empty() || d.vm.searchdomain.is_some())
+    {
+        return Err(Error::Usage(format!(
+            "template {}'s cicustom names its own network-config, which Proxmox uses instead of --nameserver/--searchdomain: put them in that file, or pass --ip (which replaces it)",
+            d.template
+        )));
+    }
+    Ok(())
+}
+
+fn check_disk_size(d: &Deployment, config: &VmConfig, size: &DiskSize) -> Result<()> {
+    let Some(disk) = config.boot_disk() else {
+        return Err(Error::Usage(format!("template {} has no disk to grow with --disk-size", d.template)));
+    };
+    if let Some(current) = disk.size
+        && !size.grow
+        && size.bytes <= current
+    {
+        return Err(Error::Usage(format!(
+            "--disk-size {} is not larger than template {}'s {} ({} bytes): Proxmox cannot shrink a disk; give a larger size or +SIZE",
+            size.text, d.template, disk.key, current
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn deployment() -> Deployment {
-        Deployment {
-            host: HostName::parse("mqtt-01").expect("name"),
-            vm_id: VmId::new(283).expect("id"),
-            template: VmId::new(9000).expect("id"),
-            node_name: None,
-            full: false,
-            storage: Some(StorageName::parse("fast").expect("storage")),
-            seeding: Seeding::Snippet,
-            seed_storage: StorageName::parse("local").expect("storage"),
-            ip: IpConfig::Dhcp,
-            bridge: None,
-            start: true,
-            wait: Duration::from_secs(300),
-            cleanup_on_failure: false,
-        }
-    }
-
-    fn words(argv: &[String]) -> String {
-        argv.join(" ")
-    }
-
-    #[test]
-    fn the_command_lines_of_the_seed_issue() {
-        let d = deployment();
-        assert_eq!(words(&d.clone_argv()), "qm clone 9000 283 --name mqtt-01", "--storage only with --full");
-        assert_eq!(
-            words(&d.set_argv()),
-            "qm set 283 --cicustom user=local:snippets/hostsmith-mqtt-01-user.yaml --ipconfig0 ip=dhcp --agent enabled=1"
-        );
-        assert_eq!(d.known_seed_path().expect("local").as_str(), "/var/lib/vz/snippets/hostsmith-mqtt-01-user.yaml");
-        let full = Deployment { full: true, ..deployment() };
-        assert_eq!(words(&full.clone_argv()), "qm clone 9000 283 --name mqtt-01 --full --storage fast");
-    }
-
-    #[test]
-    fn static_addresses_isos_and_bridges() {
-        let ip = |cidr: &str, gw: Option<&str>| IpConfig::Static {
-            cidr: cidr.into(),
-            address: cidr.split('/').next().expect("addr").parse().expect("ip"),
-            gateway: gw.map(|g| g.parse().expect("gw")),
-        };
-        assert_eq!(ip("192.0.2.10/24", Some("192.0.2.1")).ipconfig0(), "ip=192.0.2.10/24,gw=192.0.2.1");
-        assert_eq!(ip("2001:db8::10/64", Some("2001:db8::1")).ipconfig0(), "ip6=2001:db8::10/64,gw6=2001:db8::1");
-        let d = Deployment {
-            seeding: Seeding::Iso,
-            bridge: Some(StorageName::parse("vmbr1").expect("bridge")),
-            ip: ip("192.0.2.10/24", None),
-            ..deployment()
-        };
-        assert_eq!(
-            words(&d.set_argv()),
-            "qm set 283 --ide2 local:iso/hostsmith-mqtt-01-seed.iso,media=cdrom --agent enabled=1 --net0 virtio,bridge=vmbr1"
-        );
-        assert_eq!(d.known_seed_path().expect("local").as_str(), "/var/lib/vz/template/iso/hostsmith-mqtt-01-seed.iso");
-        let other = Deployment { seed_storage: StorageName::parse("cephfs").expect("storage"), ..deployment() };
-        assert_eq!(other.known_seed_path(), None);
-        assert_eq!(words(&other.pvesm_path_argv()), "pvesm path cephfs:snippets/hostsmith-mqtt-01-user.yaml");
-    }
-
-    #[test]
-    fn the_plan_lists_checks_then_changes() {
-        let d = deployment();
-        let steps = d.steps(d.known_seed_path().as_ref());
-        let shown: Vec<String> = steps.iter().map(|s| words(&s.argv)).collect();
-        assert_eq!(
-            shown[..5],
-            [
-                "hostname",
-                "qm status 283",
-                "qm config 9000",
-                "test -d /var/lib/vz/snippets",
-                "install -m 0600 /dev/stdin /var/lib/vz/snippets/hostsmith-mqtt-01-user.yaml"
-            ]
-        );
-        assert!(steps[..4].iter().all(|s| s.check) && !steps[4..].iter().any(|s| s.check));
-        assert_eq!(shown.last().map(String::as_str), Some("qm guest cmd 283 network-get-interfaces"));
-        let no_start = Deployment { start: false, ..deployment() };
-        assert_eq!(no_start.steps(None).last().map(|s| words(&s.argv)), Some(words(&d.set_argv())));
-    }
-
-    #[test]
-    fn templates_are_checked_for_what_the_seed_needs() {
-        let d = deployment();
-        let template = "ide2: local-lvm:vm-9000-cloudinit,media=cdrom\nname: tpl\ntemplate: 1\n";
-        assert!(check_template(&d, template).is_ok());
-        let err = check_template(&d, "name: tpl\ntemplate: 1\n").expect_err("no drive").to_string();
-        assert!(err.contains("no cloud-init drive"), "{err}");
-        let err = check_template(&d, "ide2: local-lvm:vm-9000-cloudinit,media=cdrom\n").expect_err("not a template").to_string();
-        assert!(err.contains("is not a template") && err.contains("--full"), "{err}");
-        assert!(check_template(&Deployment { full: true, ..deployment() }, "ide2: local-lvm:vm-9000-cloudinit\n").is_ok());
-        let iso = Deployment { seeding: Seeding::Iso, ..deployment() };
-        assert!(check_template(&iso, template).is_ok(), "the seed image takes ide2's place");
-        let err = check_template(&iso, "scsi1: local-lvm:vm-9000-cloudinit\ntemplate: 1\n").expect_err("two sources").to_string();
-        assert!(err.contains("scsi1"), "{err}");
-    }
-}
+mod tests;

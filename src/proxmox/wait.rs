@@ -14,7 +14,7 @@ use crate::record::HostRecord;
 
 use super::guest;
 use super::node::Node;
-use super::plan::{Deployment, IpConfig};
+use super::plan::{IpConfig, Plan};
 
 /// How long one `qm guest cmd` may take.
 const AGENT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -62,11 +62,12 @@ impl Drop for Spinner {
 /// # Errors
 /// [`Error::Mismatch`] at once when the VM presents another key; [`Error::Program`] when
 /// the deadline passes, saying what was last seen.
-pub(crate) fn address_and_key(node: &Node, d: &Deployment, record: &HostRecord, spinner: &Spinner) -> Result<(Address, String)> {
+pub(crate) fn address_and_key(node: &Node, plan: &Plan<'_>, record: &HostRecord, spinner: &Spinner) -> Result<(Address, String)> {
+    let d = plan.d;
     let deadline = Instant::now() + d.wait;
     let ip = match &d.ip {
         IpConfig::Static { address, .. } => *address,
-        IpConfig::Dhcp => IpAddr::V4(agent_address(node, d, deadline, spinner)?),
+        IpConfig::Dhcp => IpAddr::V4(agent_address(node, plan, deadline, spinner)?),
     };
     let addr = Address { host: ip.to_string(), port: 22 };
     spinner.message(format!("waiting for {} to answer ssh at {addr}", d.host));
@@ -86,11 +87,12 @@ pub(crate) fn address_and_key(node: &Node, d: &Deployment, record: &HostRecord, 
     }
 }
 
-fn agent_address(node: &Node, d: &Deployment, deadline: Instant, spinner: &Spinner) -> Result<std::net::Ipv4Addr> {
-    let argv = d.guest_argv();
+fn agent_address(node: &Node, plan: &Plan<'_>, deadline: Instant, spinner: &Spinner) -> Result<std::net::Ipv4Addr> {
+    let d = plan.d;
+    let argv = plan.guest_argv();
     let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
     loop {
-        spinner.message(format!("waiting for VM {}'s address from the guest agent", d.vm_id));
+        spinner.message(format!("waiting for VM {}'s address from the guest agent", plan.id()));
         let done = node.qm(&args, None, AGENT_TIMEOUT)?;
         if done.status == Some(0) {
             let text = String::from_utf8_lossy(&done.stdout);
@@ -101,15 +103,14 @@ fn agent_address(node: &Node, d: &Deployment, deadline: Instant, spinner: &Spinn
         let last = if done.status == Some(0) {
             "the guest agent reports no IPv4 address yet".to_string()
         } else {
-            let stderr = String::from_utf8_lossy(&done.stderr);
-            stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no error output").trim().to_string()
+            super::node::reason(&done.stderr)
         };
         if Instant::now() + POLL >= deadline {
             return Err(Error::Program {
                 program: "qm".into(),
                 message: format!(
                     "VM {} reported no address within {}s (last: {last}); is qemu-guest-agent installed in the template? Pass --ip to skip the agent, or a longer --wait",
-                    d.vm_id,
+                    plan.id(),
                     d.wait.as_secs()
                 ),
             });

@@ -1,13 +1,15 @@
 //! A STAND-IN Proxmox node for the `deploy-image` tests (Proxmox cannot run here): a real
-//! sshd whose PATH starts with `pve_standin.py` as `qm` and `pvesm` (see that script's
-//! header for what it emulates and records).
+//! sshd whose PATH starts with `pve_standin.py` as `qm`, `pvesm` and `pvesh` (see that
+//! script's header for what it emulates, how strictly, and what it records).
 //!
 //! Everything runs inside the namespaces of a first-boot [`Machine`]: the node's sshd, the
 //! VM the stand-in "boots" (the Machine's debootstrap root, real cloud-init, real sshd on
 //! port 22 of the VM's address, which the harness puts on `lo`), and `hostsmith` itself,
 //! run through `nsenter` so it reaches both on loopback. In that mount namespace `/var/lib`
 //! is a tmpfs holding `vz/snippets` and `vz/template/iso`, so hostsmith uploads to the very
-//! paths it would use on Proxmox and nothing lands on this machine.
+//! paths it would use on Proxmox and nothing lands on this machine. `/sys` is the
+//! namespace's own, with real bridges `vmbr0` and `vmbr1`, which `qm start` and hostsmith
+//! both look for as `/sys/class/net/BRIDGE`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -21,6 +23,8 @@ use crate::sshd::Sshd;
 
 /// The address the stand-in's "DHCP" gives the VM.
 pub(crate) const LEASE: &str = "10.0.2.15";
+/// A static IPv6 address a test may give the VM (on the namespace's `lo`, like LEASE).
+pub(crate) const STATIC6: &str = "fd00:2::15";
 /// The node name the stand-in answers to (its namespace's host name).
 pub(crate) const NODE: &str = "pve-standin";
 /// The ssh alias of the node in the test's ssh config.
@@ -37,6 +41,17 @@ pub(crate) enum Boot {
     Never,
 }
 
+/// How the node differs from a plain single node.
+#[derive(Default)]
+pub(crate) struct Setup<'a> {
+    /// qm subcommands that fail as if QEMU could not run them.
+    pub fail: &'a [&'a str],
+    /// Guests the cluster has besides this node's VMs: id → {"type": "qemu"|"lxc", "node": N}.
+    pub cluster: Option<serde_json::Value>,
+    /// Another client takes the id `pvesh get /cluster/nextid` answers, right after it does.
+    pub race: bool,
+}
+
 pub(crate) struct StandIn {
     pub state: PathBuf,
     pub ssh_config: PathBuf,
@@ -46,16 +61,17 @@ pub(crate) struct StandIn {
 }
 
 impl StandIn {
-    /// The node, or `None` (test skipped) when a peer is missing. `fail` lists qm
-    /// subcommands that fail as if QEMU could not run them.
-    pub(crate) fn start(f: &TestFleet, boot: Boot, fail: &[&str]) -> Option<Self> {
+    /// The node, or `None` (test skipped) when a peer is missing.
+    pub(crate) fn start(f: &TestFleet, boot: Boot, setup: &Setup<'_>) -> Option<Self> {
         if !first_boot::peers() || peer("python3").is_none() {
             return None;
         }
         let machine = if boot == Boot::Never { Machine::bare() } else { Machine::new(first_boot::Release::Bookworm) };
         assert!(!machine.root.starts_with("/var/lib"), "the e2e cache must not be under /var/lib, which the stand-in hides");
         machine.sh(&format!(
-            "hostname {NODE} && ip addr add {LEASE}/32 dev lo && mount -t tmpfs -o mode=0755 tmpfs /var/lib && mkdir -p /var/lib/vz/snippets /var/lib/vz/template/iso"
+            "hostname {NODE} && ip addr add {LEASE}/32 dev lo && ip addr add {STATIC6}/128 dev lo nodad \
+             && mount -t sysfs sysfs /sys && ip link add vmbr0 type bridge && ip link add vmbr1 type bridge \
+             && mount -t tmpfs -o mode=0755 tmpfs /var/lib && mkdir -p /var/lib/vz/snippets /var/lib/vz/template/iso"
         ));
         let dir = tempfile::tempdir_in(f.tmp.path()).expect("tmp");
         let state = dir.path().join("node");
@@ -66,14 +82,8 @@ impl StandIn {
         std::fs::write(&qm, include_str!("pve_standin.py")).expect("qm");
         std::fs::set_permissions(&qm, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         std::os::unix::fs::symlink("qm", state.join("bin/pvesm")).expect("pvesm");
-        let config = serde_json::json!({
-            "node": NODE,
-            "root": machine.root,
-            "lease": LEASE,
-            "boot": if boot == Boot::Seed { "seed" } else { "own-key" },
-            "fail": fail,
-            "storages": { "shared": state.join("shared") },
-        });
+        std::os::unix::fs::symlink("qm", state.join("bin/pvesh")).expect("pvesh");
+        let config = standin_config(&state, &machine, boot, setup);
         std::fs::write(state.join("standin.json"), config.to_string()).expect("config");
 
         // The node's sshd, inside the machine's namespaces; root logs in with a test key.
@@ -115,12 +125,7 @@ impl StandIn {
 
     /// A cloud-init template like the one docs/proxmox.md describes.
     pub(crate) fn add_template(&self, id: u32) {
-        self.add_vm(
-            id,
-            &format!(
-                "agent: enabled=1\nboot: order=scsi0\ncores: 2\nide2: local-lvm:vm-{id}-cloudinit,media=cdrom\nmemory: 2048\nname: nixos-cloud-init\nnet0: virtio=BC:24:11:00:00:01,bridge=vmbr0\nscsi0: local-lvm:base-{id}-disk-0,size=8G\nscsihw: virtio-scsi-single\ntemplate: 1\n"
-            ),
-        );
+        self.add_vm(id, &template_config(id, "local-lvm"));
     }
 
     /// Every argv `qm` and `pvesm` received, in order.
@@ -146,6 +151,20 @@ impl StandIn {
     /// The files in the node's snippets and ISO directories.
     pub(crate) fn uploads(&self) -> String {
         self.machine.sh("ls -A /var/lib/vz/snippets /var/lib/vz/template/iso")
+    }
+
+    /// Every file on the node (its `/var/lib` and the stand-in's state: VM configs,
+    /// cloud-init drives, logs) that contains `needle`.
+    pub(crate) fn files_containing(&self, needle: &str) -> Vec<String> {
+        let out = self.machine.inside("grep").args(["-r", "-l", "-F", "-e", needle, "/var/lib"]).arg(&self.state).output().expect("grep");
+        assert!(out.status.code().is_some_and(|c| c < 2), "grep: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    }
+
+    /// Runs the stand-in's `qm ARGS` on the node, as an operator at its shell would.
+    pub(crate) fn qm(&self, args: &[&str]) -> String {
+        let words: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+        self.machine.sh(&format!("{}/qm {}", self.state.join("bin").display(), words.join(" ")))
     }
 
     /// `hostsmith --fleet F ARGS` inside the node's namespaces, the fleet configured for it.
@@ -188,6 +207,35 @@ impl Drop for StandIn {
             }
         }
     }
+}
+
+/// `standin.json`: the node's name, the root it boots, its storages, pools and cluster.
+fn standin_config(state: &std::path::Path, machine: &Machine, boot: Boot, setup: &Setup<'_>) -> serde_json::Value {
+    serde_json::json!({
+        "node": NODE,
+        "root": machine.root,
+        "lease": LEASE,
+        "boot": if boot == Boot::Seed { "seed" } else { "own-key" },
+        "fail": setup.fail,
+        "cluster": setup.cluster.clone().unwrap_or_else(|| serde_json::json!({})),
+        "race": setup.race,
+        "pools": ["pool1"],
+        "storages": {
+            "local": { "type": "dir", "path": "/var/lib/vz", "content": ["iso", "vztmpl", "backup", "snippets"], "shared": false },
+            "local-lvm": { "type": "lvmthin", "content": ["images", "rootdir"], "shared": false },
+            "thick": { "type": "lvm", "content": ["images"], "shared": false },
+            "shared": { "type": "dir", "path": state.join("shared"), "content": ["snippets", "iso"], "shared": true },
+        },
+    })
+}
+
+/// The configuration of a cloud-init template whose disk is on `storage`, as `qm config`
+/// prints it.
+pub(crate) fn template_config(id: u32, storage: &str) -> String {
+    format!(
+        "agent: enabled=1\nboot: order=scsi0\ncores: 2\nide2: local-lvm:vm-{id}-cloudinit,media=cdrom\nmemory: 2048\nname: nixos-cloud-init\n\
+         net0: virtio=BC:24:11:00:00:01,bridge=vmbr0\nscsi0: {storage}:base-{id}-disk-0,size=8G\nscsihw: virtio-scsi-single\ntemplate: 1\n"
+    )
 }
 
 /// The admin's public key file the seeds authorize.
