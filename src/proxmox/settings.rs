@@ -4,9 +4,69 @@
 //! tag and MTU. Each function takes what the template has and returns the value to set, or
 //! `None` when the template already has it.
 
+use std::net::IpAddr;
+
+use crate::error::{Error, Result};
+
 use super::names::BridgeName;
-use super::plan::IpConfig;
 use super::vm_config::{PropertyString, VmConfig};
+
+/// The VM's network as `--ipconfig0` (snippets) or the seed's network-config (ISO) says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum IpConfig {
+    Dhcp,
+    /// `cidr` is validated `ADDR/PREFIX`.
+    Static {
+        cidr: String,
+        address: IpAddr,
+        gateway: Option<IpAddr>,
+    },
+}
+
+impl IpConfig {
+    /// A static address as Proxmox accepts it: an IPv4 prefix of 8 to 32, an IPv6 prefix
+    /// of 8 to 128 (pve-common `CIDRv4`/`CIDRv6`), a gateway of the same family.
+    ///
+    /// # Errors
+    /// [`Error::Usage`] naming the value and the range.
+    pub(crate) fn parse_static(cidr: &str, gateway: Option<&str>) -> Result<Self> {
+        let cidr = crate::cloud_init::parse_cidr(cidr)?;
+        let (addr, prefix) = cidr.split_once('/').unwrap_or_default();
+        let address: IpAddr = addr.parse().map_err(|_| Error::Usage(format!("`{cidr}` is not an address")))?;
+        let prefix: u8 = prefix.parse().unwrap_or_default();
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        if !(8..=max).contains(&prefix) {
+            return Err(Error::Usage(format!(
+                "--ip `{cidr}`: Proxmox accepts an {} prefix length from 8 to {max}",
+                if address.is_ipv4() { "IPv4" } else { "IPv6" }
+            )));
+        }
+        let gateway = gateway
+            .map(|g| g.parse::<IpAddr>().map_err(|_| Error::Usage(format!("gateway `{}` is not an IP address", g.escape_debug()))))
+            .transpose()?;
+        if gateway.is_some_and(|g| g.is_ipv4() != address.is_ipv4()) {
+            return Err(Error::Usage(format!("gateway and --ip `{cidr}` are of different IP versions")));
+        }
+        Ok(Self::Static { cidr, address, gateway })
+    }
+
+    /// The `ip=`/`ip6=` value: `dhcp` or the CIDR.
+    #[must_use]
+    pub(crate) fn address_value(&self) -> String {
+        match self {
+            Self::Dhcp => "dhcp".into(),
+            Self::Static { cidr, .. } => cidr.clone(),
+        }
+    }
+
+    #[must_use]
+    pub(crate) fn gateway_value(&self) -> Option<String> {
+        match self {
+            Self::Dhcp => None,
+            Self::Static { gateway, .. } => gateway.map(|g| g.to_string()),
+        }
+    }
+}
 
 /// The keys of Proxmox's `netN` format other than the model: a first item with another
 /// key is the `MODEL=MAC` shorthand (qemu-server `PVE::QemuServer::Network`).
