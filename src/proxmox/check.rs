@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
-use super::names::{RemotePath, VmId};
+use super::names::VmId;
 use super::node::{self, Node};
 use super::plan::{self, Deployment, IdChoice, Plan, Seeding};
 use super::vm_config::VmConfig;
@@ -210,16 +210,13 @@ pub(crate) fn no_files_for_id(node: &Node, plan: &Plan<'_>, node_name: &str) -> 
             "storage `{s}` on node `{node_name}` has no `{dir}`: enable its `{content}` content type (Datacenter → Storage → {s} → Content, or `pvesm set {s} --content …,{content}`)"
         )));
     }
-    let found: Vec<RemotePath> = String::from_utf8_lossy(&done.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter_map(|l| RemotePath::parse(l.trim()).ok())
-        .collect();
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    let found: Vec<&str> = stdout.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     if found.is_empty() {
         return Ok(());
     }
-    let shown: Vec<String> = found.iter().map(|p| format!("`{p}`")).collect();
-    let rm: Vec<String> = found.iter().map(|p| node::remote_command(&node::remove_argv(p))).collect();
+    let shown: Vec<String> = found.iter().map(|p| format!("`{}`", p.escape_debug())).collect();
+    let rm: Vec<String> = found.iter().map(|p| node::remote_command(&node::remove_argv_shown(p))).collect();
     Err(Error::Usage(format!(
         "{} already on node `{node_name}`: left by an earlier deployment as VM {}, and not overwritten; if no VM uses them any more, remove them ({}), or choose another id",
         shown.join(", "),

@@ -191,6 +191,26 @@ fn a_static_ipv6_full_clone_keeps_its_seed_with_keep_seed_and_warns() {
 }
 
 #[test]
+fn a_failure_to_remove_the_key_keeps_the_deployed_vm_and_names_the_file_and_the_rest() {
+    let Some((f, node, admin)) = setup(Boot::Seed, &["cloudinit"]) else { return };
+    let out = node.hostsmith(&f, &["deploy-image", "--vm-id", "283", "--name", "web01", "--authorized-key", &admin]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("`qm cloudinit update 283` failed") && err.contains("got timeout"), "{err}");
+    let keyed = format!("{SNIPPETS}/hostsmith-283-user-key.yaml");
+    assert!(
+        err.contains(&format!(
+            "VM 283 is deployed, verified and recorded, but `{keyed}` on node `{NODE}` still holds web01's private host key"
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&format!("finish there with: qm cloudinit update 283 && rm -f -- {keyed}")), "{err}");
+    assert!(!err.contains("qm destroy"), "a verified VM is not offered for removal: {err}");
+    assert_eq!(record(&f)["vm_id"], 283, "the deployment is recorded");
+    assert!(node.uploads().contains("hostsmith-283-user-key.yaml"));
+}
+
+#[test]
 fn a_seed_image_is_uploaded_0600_attached_and_swapped_for_one_without_the_key() {
     let Some((f, node, admin)) = setup(Boot::Seed, &[]) else { return };
     node.add_vm(9000, &template_config(9000, "local-lvm").replace("ide2: local-lvm:vm-9000-cloudinit,media=cdrom\n", ""));

@@ -34,7 +34,8 @@
 #   lease            the IPv4 address "DHCP" gives the VM
 #   boot             "seed" (apply the seed) or "own-key" (ignore the seed and serve a
 #                    freshly made key, like a template that makes its own before cloud-init)
-#   fail             subcommands that fail as if QEMU could not start them (["start"])
+#   fail             what fails as if the node had trouble: "start" (QEMU cannot start),
+#                    "cloudinit" (`qm cloudinit update` cannot lock the storage)
 #   storages         id -> {"type": "dir"|"nfs"|"cifs"|"lvm"|"lvmthin"|"zfspool"|"rbd",
 #                    "path": DIR (dir-like types), "content": [...], "shared": bool,
 #                    "vgname"/"pool"}; merged over the defaults `local` (dir /var/lib/vz,
@@ -1104,6 +1105,9 @@ def qm_cloudinit_update(argv):
     # qemu-server: src/PVE/API2/Qemu.pm (cloudinit_update) -> QemuServer.pm
     # (vmconfig_update_cloudinit_drive): regenerate from the current config; no drive, no-op.
     o = get_options(argv, {}, [("vmid", VMID)], u("cloudinit update"))
+    if "cloudinit" in CFG.get("fail", []):
+        # A simulated storage failure (the test asks for it), as a plain die.
+        raise Fail("can't lock file '/var/lock/pve-manager/pve-storage-local-lvm' - got timeout")
     apply_cloudinit(Conf(o["vmid"]))
 
 
