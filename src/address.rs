@@ -54,7 +54,9 @@ impl Address {
     }
 }
 
-fn is_dns_name(h: &str) -> bool {
+/// A DNS name: dot-separated RFC 1123 labels, at most 253 bytes.
+#[must_use]
+pub(crate) fn is_dns_name(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
         && h.split('.').all(|l| {

@@ -260,21 +260,16 @@ fn vm_settings(args: &Args, cfg: &ProxmoxSection, seeding: Seeding, ip: &IpConfi
     })
 }
 
-/// Space-separated DNS domains, each a plain DNS name.
+/// Space-separated DNS domains, each a plain DNS name (a root dot allowed).
 fn search_domains(s: &str) -> Result<String> {
-    let label = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-    };
     let domains: Vec<&str> = s.split_whitespace().collect();
-    match domains.iter().find(|d| d.len() > 253 || !d.trim_end_matches('.').split('.').all(label)) {
-        _ if domains.is_empty() => Err(Error::Usage("--searchdomain is empty: give one or more DNS domains".into())),
-        Some(bad) => Err(Error::Usage(format!("search domain `{}` is not a DNS name", bad.escape_debug()))),
-        None => Ok(domains.join(" ")),
+    if domains.is_empty() {
+        return Err(Error::Usage("--searchdomain is empty: give one or more DNS domains".into()));
     }
+    if let Some(bad) = domains.iter().find(|d| !crate::address::is_dns_name(d.strip_suffix('.').unwrap_or(d))) {
+        return Err(Error::Usage(format!("search domain `{}` is not a DNS name", bad.escape_debug())));
+    }
+    Ok(domains.join(" "))
 }
 
 /// The node's name, when a dry run may and can reach it.
@@ -412,5 +407,16 @@ fn report(d: &Deployment, done: &Deployed, ctx: &Context) {
     }
     if !done.shared_seed_storage {
         tracing::info!("the seed storage is local to node {}: the VM starts only there", done.node_name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn search_domains_are_dns_names() {
+        assert_eq!(super::search_domains(" example.org  lan.example. ").expect("ok"), "example.org lan.example.");
+        for bad in ["", "a..b", "-x.org", "a b;c", "x_y.org"] {
+            assert!(super::search_domains(bad).is_err(), "{bad}");
+        }
     }
 }

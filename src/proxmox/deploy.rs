@@ -54,16 +54,8 @@ pub(crate) struct Deployed {
     pub shared_seed_storage: bool,
 }
 
-/// What goes to the node: each seed file's bytes.
-struct Seeds {
-    files: Vec<(SeedFile, Zeroizing<Vec<u8>>)>,
-}
-
-impl Seeds {
-    fn get(&self, f: SeedFile) -> &[u8] {
-        self.files.iter().find(|(k, _)| *k == f).map_or(&[], |(_, b)| b.as_slice())
-    }
-}
+/// What goes to the node: each seed file of [`Plan::uploads`] with its bytes, in order.
+type Seeds = Vec<(SeedFile, Zeroizing<Vec<u8>>)>;
 
 /// Runs the deployment. `inputs` shape the seed exactly as for `hostsmith cloud-init`.
 ///
@@ -134,15 +126,20 @@ fn render_seeds(plan: &Plan<'_>, key: &Keypair, inputs: &SeedInputs) -> Result<S
         private_key,
     };
     let (with_key, without) = (cloud_init::render(&params(true))?, cloud_init::render(&params(false))?);
-    let files = match d.seeding {
-        Seeding::Snippet => vec![
-            (SeedFile::Meta, Zeroizing::new(with_key.meta_data.as_bytes().to_vec())),
-            (SeedFile::User, Zeroizing::new(without.user_data.as_bytes().to_vec())),
-            (SeedFile::UserWithKey, Zeroizing::new(with_key.user_data.as_bytes().to_vec())),
-        ],
-        Seeding::Iso => vec![(SeedFile::Iso, iso(&without)?), (SeedFile::IsoWithKey, iso(&with_key)?)],
-    };
-    Ok(Seeds { files })
+    let text = |t: &str| Zeroizing::new(t.as_bytes().to_vec());
+    plan.uploads()
+        .into_iter()
+        .map(|f| {
+            let bytes = match f {
+                SeedFile::Meta => text(&with_key.meta_data),
+                SeedFile::User => text(&without.user_data),
+                SeedFile::UserWithKey => text(&with_key.user_data),
+                SeedFile::Iso => iso(&without)?,
+                SeedFile::IsoWithKey => iso(&with_key)?,
+            };
+            Ok((f, bytes))
+        })
+        .collect()
 }
 
 fn iso(rendered: &cloud_init::Seed) -> Result<Zeroizing<Vec<u8>>> {
@@ -178,12 +175,12 @@ struct Run<'a> {
 impl Run<'_> {
     fn changes(&mut self, seeds: &Seeds, record: &HostRecord) -> Result<(Option<Address>, String)> {
         self.clone_vm()?;
-        for f in self.plan.uploads() {
-            let path = self.plan.path(f).ok_or_else(|| Error::Program { program: "pvesm".into(), message: "no seed path".into() })?;
-            self.announce(&node::install_argv(&path), Some(seeds.get(f).len()));
+        for (f, bytes) in seeds {
+            let path = self.plan.path(*f).ok_or_else(|| Error::Program { program: "pvesm".into(), message: "no seed path".into() })?;
+            self.announce(&node::install_argv(&path), Some(bytes.len()));
             // Marked before the upload: a failed `install` may leave a partial file.
-            self.left.files.push((f, path.clone()));
-            self.node.install_secret_file(&path, seeds.get(f), QUICK)?;
+            self.left.files.push((*f, path.clone()));
+            self.node.install_secret_file(&path, bytes, QUICK)?;
         }
         self.qm_ok(&self.plan.set_argv(), QUICK)?;
         if let Some(resize) = self.plan.resize_argv() {

@@ -222,6 +222,8 @@ fn a_seed_image_is_uploaded_0600_attached_and_swapped_for_one_without_the_key() 
     assert_eq!(node.uploads(), format!("{SNIPPETS}:\n\n/var/lib/vz/template/iso:\nhostsmith-285-seed.iso\n"));
     assert_eq!(node.machine.sh("stat -c %a /var/lib/vz/template/iso/hostsmith-285-seed.iso"), "600\n");
     assert_eq!(node.served_fingerprint(), record(&f)["fingerprint"].as_str().expect("fingerprint"));
+    let (_, key_line) = cloud_init_seed(&f, &admin);
+    assert_eq!(node.files_containing(&key_line), Vec::<String>::new(), "the key-less image holds no key, the keyed one is gone");
 }
 
 /// Cases refused before any change, with the node calls they may make.
@@ -325,6 +327,11 @@ fn settings_merge_into_the_template_and_a_redeploy_leaves_the_old_vms_seed_alone
     assert!(net0.starts_with("net0: virtio=") && items == ["bridge=vmbr1", "firewall=1", "mtu=1400", "tag=20"], "{net0}");
     assert!(!net0.contains("BC:24:11:00:00:01"), "the clone has a MAC of its own: {net0}");
     assert!(text.contains("created: web01 is VM 283") && text.contains("then remove the private key from the node"), "{text}");
+    // The stand-in, like Proxmox, will not start a VM whose cicustom names a missing snippet
+    // (the template's vendor.yaml was never put on the node).
+    let start = node.machine.inside(node.state.join("bin/qm").to_str().expect("utf8")).args(["start", "283"]).output().expect("qm");
+    assert_eq!(start.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&start.stderr).contains("can't find file 'local:snippets/vendor.yaml'"), "{start:?}");
 
     // Redeployed as a new VM: the old VM's files are untouched.
     let old: Vec<String> =
