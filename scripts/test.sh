@@ -47,5 +47,8 @@ printf 'first-boot cache: %s\n' "$HOSTSMITH_E2E_CACHE"
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+# The in-repo test plugin is its own package (not shipped): the same rules hold for it.
+cargo fmt --manifest-path tests/age-plugin-hstest/Cargo.toml -- --check
+cargo clippy --manifest-path tests/age-plugin-hstest/Cargo.toml --locked --target-dir target/test-peers -- -D warnings
 cargo test --all-targets --locked
 say "done in $(($(date +%s) - start)) s"

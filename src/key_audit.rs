@@ -43,6 +43,37 @@ pub(crate) struct Problem {
     pub message: String,
 }
 
+/// An admin key: what kind it is, and whether this machine can encrypt for it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct AdminView {
+    pub name: String,
+    /// `x25519`, `plugin:NAME`, `ssh-ed25519`, `ssh-rsa`, `pq`, `pgp`, or `invalid`.
+    pub kind: String,
+    pub recipient: String,
+    /// What this machine lacks to encrypt for it (a plugin, a sops that takes post-quantum keys).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<String>,
+}
+
+/// The fleet's admin keys, by kind; none when `sops.admins` is not set or does not resolve
+/// (`sops check` says why).
+#[must_use]
+pub(crate) fn admin_views(fleet: &Fleet, config: &SopsConfig) -> Vec<AdminView> {
+    let Ok(admins) = fleet.config.admins(&fleet.root) else { return Vec::new() };
+    let Ok(keys) = config.admin_keys(admins) else { return Vec::new() };
+    keys.into_iter()
+        .map(|k| {
+            let (kind, missing) = if k.pgp {
+                ("pgp".to_string(), None)
+            } else {
+                let kind = crate::recipient::kind_of(&k.recipient).map_or_else(|_| "invalid".into(), |kind| kind.label());
+                (kind, crate::recipient::missing_here(&k.recipient))
+            };
+            AdminView { name: k.name, kind, recipient: k.recipient, missing }
+        })
+        .collect()
+}
+
 /// Every problem, records first, then rules, then files (each in name order).
 #[must_use]
 pub(crate) fn problems(fleet: &Fleet, config: &SopsConfig, records: &[HostRecord], files: &[String]) -> Vec<Problem> {

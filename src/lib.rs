@@ -7,6 +7,7 @@
 pub(crate) mod address;
 pub(crate) mod admin_identity;
 pub(crate) mod age_convert;
+pub(crate) mod age_ui;
 pub mod atomic;
 pub mod cli;
 pub(crate) mod cloud_init;
@@ -36,6 +37,7 @@ pub(crate) mod out_tree;
 pub(crate) mod output;
 pub(crate) mod process;
 pub(crate) mod proxmox;
+pub mod recipient;
 pub(crate) mod record;
 pub(crate) mod rekey;
 pub(crate) mod seed;

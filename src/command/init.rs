@@ -20,6 +20,12 @@ pub(crate) struct Args {
     /// Do not offer the fleet a justfile (`justfile`, or `hostsmith.just` beside its own).
     #[arg(long)]
     pub no_justfile: bool,
+    /// The admin's recipient, of any kind sops takes: X25519 (`age1…`), an age plugin's
+    /// (`age1yubikey1…`), post-quantum (`age1pq1…`), or an SSH key (`ssh-ed25519 …`,
+    /// `ssh-rsa …`). No identity is created then. Default: your first age identity, or a new
+    /// one.
+    #[arg(long, value_name = "RECIPIENT")]
+    pub admin_recipient: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -40,19 +46,16 @@ pub(crate) struct InitReport {
 /// When a file cannot be written or an existing one is invalid.
 pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     if ctx.fleet_dir.join(crate::fleet::SOPS_CONFIG).exists() {
+        if args.admin_recipient.is_some() {
+            return Err(Error::Usage(
+                "--admin-recipient is for a new fleet: this one has a `.sops.yaml`, which init never changes; add the key under `keys:` there and run `hostsmith sops rekey`".into(),
+            ));
+        }
         return adopt(&args, ctx);
     }
-    let ids = admin_identity::load_all()?;
-    let (recipient, identity_created) = match ids.first() {
-        Some(id) => (id.to_public().to_string(), None),
-        None => {
-            let path = std::env::var_os("SOPS_AGE_KEY_FILE")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-                .or_else(admin_identity::default_key_file)
-                .ok_or_else(|| Error::Usage("cannot tell where to create the admin identity: set HOME or SOPS_AGE_KEY_FILE".into()))?;
-            if args.dry_run { (String::from("(new identity)"), Some(path)) } else { (admin_identity::create(&path)?, Some(path)) }
-        }
+    let (recipient, identity_created) = match &args.admin_recipient {
+        Some(r) => (given_recipient(r)?, None),
+        None => own_recipient(args.dry_run)?,
     };
     let mut report = init_fleet(&ctx.fleet_dir, &recipient, args.dry_run)?;
     report.identity_created = identity_created;
@@ -65,6 +68,27 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     out.line(format!("admin recipient: {}", report.admin_recipient));
     print_created(&report, ctx);
     Ok(())
+}
+
+/// `--admin-recipient`, checked; an SSH key without its comment (sops stores the recipient as
+/// written, in every file).
+fn given_recipient(r: &str) -> Result<String> {
+    let kind = crate::recipient::kind_of(r).map_err(|why| Error::Usage(format!("--admin-recipient `{}` is invalid: {why}", r.trim())))?;
+    Ok(match kind {
+        crate::recipient::RecipientKind::Ssh(_) => r.split_whitespace().take(2).collect::<Vec<_>>().join(" "),
+        _ => r.trim().to_string(),
+    })
+}
+
+/// The recipient of the first X25519 identity sops would find, or of a new one.
+fn own_recipient(dry_run: bool) -> Result<(String, Option<PathBuf>)> {
+    let keyring = admin_identity::Keyring::load();
+    if let Some(id) = keyring.x25519().next() {
+        return Ok((id.to_public().to_string(), None));
+    }
+    let path = admin_identity::new_identity_path()
+        .ok_or_else(|| Error::Usage("cannot tell where to create the admin identity: set HOME or SOPS_AGE_KEY_FILE".into()))?;
+    Ok(if dry_run { (String::from("(new identity)"), Some(path)) } else { (admin_identity::create(&path)?, Some(path)) })
 }
 
 /// Plans the fleet's justfile ([`fleet_justfile::plan`]) and writes it unless `--dry-run`.
@@ -107,8 +131,9 @@ fn adopt(args: &Args, ctx: &Context) -> Result<()> {
     let mut layout = layout_guess::guess(&sops, &files);
     if layout.admins.is_none() {
         // Fall back to the anchor that holds this user's own age recipient.
-        let mine: Vec<String> = admin_identity::load_all()?.iter().map(|i| i.to_public().to_string()).collect();
-        if let Some(a) = sops.anchors().into_iter().find(|a| a.value.as_ref().is_some_and(|v| mine.contains(v))) {
+        let mine = admin_identity::Keyring::load().known_recipients();
+        let key_of = |v: &str| v.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        if let Some(a) = sops.anchors().into_iter().find(|a| a.value.as_ref().is_some_and(|v| mine.contains(&key_of(v)))) {
             layout.admins = Some(layout_guess::Guess { value: vec![a.name], why: "holds your own age recipient".into() });
         }
     }

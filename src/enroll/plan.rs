@@ -14,7 +14,7 @@ use crate::host_file::{DEPLOY_KEYS_FIELD, HOST_KEY_FIELD, set_secret, stored_dep
 use crate::host_name::HostName;
 use crate::journal::Journal;
 use crate::record::{self, HostRecord, Origin, RetiredKey};
-use crate::rekey::Target;
+use crate::rekey::{self, Target};
 use crate::sops::file::{Decrypted, EncryptedFile, EncryptionOptions, KeyGroups, Map, SopsFileError};
 use crate::sops::rules::{EditPolicy, HostKey, SopsConfig, SopsConfigError};
 use crate::ssh_keys::{self, Keypair};
@@ -38,6 +38,13 @@ enum HostDocument {
 }
 
 impl HostDocument {
+    fn documents(&self) -> &[Map] {
+        match self {
+            HostDocument::New(m) => std::slice::from_ref(m),
+            HostDocument::Existing { decrypted, .. } => decrypted.documents(),
+        }
+    }
+
     fn map_mut(&mut self) -> &mut Map {
         match self {
             HostDocument::New(m) => m,
@@ -365,9 +372,14 @@ pub(super) fn encrypt_host_files(fleet: &Fleet, config: &SopsConfig, planned: &m
     let targets = host_file_targets(config, planned);
     for (p, target) in planned.iter_mut().zip(targets) {
         let Some(doc) = p.document.take() else { continue };
+        let by_sops = target.as_ref().is_some_and(|t| t.post_quantum);
         let keys = checked_groups(fleet, &p.outcome, target)?;
         bar.inc(1);
-        p.host_file_text = Some(encrypt(fleet, &p.outcome.host_file, doc, &keys)?);
+        p.host_file_text = Some(if by_sops {
+            rekey::encrypt_by_sops(fleet, config.text(), &p.outcome.host_file, doc.documents())?
+        } else {
+            encrypt(fleet, &p.outcome.host_file, doc, &keys)?
+        });
     }
     Ok(())
 }
@@ -386,7 +398,7 @@ fn checked_groups(fleet: &Fleet, outcome: &HostOutcome, target: Option<Target>) 
     let bad = |message: String| Error::SopsConfig { path: fleet.sops_config_path(), message };
     let target =
         target.ok_or_else(|| bad(format!("no creation rule matches `{rel}` after the edit; check `sops.host_file` in hostsmith.toml")))?;
-    if target.external {
+    if target.external && !target.post_quantum {
         return Err(bad(format!(
             "the rule sops uses for `{rel}` has KMS or Vault keys, which hostsmith cannot encrypt for: give host files a rule with age and PGP keys only"
         )));
@@ -431,6 +443,11 @@ pub(super) fn shared_files(fleet: &Fleet, config: &SopsConfig, rotate: bool, ids
         let err = |e: SopsFileError| Error::SopsEngine { path: abs.clone(), source: e };
         let file = EncryptedFile::parse(&text).map_err(err)?;
         if !rotate && file.key_groups().same_as(&target.keys) {
+            continue;
+        }
+        if target.post_quantum && !file.needs_external_sops() {
+            let decrypted = ids.decrypt(&file, &abs)?;
+            out.push((rel.clone(), rekey::encrypt_by_sops(fleet, config.text(), rel, decrypted.documents())?));
             continue;
         }
         if target.external || file.needs_external_sops() {

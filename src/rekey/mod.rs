@@ -26,11 +26,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use age::x25519::Identity;
 use serde::Serialize;
 
 pub(crate) use guard::refusals;
 
+use crate::admin_identity::Identities;
 use crate::atomic;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, SOPS_CONFIG};
@@ -50,8 +50,11 @@ const SKIPPED_DIRS: [&str; 4] = ["target", "result", "node_modules", "vendor"];
 pub(crate) struct Target {
     /// The age and PGP keys of each key group, and the Shamir threshold.
     pub keys: KeyGroups,
-    /// The rule holds KMS or Vault keys.
+    /// The rule holds KMS or Vault keys, or post-quantum recipients that only the `sops`
+    /// on PATH (≥ 3.12) can encrypt for.
     pub external: bool,
+    /// The rule holds post-quantum recipients left to sops (part of `external`).
+    pub post_quantum: bool,
 }
 
 impl Target {
@@ -64,9 +67,11 @@ impl Target {
     /// What `rule` asks for.
     #[must_use]
     pub(crate) fn of(rule: CreationRule) -> Self {
-        let external = rule.key_groups.iter().any(|g| !g.other.is_empty());
+        let post_quantum = rule.key_groups.iter().flat_map(|g| &g.age).any(|r| r.trim().starts_with("age1pq1"))
+            && matches!(crate::recipient::pq_route(), crate::recipient::PqRoute::Sops(_));
+        let external = post_quantum || rule.key_groups.iter().any(|g| !g.other.is_empty());
         let groups = rule.key_groups.into_iter().map(|g| KeyGroupSpec { age: g.age, pgp: g.pgp }).collect();
-        Self { keys: KeyGroups { groups, threshold: rule.shamir_threshold.unwrap_or(0) }, external }
+        Self { keys: KeyGroups { groups, threshold: rule.shamir_threshold.unwrap_or(0) }, external, post_quantum }
     }
 
     /// The age recipients of each key group.
@@ -97,7 +102,7 @@ pub(crate) enum FilePlan {
 ///
 /// # Errors
 /// The file is not SOPS, no admin identity opens it, or the new recipients are invalid.
-pub(crate) fn plan(path: &Path, text: &str, target: &Target, ids: &[Identity], rotate_data_key: bool) -> Result<FilePlan> {
+pub(crate) fn plan(path: &Path, text: &str, target: &Target, ids: &Identities, rotate_data_key: bool) -> Result<FilePlan> {
     let err = |e: SopsFileError| Error::SopsEngine { path: path.to_path_buf(), source: e };
     let file = EncryptedFile::parse(text).map_err(err)?;
     let (added, removed) = diff(&file.key_groups(), &target.keys);
@@ -108,12 +113,7 @@ pub(crate) fn plan(path: &Path, text: &str, target: &Target, ids: &[Identity], r
     if target.external || file.needs_external_sops() {
         return Ok(FilePlan::External { added, removed });
     }
-    let mut decrypted = match file.decrypt_with(ids, &GnuPg::default()) {
-        Err(SopsFileError::NoIdentities) => {
-            return Err(Error::NoIdentity { looked: "SOPS_AGE_KEY, SOPS_AGE_KEY_FILE and the sops default key file".into() });
-        }
-        other => other.map_err(err)?,
-    };
+    let mut decrypted = ids.decrypt(&file, path)?;
     if !same {
         decrypted.set_key_groups(&target.keys).map_err(err)?;
     }
@@ -143,6 +143,43 @@ pub(crate) fn run_external(fleet: &Fleet, rel: &str, rotate_data_key: bool) -> R
         sops(&["rotate", "-i"]).run_ok()?;
     }
     Ok(())
+}
+
+/// Encrypts the plain documents `docs` for the file `rel` with the real `sops` (post-quantum
+/// recipients, sops ≥ 3.12), against `config_text` (the `.sops.yaml` as it will be, written
+/// beside the real one for this call and removed after). The plaintext goes through sops'
+/// stdin, never to disk; the encrypted text comes back on its stdout.
+///
+/// # Errors
+/// `sops` is missing or fails, or a path is not UTF-8.
+pub(crate) fn encrypt_by_sops(fleet: &Fleet, config_text: &str, rel: &str, docs: &[crate::sops::file::Map]) -> Result<String> {
+    let root = std::path::absolute(&fleet.root).map_err(|source| Error::Read { path: fleet.root.clone(), source })?;
+    let staged = tempfile::Builder::new()
+        .prefix(".sops.yaml.hostsmith-")
+        .tempfile_in(&root)
+        .map_err(|source| Error::Write { path: root.clone(), source })?;
+    std::fs::write(staged.path(), config_text).map_err(|source| Error::Write { path: staged.path().to_path_buf(), source })?;
+    let utf8 = |p: &Path| {
+        p.to_str().map(str::to_string).ok_or_else(|| Error::Usage(format!("`{}` is not valid UTF-8; sops needs a UTF-8 path", p.display())))
+    };
+    let plain = zeroize::Zeroizing::new(crate::sops::file::emit_plain(docs));
+    let out = Program::new("sops")
+        .args([
+            "--config",
+            utf8(staged.path())?.as_str(),
+            "encrypt",
+            "--input-type",
+            "yaml",
+            "--output-type",
+            "yaml",
+            "--filename-override",
+        ])
+        .arg(utf8(&root.join(rel))?)
+        .stdin(plain.as_bytes().to_vec())
+        .timeout(SOPS_TIMEOUT)
+        .run_ok()?;
+    String::from_utf8(out.stdout)
+        .map_err(|_| Error::SopsFile { path: root.join(rel), message: "sops wrote something that is not UTF-8".into() })
 }
 
 /// What happened to one file.
@@ -184,7 +221,7 @@ pub(crate) struct Options {
 /// Re-keys each file (relative to the fleet) to the rule `config` gives it, `opts.jobs` at a
 /// time. A file that fails is reported and the others go on. The caller holds the fleet lock.
 #[must_use]
-pub(crate) fn rekey_files(fleet: &Fleet, config: &SopsConfig, files: &[String], ids: &[Identity], opts: &Options) -> Vec<FileOutcome> {
+pub(crate) fn rekey_files(fleet: &Fleet, config: &SopsConfig, files: &[String], ids: &Identities, opts: &Options) -> Vec<FileOutcome> {
     let bar = Progress::new(files.len(), opts.progress);
     let outcomes = parallel(files, opts.jobs, |rel| {
         let outcome = rekey_one(fleet, config, rel, ids, opts);
@@ -195,7 +232,7 @@ pub(crate) fn rekey_files(fleet: &Fleet, config: &SopsConfig, files: &[String], 
     outcomes
 }
 
-fn rekey_one(fleet: &Fleet, config: &SopsConfig, rel: &str, ids: &[Identity], opts: &Options) -> FileOutcome {
+fn rekey_one(fleet: &Fleet, config: &SopsConfig, rel: &str, ids: &Identities, opts: &Options) -> FileOutcome {
     let mut outcome = FileOutcome {
         file: rel.to_string(),
         status: Status::Failed,
@@ -212,7 +249,7 @@ fn rekey_one(fleet: &Fleet, config: &SopsConfig, rel: &str, ids: &[Identity], op
     outcome
 }
 
-fn rekey_inner(fleet: &Fleet, config: &SopsConfig, rel: &str, ids: &[Identity], opts: &Options, out: &mut FileOutcome) -> Result<Status> {
+fn rekey_inner(fleet: &Fleet, config: &SopsConfig, rel: &str, ids: &Identities, opts: &Options, out: &mut FileOutcome) -> Result<Status> {
     let path = fleet.root.join(rel);
     let target = Target::from_rule(config, rel).ok_or_else(|| Error::SopsConfig {
         path: fleet.sops_config_path(),

@@ -164,6 +164,9 @@ impl TestFleet {
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("SOPS_AGE_KEY")
             .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("SOPS_AGE_KEY_CMD")
+            .env_remove("SOPS_AGE_SSH_PRIVATE_KEY_FILE")
+            .env_remove("SOPS_AGE_SSH_PRIVATE_KEY_CMD")
             .env_remove("HOSTSMITH_FLEET")
             .env_remove("RUST_LOG");
     }
@@ -292,4 +295,49 @@ impl Drop for GnuPgHome {
     fn drop(&mut self) {
         let _ = Command::new("gpgconf").args(["--kill", "gpg-agent"]).env("GNUPGHOME", self.dir.path()).output();
     }
+}
+
+/// A tmux server of the test's own (its own socket), killed on drop.
+pub(crate) struct Tmux {
+    pub tmux: std::path::PathBuf,
+    pub socket: String,
+}
+
+impl Tmux {
+    pub(crate) fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.tmux);
+        c.args(["-L", &self.socket]);
+        c
+    }
+
+    pub(crate) fn screen(&self) -> String {
+        ok(&run(self.cmd().args(["capture-pane", "-p", "-J", "-S", "-", "-t", "t"])))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = run(self.cmd().arg("kill-server"));
+    }
+}
+
+/// Waits until the pane shows `text`, and returns the screen.
+pub(crate) fn wait_for(t: &Tmux, text: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut screen = String::new();
+    while std::time::Instant::now() < deadline {
+        screen = t.screen();
+        if screen.contains(text) {
+            return screen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("`{text}` never appeared:\n{screen}");
+}
+
+/// A new X25519 identity as `age-keygen` lays it out (the identity line last).
+pub(crate) fn age_identity_text() -> String {
+    use age::secrecy::ExposeSecret as _;
+    let id = age::x25519::Identity::generate();
+    format!("# public key: {}\n{}\n", id.to_public(), id.to_string().expose_secret())
 }

@@ -69,7 +69,7 @@ const CASES: &[Case] = &[
         args: &["extra-files", "web01", "--out", "x"],
         stdin: "",
         status: 1,
-        stderr: "error: no admin age identity found (SOPS_AGE_KEY, SOPS_AGE_KEY_FILE and `{home}/.config/sops/age/keys.txt`), and GnuPG is only tried for files with PGP keys: run `hostsmith init`, or set SOPS_AGE_KEY_FILE to your age key file\n",
+        stderr: "error: no admin age identity found (looked in SOPS_AGE_KEY, SOPS_AGE_KEY_FILE, SOPS_AGE_KEY_CMD, `{home}/.config/sops/age/keys.txt`, SOPS_AGE_SSH_PRIVATE_KEY_CMD, SOPS_AGE_SSH_PRIVATE_KEY_FILE, `{home}/.ssh/id_ed25519`, `{home}/.ssh/id_rsa`), and GnuPG is only tried for files with PGP keys: run `hostsmith init`, or set SOPS_AGE_KEY_FILE to your age key file\n",
     },
     Case {
         name: "bad config key",

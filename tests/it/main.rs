@@ -2,6 +2,7 @@
 //! `hostsmith` binary in throwaway fleets and check what a user would see, against the
 //! real peers (sops, age, ssh, cloud-init, nix, just) where the design asks for them.
 
+mod admin_keys;
 mod adopt_fleet;
 mod age_convert;
 mod architecture;

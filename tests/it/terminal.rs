@@ -1,34 +1,9 @@
 //! On a real terminal (tmux), `vm-fresh` shows its progress and `keys list` its table; piped,
 //! the same commands print plain lines without a single escape code.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{TestFleet, ok, peer, run};
-
-/// A tmux server of the test's own (its own socket), killed on drop.
-struct Tmux {
-    tmux: std::path::PathBuf,
-    socket: String,
-}
-
-impl Tmux {
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(&self.tmux);
-        c.args(["-L", &self.socket]);
-        c
-    }
-
-    fn screen(&self) -> String {
-        ok(&run(self.cmd().args(["capture-pane", "-p", "-J", "-S", "-", "-t", "t"])))
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = run(self.cmd().arg("kill-server"));
-    }
-}
+use crate::common::{TestFleet, Tmux, ok, peer, run, wait_for};
 
 #[test]
 fn a_terminal_gets_progress_and_a_table_and_a_pipe_gets_plain_lines() {
@@ -68,20 +43,6 @@ fn a_terminal_gets_progress_and_a_table_and_a_pipe_gets_plain_lines() {
     let text = String::from_utf8_lossy(&all);
     assert!(!text.contains('\x1b'), "{text:?}");
     assert!(!text.contains("keys and files ["), "{text}");
-}
-
-/// Waits until the pane shows `text`, and returns the screen.
-fn wait_for(t: &Tmux, text: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut screen = String::new();
-    while Instant::now() < deadline {
-        screen = t.screen();
-        if screen.contains(text) {
-            return screen;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("`{text}` never appeared:\n{screen}");
 }
 
 /// F21 on a terminal: an untrusted setting that runs code is shown and asked about; "no"

@@ -98,7 +98,7 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
     let new_config = parse(&edit.text)?;
 
     let readable = rekey::openable_by(&fleet, &rekey::discover(&fleet)?, &recipient);
-    let mut ids = Identities::for_fleet(&fleet);
+    let ids = Identities::for_fleet(&fleet);
     let mut native: Vec<(String, String)> = Vec::new();
     let mut external: Vec<String> = Vec::new();
     let mut secrets = Vec::new();
@@ -111,9 +111,7 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
             continue;
         }
         let target = target_without(&new_config, rel, &file, &recipient, &config_path)?;
-        let needs_ids = !(target.external || file.needs_external_sops());
-        let ids = if needs_ids { ids.age()? } else { &[] };
-        match rekey::plan(&path, &text, &target, ids, true)? {
+        match rekey::plan(&path, &text, &target, &ids, true)? {
             FilePlan::Native { text, .. } => native.push((rel.clone(), text)),
             FilePlan::External { .. } => external.push(rel.clone()),
             FilePlan::Unchanged => {}
@@ -197,7 +195,7 @@ fn target_without(config: &SopsConfig, rel: &str, file: &EncryptedFile, recipien
             for g in &mut keys.groups {
                 g.age.retain(|r| r != recipient);
             }
-            Target { keys, external: false }
+            Target { keys, external: false, post_quantum: false }
         }
     };
     if target.age_groups().iter().flatten().any(|r| r == recipient) {

@@ -44,7 +44,19 @@ struct Row<'a> {
 #[derive(Debug, Serialize)]
 struct ListReport<'a> {
     hosts: Vec<Row<'a>>,
+    admins: Vec<audit::AdminView>,
     problems: Vec<Problem>,
+}
+
+/// A recipient cut to fit a table (post-quantum ones are 1,952 characters, an ssh-rsa key
+/// several hundred).
+fn short(r: &str) -> String {
+    let n = r.chars().count();
+    if n <= 120 {
+        r.to_string()
+    } else {
+        format!("{}…{}", r.chars().take(60).collect::<String>(), r.chars().skip(n - 8).collect::<String>())
+    }
 }
 
 /// # Errors
@@ -68,7 +80,7 @@ pub(crate) fn list(ctx: &Context) -> Result<()> {
             rotated_at: r.rotated_at.as_deref(),
         })
         .collect();
-    let report = ListReport { hosts, problems };
+    let report = ListReport { hosts, admins: audit::admin_views(&fleet, &config), problems };
     ctx.out.json(&report);
     if report.hosts.is_empty() {
         ctx.out.line("no hosts yet: `hostsmith vm-fresh HOST` makes one, `hostsmith keys migrate` adopts an existing fleet");
@@ -78,6 +90,16 @@ pub(crate) fn list(ctx: &Context) -> Result<()> {
         }
         if report.hosts.iter().any(|h| !h.pending_deploy_keys.is_empty()) {
             ctx.out.line("* a new deploy key waits for registration: `hostsmith deploy-keys HOST`");
+        }
+    }
+    if !report.admins.is_empty() {
+        ctx.out.line("");
+        ctx.out.line("admins:");
+        let (nw, kw) =
+            (report.admins.iter().map(|a| a.name.len()).max().unwrap_or(0), report.admins.iter().map(|a| a.kind.len()).max().unwrap_or(0));
+        for a in &report.admins {
+            let missing = a.missing.as_ref().map(|m| format!("  ({m})")).unwrap_or_default();
+            ctx.out.line(format!("  {:<nw$}  {:<kw$}  {}{missing}", a.name, a.kind, short(&a.recipient)));
         }
     }
     if !report.problems.is_empty() {

@@ -112,6 +112,10 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
             report.unmatched.push(format!("anchor `&{}` is not a valid host name; rename it to record the host", a.name));
             continue;
         };
+        if a.recipient.starts_with("ssh-") {
+            report.unmatched.push(ssh_host_anchor(&host, &a.recipient));
+            continue;
+        }
         claimed.push(a.recipient.clone());
         if let Some(rec) = fleet.record(&host)? {
             if rec.age_recipient == a.recipient {
@@ -336,6 +340,18 @@ fn index_pubkeys(dir: &Path, out: &mut BTreeMap<String, (PathBuf, ssh_key::Publi
     Ok(())
 }
 
+/// Why a host anchor holding an SSH key is not recorded, with the recipient it needs.
+fn ssh_host_anchor(host: &HostName, value: &str) -> String {
+    let converted = ssh_key::PublicKey::from_openssh(value).ok().and_then(|k| crate::ssh_keys::recipient_of(&k).ok());
+    let fix = converted.map_or_else(
+        || "replace it with the host's age1… recipient (ssh-to-age of its ed25519 host key)".to_string(),
+        |r| format!("replace it with {r}, its X25519 form"),
+    );
+    format!(
+        "host `{host}`: its anchor holds an SSH key, but a host's recipient must be X25519 (sops-nix opens the host's secrets with the X25519 key derived from its ed25519 host key, never with ssh stanzas): {fix}, then run `hostsmith keys migrate` again"
+    )
+}
+
 /// The recipient anchors under `keys:`, with the group each sits in: the mapping key
 /// (`keys: {hosts: [...]}`) or the anchor of the enclosing list (`- &hosts:` lists).
 fn key_anchors(text: &str) -> Vec<KeyAnchor> {
@@ -343,7 +359,7 @@ fn key_anchors(text: &str) -> Vec<KeyAnchor> {
         match &n.kind {
             NodeKind::Scalar { value, .. } => {
                 if let Some(a) = &n.anchor
-                    && value.starts_with("age1")
+                    && (value.starts_with("age1") || value.starts_with("ssh-"))
                 {
                     out.push(KeyAnchor {
                         name: a.trim_end_matches(':').to_string(),

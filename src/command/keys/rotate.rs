@@ -108,7 +108,8 @@ pub(super) fn after_host_rotation(fleet: &Fleet, old: &HostRecord, dry_run: bool
     }
     let _lock = fleet.lock()?;
     let config = fleet.sops_config()?;
-    let ids = Identities::for_fleet(fleet).get()?.to_vec();
+    let ids = Identities::for_fleet(fleet);
+    ids.get()?;
     let opts = rekey::Options { rotate_data_key: true, jobs: rekey::default_jobs(), dry_run, progress: false };
     let outcomes = rekey::rekey_files(fleet, &config, &candidates, &ids, &opts);
     for o in &outcomes {

@@ -81,10 +81,7 @@ pub(crate) fn run(args: &RekeyArgs, ctx: &Context) -> Result<()> {
     if !args.force {
         refuse_unsafe(&fleet, &config, &files)?;
     }
-    let ids = match &fleet.admin_identities {
-        Some(ids) => ids.clone(),
-        None => crate::admin_identity::load_all()?,
-    };
+    let ids = crate::admin_identity::Identities::for_fleet(&fleet);
     let jobs = args.jobs.unwrap_or_else(rekey::default_jobs).min(files.len().max(1));
     let opts =
         rekey::Options { rotate_data_key: args.rotate_data_key, jobs, dry_run: args.dry_run, progress: !ctx.out.quiet && !ctx.out.json };

@@ -70,8 +70,14 @@ pub enum SopsFileError {
     #[error("the age-encrypted data key for recipient {recipient} cannot be read: {reason}")]
     AgeStanza { recipient: String, reason: String },
 
-    #[error("invalid age recipient `{0}`: expected an X25519 recipient (age1…)")]
-    InvalidRecipient(String),
+    #[error("invalid age recipient `{recipient}`: {reason}")]
+    InvalidRecipient { recipient: String, reason: String },
+
+    #[error("{0}")]
+    MissingPlugin(String),
+
+    #[error("{0}")]
+    PostQuantum(String),
 
     #[error("no age recipient given; a SOPS file needs at least one key")]
     NoRecipients,
@@ -104,9 +110,20 @@ impl SopsFileError {
                 | SopsFileError::ValueAuthentication { .. }
                 | SopsFileError::MacMismatch(_)
                 | SopsFileError::AgeStanza { .. }
-                | SopsFileError::InvalidRecipient(_)
+                | SopsFileError::InvalidRecipient { .. }
                 | SopsFileError::Threshold { .. }
                 | SopsFileError::InvalidPgpFingerprint(_)
         )
+    }
+
+    /// A failure to wrap the data key for `recipient`.
+    pub(crate) fn wrap(recipient: &str, e: crate::recipient::WrapError) -> Self {
+        use crate::recipient::WrapError;
+        match e {
+            WrapError::Invalid(reason) => SopsFileError::InvalidRecipient { recipient: recipient.to_string(), reason },
+            e @ WrapError::MissingPlugin { .. } => SopsFileError::MissingPlugin(e.to_string()),
+            WrapError::PostQuantum(m) => SopsFileError::PostQuantum(m),
+            WrapError::Failed(m) => SopsFileError::Age(m),
+        }
     }
 }

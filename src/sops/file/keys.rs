@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 use super::cipher::DataKey;
 use super::metadata::{self, AgeKey, KeyGroup, Metadata, PgpKey};
 use super::{SopsFileError, shamir};
+use crate::recipient::normalized;
 
 /// The keys of one key group, as a creation rule lists them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,14 +47,14 @@ impl KeyGroups {
     }
 
     /// Whether both ask for the same keys in the same groups (order within a group, case and
-    /// spaces in fingerprints do not matter) and, with several groups, the same threshold.
+    /// spaces in fingerprints, an SSH key's comment do not matter) and, with several groups, the same threshold.
     #[must_use]
     pub fn same_as(&self, other: &KeyGroups) -> bool {
         type Norm = Vec<(BTreeSet<String>, BTreeSet<String>)>;
         let norm = |k: &KeyGroups| -> Norm {
             k.groups
                 .iter()
-                .map(|g| (g.age.iter().map(|r| r.trim().to_string()).collect(), g.pgp.iter().map(|f| normalize_fingerprint(f)).collect()))
+                .map(|g| (g.age.iter().map(|r| normalized(r)).collect(), g.pgp.iter().map(|f| normalize_fingerprint(f)).collect()))
                 .collect()
         };
         let threshold = |k: &KeyGroups| if k.groups.len() > 1 { k.effective_threshold() } else { 0 };
@@ -67,9 +68,7 @@ impl KeyGroups {
         let mut seen = HashSet::new();
         self.groups
             .iter()
-            .flat_map(|g| {
-                g.age.iter().map(|r| r.trim().to_string()).chain(g.pgp.iter().map(|f| format!("pgp:{}", normalize_fingerprint(f))))
-            })
+            .flat_map(|g| g.age.iter().map(|r| normalized(r)).chain(g.pgp.iter().map(|f| format!("pgp:{}", normalize_fingerprint(f)))))
             .filter(|k| seen.insert(k.clone()))
             .collect()
     }
@@ -103,6 +102,64 @@ pub trait Pgp: Sync {
     /// # Errors
     /// No secret key opens it (or no PGP tool is available).
     fn decrypt(&self, fingerprint: &str, enc: &str) -> Result<Zeroizing<Vec<u8>>, SopsFileError>;
+}
+
+/// Which identities to try: the quiet ones first (keys in memory), then those that may ask
+/// the user something (a plugin, a passphrase), so a file that opens without a prompt never
+/// shows one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    Quiet,
+    Interactive,
+}
+
+/// Opens age-encrypted data keys: the admin's identities, however they are held (keys in
+/// memory, SSH keys, plugins, passphrase-protected files).
+pub trait AgeIdentities: Sync {
+    /// The data key (or Shamir part) in `enc`, the armored age file sops stored for
+    /// `recipient`; `Ok(None)` when no identity of this pass is for it.
+    ///
+    /// # Errors
+    /// The stanza is damaged, or an identity meant for it failed (a plugin error, a wrong
+    /// passphrase), with the reason.
+    fn open(&self, recipient: &str, enc: &str, pass: Pass) -> Result<Option<Zeroizing<Vec<u8>>>, String>;
+
+    /// Whether there is no identity at all.
+    fn is_empty(&self) -> bool;
+}
+
+impl AgeIdentities for [age::x25519::Identity] {
+    fn open(&self, _: &str, enc: &str, pass: Pass) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+        if pass == Pass::Interactive {
+            return Ok(None);
+        }
+        let ids: Vec<&dyn age::Identity> = self.iter().map(|i| i as &dyn age::Identity).collect();
+        metadata::unwrap_with(enc, &ids)
+    }
+
+    fn is_empty(&self) -> bool {
+        <[_]>::is_empty(self)
+    }
+}
+
+impl<const N: usize> AgeIdentities for [age::x25519::Identity; N] {
+    fn open(&self, recipient: &str, enc: &str, pass: Pass) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+        self.as_slice().open(recipient, enc, pass)
+    }
+
+    fn is_empty(&self) -> bool {
+        N == 0
+    }
+}
+
+impl AgeIdentities for Vec<age::x25519::Identity> {
+    fn open(&self, recipient: &str, enc: &str, pass: Pass) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+        self.as_slice().open(recipient, enc, pass)
+    }
+
+    fn is_empty(&self) -> bool {
+        Vec::is_empty(self)
+    }
 }
 
 /// No PGP at all: a file that needs it says so.
@@ -148,8 +205,8 @@ pub(crate) fn groups_for(spec: &KeyGroups) -> Result<(Vec<KeyGroup>, i64), SopsF
         let mut seen = HashSet::new();
         for r in &g.age {
             let r = r.trim();
-            r.parse::<age::x25519::Recipient>().map_err(|_| SopsFileError::InvalidRecipient(r.to_string()))?;
-            if seen.insert(r) {
+            crate::recipient::kind_of(r).map_err(|reason| SopsFileError::InvalidRecipient { recipient: r.to_string(), reason })?;
+            if seen.insert(normalized(r)) {
                 group.age.push(AgeKey { recipient: r.to_string(), enc: String::new() });
             }
         }
@@ -183,9 +240,9 @@ pub(crate) fn spec_of(metadata: &Metadata) -> KeyGroups {
 /// Gives the new single group the `enc` (and `created_at`) of the keys it keeps from `old`.
 /// Keys are looked up by name, not searched: a shared file holds a stanza per host.
 pub(crate) fn carry_over(new: &mut KeyGroup, old: &KeyGroup) {
-    let age: HashMap<&str, &AgeKey> = old.age.iter().map(|o| (o.recipient.as_str(), o)).collect();
+    let age: HashMap<String, &AgeKey> = old.age.iter().map(|o| (normalized(&o.recipient), o)).collect();
     for k in &mut new.age {
-        if let Some(o) = age.get(k.recipient.as_str()) {
+        if let Some(o) = age.get(&normalized(&k.recipient)) {
             k.enc.clone_from(&o.enc);
         }
     }
@@ -228,7 +285,7 @@ pub(crate) fn wrap(metadata: &mut Metadata, data_key: &DataKey, rewrap: bool, pg
     for (group, part) in metadata.groups.iter_mut().zip(&parts) {
         for k in &mut group.age {
             if resplit || k.enc.is_empty() {
-                k.enc = metadata::wrap_for(part, &k.recipient)?;
+                k.enc = crate::recipient::wrap(part, &k.recipient).map_err(|e| SopsFileError::wrap(&k.recipient, e))?;
             }
         }
         for k in &mut group.pgp {
@@ -253,19 +310,19 @@ enum Locked {
     Error(SopsFileError),
 }
 
-/// The group's part from an age identity.
-fn open_age(group: &KeyGroup, ids: &[age::x25519::Identity]) -> Result<Zeroizing<Vec<u8>>, Locked> {
-    let mut malformed = None;
+/// The group's part from an age identity of this pass.
+fn open_age(group: &KeyGroup, ids: &(impl AgeIdentities + ?Sized), pass: Pass) -> Result<Zeroizing<Vec<u8>>, Locked> {
+    let mut failed = None;
     for key in &group.age {
-        match metadata::unwrap_with(&key.enc, ids) {
-            Ok(bytes) => return Ok(bytes),
-            Err(metadata::UnwrapError::NotForUs) => {}
-            Err(metadata::UnwrapError::Malformed(reason)) => {
-                malformed.get_or_insert(SopsFileError::AgeStanza { recipient: key.recipient.clone(), reason });
+        match ids.open(&key.recipient, &key.enc, pass) {
+            Ok(Some(bytes)) => return Ok(bytes),
+            Ok(None) => {}
+            Err(reason) => {
+                failed.get_or_insert(SopsFileError::AgeStanza { recipient: key.recipient.clone(), reason });
             }
         }
     }
-    Err(malformed.map_or(Locked::NotOurs, Locked::Error))
+    Err(failed.map_or(Locked::NotOurs, Locked::Error))
 }
 
 /// The group's part from GnuPG.
@@ -362,9 +419,9 @@ impl Opening {
     }
 }
 
-/// The data key: from age identities first (natively), then GnuPG for the groups still
-/// locked, stopping as soon as enough groups opened.
-pub(crate) fn open(metadata: &Metadata, ids: &[age::x25519::Identity], pgp: &dyn Pgp) -> Result<DataKey, SopsFileError> {
+/// The data key: from age identities first (those that need no prompt, then the others),
+/// then GnuPG for the groups still locked, stopping as soon as enough groups opened.
+pub(crate) fn open(metadata: &Metadata, ids: &(impl AgeIdentities + ?Sized), pgp: &dyn Pgp) -> Result<DataKey, SopsFileError> {
     let groups = &metadata.groups;
     let needed = needed(metadata)?;
     if groups.iter().all(|g| g.age.is_empty() && g.pgp.is_empty()) {
@@ -374,7 +431,8 @@ pub(crate) fn open(metadata: &Metadata, ids: &[age::x25519::Identity], pgp: &dyn
         return Err(SopsFileError::NoIdentities);
     }
     let mut opening = Opening { parts: vec![None; groups.len()], errors: (0..groups.len()).map(|_| None).collect() };
-    opening.pass(groups, needed, |g| Some(open_age(g, ids)));
+    opening.pass(groups, needed, |g| Some(open_age(g, ids, Pass::Quiet)));
+    opening.pass(groups, needed, |g| (!g.age.is_empty()).then(|| open_age(g, ids, Pass::Interactive)));
     opening.pass(groups, needed, |g| (!g.pgp.is_empty()).then(|| open_pgp(g, pgp)));
     if opening.opened() < needed {
         return Err(opening.locked(groups, needed));

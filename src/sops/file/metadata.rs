@@ -6,7 +6,7 @@
 //! does not handle (kms, gcp_kms, azure_kv, hc_vault) are kept as read and written back
 //! unchanged, so a file is never stripped of a key it had.
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 
 use zeroize::Zeroizing;
 
@@ -294,35 +294,20 @@ fn group_map(g: &KeyGroup) -> Map {
     m
 }
 
-/// Encrypts the data key for one X25519 recipient, ASCII-armored, as sops' age key source
-/// does (one age file per recipient).
-pub(crate) fn wrap_for(data_key: &[u8], recipient: &str) -> Result<String, SopsFileError> {
-    let r: age::x25519::Recipient = recipient.parse().map_err(|_| SopsFileError::InvalidRecipient(recipient.to_string()))?;
-    let enc = age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient)).map_err(|e| SopsFileError::Age(e.to_string()))?;
-    let mut out = Vec::new();
-    let io = |e: std::io::Error| SopsFileError::Age(e.to_string());
-    let armored = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor).map_err(io)?;
-    let mut w = enc.wrap_output(armored).map_err(io)?;
-    w.write_all(data_key).map_err(io)?;
-    w.finish().map_err(io)?.finish().map_err(io)?;
-    String::from_utf8(out).map_err(|_| SopsFileError::Age("armor is not text".into()))
-}
-
-/// Why one age stanza did not give the data key.
-pub(crate) enum UnwrapError {
-    NotForUs,
-    Malformed(String),
-}
-
 /// Decrypts an armored age file holding the data key.
-pub(crate) fn unwrap_with(enc: &str, identities: &[age::x25519::Identity]) -> Result<Zeroizing<Vec<u8>>, UnwrapError> {
+/// `Ok(None)` when none of `identities` is for it.
+///
+/// # Errors
+/// The armored file is damaged, or an identity meant for it failed, with the reason.
+pub fn unwrap_with(enc: &str, identities: &[&dyn age::Identity]) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
     let reader = age::armor::ArmoredReader::new(enc.as_bytes());
-    let decryptor = age::Decryptor::new(reader).map_err(|e| UnwrapError::Malformed(e.to_string()))?;
-    let mut r = decryptor.decrypt(identities.iter().map(|i| i as &dyn age::Identity)).map_err(|e| match e {
-        age::DecryptError::NoMatchingKeys => UnwrapError::NotForUs,
-        other => UnwrapError::Malformed(other.to_string()),
-    })?;
+    let decryptor = age::Decryptor::new(reader).map_err(|e| e.to_string())?;
+    let mut r = match decryptor.decrypt(identities.iter().copied()) {
+        Ok(r) => r,
+        Err(age::DecryptError::NoMatchingKeys) => return Ok(None),
+        Err(other) => return Err(other.to_string()),
+    };
     let mut out = Zeroizing::new(Vec::new());
-    r.read_to_end(&mut out).map_err(|e| UnwrapError::Malformed(e.to_string()))?;
-    Ok(out)
+    r.read_to_end(&mut out).map_err(|e| e.to_string())?;
+    Ok(Some(out))
 }

@@ -7,9 +7,11 @@
 //! change and write here without losing a value, a comment or a key. The format (value
 //! cipher, additional data, MAC, metadata) follows sops' source; see the submodules.
 //!
-//! age keys are handled natively; PGP keys through a [`Pgp`] service (GnuPG, run by the
-//! caller). Files whose data key needs a cloud KMS or Vault are recognised
-//! ([`EncryptedFile::needs_external_sops`]) and left to the `sops` binary.
+//! age keys of every kind sops takes ([`crate::recipient`]: X25519 and SSH natively, plugin
+//! recipients through `age-plugin-<name>` as the age crate runs it) are wrapped here; they are
+//! opened by an [`AgeIdentities`] the caller holds (the admin's keys), PGP keys through a
+//! [`Pgp`] service (GnuPG, run by the caller). Files whose data key needs a cloud KMS or Vault
+//! are recognised ([`EncryptedFile::needs_external_sops`]) and left to the `sops` binary.
 
 mod cipher;
 mod emit;
@@ -30,7 +32,8 @@ use rand::RngCore as _;
 use zeroize::Zeroizing;
 
 pub use error::SopsFileError;
-pub use keys::{KeyGroupSpec, KeyGroups, NoPgp, Pgp, is_pgp_fingerprint, normalize_fingerprint};
+pub use keys::{AgeIdentities, KeyGroupSpec, KeyGroups, NoPgp, Pass, Pgp, is_pgp_fingerprint, normalize_fingerprint};
+pub use metadata::unwrap_with as open_armored;
 pub use value::{Map, MapItem, SeqItem, Value};
 
 use cipher::{DataKey, Stash};
@@ -125,7 +128,7 @@ impl EncryptedFile {
     /// # Errors
     /// Too few groups open, a value does not decrypt or is malformed, or the MAC does not
     /// match (the file was changed outside sops).
-    pub fn decrypt_with(&self, identities: &[age::x25519::Identity], pgp: &dyn Pgp) -> Result<Decrypted, SopsFileError> {
+    pub fn decrypt_with(&self, identities: &(impl AgeIdentities + ?Sized), pgp: &dyn Pgp) -> Result<Decrypted, SopsFileError> {
         let data_key = keys::open(&self.metadata, identities, pgp)?;
         let mut stash = Stash::default();
         let mut decryptor = walk::Decryptor { key: &data_key, rules: &self.metadata.rules, stash: &mut stash, opaque_comments: 0 };

@@ -278,14 +278,19 @@ impl Pgp for FakePgp {
     fn encrypt(&self, fp: &str, secret: &[u8]) -> Result<String, SopsFileError> {
         self.encrypted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let (_, id) = self.keys.iter().find(|(f, _)| f == fp).ok_or_else(|| SopsFileError::PgpKeyMissing(fp.to_string()))?;
-        metadata::wrap_for(secret, &id.to_public().to_string())
+        crate::recipient::wrap(secret, &id.to_public().to_string()).map_err(|e| SopsFileError::Age(e.to_string()))
     }
     fn decrypt(&self, fp: &str, enc: &str) -> Result<Zeroizing<Vec<u8>>, SopsFileError> {
         self.decrypted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let ids: Vec<_> = self.keys.iter().filter(|(f, _)| f == fp).map(|(_, i)| i.clone()).collect();
-        metadata::unwrap_with(enc, &ids).map_err(|_| SopsFileError::PgpDecrypt { fingerprint: fp.into(), reason: "no secret key".into() })
+        let ids: Vec<&dyn age::Identity> = self.keys.iter().filter(|(f, _)| f == fp).map(|(_, i)| i as &dyn age::Identity).collect();
+        metadata::unwrap_with(enc, &ids)
+            .ok()
+            .flatten()
+            .ok_or_else(|| SopsFileError::PgpDecrypt { fingerprint: fp.into(), reason: "no secret key".into() })
     }
 }
+
+const NO_AGE: &[age::x25519::Identity] = &[];
 
 const FP_A: &str = "0123456789ABCDEF0123456789ABCDEF01234567";
 const FP_B: &str = "89ABCDEF0123456789ABCDEF0123456789ABCDEF";
@@ -306,7 +311,7 @@ fn pgp_keys_are_written_as_sops_writes_them_and_open_the_file() {
     let file = EncryptedFile::parse(&text).expect("parses");
     assert!(!file.needs_external_sops());
     assert_eq!(file.key_groups(), spec(&[(&[&r], &[FP_A])], 0));
-    file.decrypt_with(&[], &pgp).expect("the PGP key opens it");
+    file.decrypt_with(NO_AGE, &pgp).expect("the PGP key opens it");
     assert_eq!(pgp.calls(), (1, 1));
     file.decrypt_with(std::slice::from_ref(&id), &pgp).expect("the age key opens it");
     assert_eq!(pgp.calls(), (1, 1), "no GnuPG call when an age identity opened the group");
@@ -334,7 +339,7 @@ fn kept_keys_keep_their_enc_and_only_new_keys_are_wrapped() {
     assert_eq!(enc_of(&text, FP_A), enc_of(&after, FP_A), "the kept PGP key's enc and created_at are unchanged");
     let age_enc = |t: &str| EncryptedFile::parse(t).expect("parses").metadata.groups[0].age[0].enc.clone();
     assert_eq!(age_enc(&text), age_enc(&after));
-    EncryptedFile::parse(&after).expect("parses").decrypt_with(&[], &pgp).expect("opens by PGP");
+    EncryptedFile::parse(&after).expect("parses").decrypt_with(NO_AGE, &pgp).expect("opens by PGP");
     dec.rotate_data_key();
     let rotated = dec.encrypt_with(&pgp).expect("encrypts");
     assert_ne!(enc_of(&after, FP_A), enc_of(&rotated, FP_A), "a fresh data key is wrapped again for every key");

@@ -2,7 +2,6 @@
 //! rather than a first error, so one run shows everything to fix.
 
 use std::fmt;
-use std::str::FromStr;
 
 use super::model::{Model, Rule, describe};
 use super::refs::admin_refs;
@@ -30,6 +29,8 @@ pub enum ProblemKind {
     InvalidRecipient,
     /// A host's recipient in `ssh-ed25519` form, which sops-nix cannot decrypt with.
     SshRecipient,
+    /// A host's recipient of another kind than X25519 (a plugin's, post-quantum).
+    HostNotX25519,
     UnknownAdmin,
     /// No rule matches a host or shared file.
     NoRule,
@@ -224,29 +225,27 @@ fn rule_problems(m: &Model<'_>, rule: &Rule<'_>, out: &mut Report) {
 /// age1 form.
 fn recipient_problems(m: &Model<'_>, host_files: &[String], policy: &EditPolicy, out: &mut Report) {
     let hosts: Vec<String> = host_files.iter().filter_map(|p| policy.host_of(p)).collect();
-    let mut seen: Vec<String> = Vec::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut consider = |line: usize, value: &str, anchor: Option<&str>, out: &mut Report| {
-        if seen.iter().any(|s| s == value) {
+        if !seen.insert(value.to_string()) || is_pgp_fingerprint(value) {
+            // A PGP key: where it is used decides whether it is right (see below).
             return;
         }
-        seen.push(value.to_string());
-        if is_pgp_fingerprint(value) {
-            // A PGP key: where it is used decides whether it is right (see below).
-        } else if value.starts_with("ssh-") {
-            if anchor.is_some_and(|a| hosts.iter().any(|h| h == a)) {
-                out.push(
-                    ProblemKind::SshRecipient,
-                    Some(line),
-                    format!(
-                        "host `{}` has an ssh-ed25519 recipient; .sops.yaml must hold its age1 form (sops-nix cannot decrypt ssh stanzas)",
-                        anchor.unwrap_or("")
-                    ),
-                );
-            }
-        } else if value.starts_with("age1") && value[4..].contains('1') {
-            // An age plugin recipient (age1<plugin>1...): sops handles it through the plugin.
-        } else if let Err(e) = age::x25519::Recipient::from_str(value) {
-            out.push(ProblemKind::InvalidRecipient, Some(line), format!("`{value}` is not a valid age recipient: {e}"));
+        let host = anchor.filter(|a| hosts.iter().any(|h| h == a));
+        let kind = crate::recipient::kind_of(value);
+        match (kind, host) {
+            (_, Some(host)) if value.starts_with("ssh-") => out.push(
+                ProblemKind::SshRecipient,
+                Some(line),
+                format!("host `{host}` has an SSH recipient; .sops.yaml must hold its age1 form (sops-nix opens a host's secrets with the X25519 key derived from its ed25519 host key, not with ssh stanzas)"),
+            ),
+            (Ok(kind), Some(host)) if !kind.fits_a_host() => out.push(
+                ProblemKind::HostNotX25519,
+                Some(line),
+                format!("host `{host}` has an {kind} recipient; a host's recipient must be the X25519 key derived from its ed25519 host key, which sops-nix decrypts with at boot"),
+            ),
+            (Ok(_), _) => {}
+            (Err(e), _) => out.push(ProblemKind::InvalidRecipient, Some(line), format!("`{value}` is not a valid recipient: {e}")),
         }
     };
     if let Some((_, keys)) = m.keys {

@@ -53,9 +53,12 @@ pub enum SopsConfigError {
     NoAdmins,
 
     #[error(
-        "`{value}` is not an age x25519 recipient ({reason}); .sops.yaml must hold the age1... form (convert an ssh-ed25519 key with ssh-to-age)"
+        "`{value}` cannot be a host's recipient ({reason}): a host's recipient is X25519 (age1…), the one sops-nix derives from the host's ed25519 key to open its secrets at boot; convert an ssh-ed25519 key with ssh-to-age (or let hostsmith derive it)"
     )]
     InvalidRecipient { value: String, reason: String },
+
+    #[error("admin recipient `{value}` is invalid: {reason}")]
+    InvalidAdminRecipient { value: String, reason: String },
 
     #[error("`{name}` cannot be a host in .sops.yaml: {reason}")]
     InvalidHostName { name: String, reason: String },

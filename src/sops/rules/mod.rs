@@ -55,7 +55,7 @@ use std::fmt;
 
 pub use check::{Problem, ProblemKind};
 pub use error::SopsConfigError;
-pub use summary::{KeyAnchor, RuleSummary};
+pub use summary::{AdminKey, KeyAnchor, RuleSummary};
 
 use crate::sops::yaml::{NodeKind, Parsed};
 use model::Model;

@@ -1,10 +1,9 @@
 //! How recipients are written into new list items, and the checks every edit makes on its
 //! inputs (host names, recipients, admins, duplicate anchors).
 
-use std::str::FromStr;
-
 use super::model::{Model, describe};
 use super::{EditPolicy, SopsConfigError};
+use crate::recipient::RecipientKind;
 use crate::sops::file::{is_pgp_fingerprint, normalize_fingerprint};
 use crate::sops::yaml::{Node, NodeKind};
 
@@ -49,10 +48,18 @@ pub(crate) fn validate_host(name: &str) -> Result<(), SopsConfigError> {
     Ok(())
 }
 
+/// A host's recipient: X25519 only (what sops-nix decrypts with on the host).
 pub(crate) fn validate_recipient(r: &str) -> Result<(), SopsConfigError> {
-    age::x25519::Recipient::from_str(r)
-        .map(|_| ())
-        .map_err(|e| SopsConfigError::InvalidRecipient { value: r.into(), reason: e.to_string() })
+    match crate::recipient::kind_of(r) {
+        Ok(RecipientKind::X25519) => Ok(()),
+        Ok(other) => Err(SopsConfigError::InvalidRecipient { value: r.into(), reason: format!("it is an {other} recipient") }),
+        Err(reason) => Err(SopsConfigError::InvalidRecipient { value: r.into(), reason }),
+    }
+}
+
+/// An admin's recipient: any kind sops takes.
+fn validate_admin_recipient(r: &str) -> Result<(), SopsConfigError> {
+    crate::recipient::kind_of(r).map(|_| ()).map_err(|reason| SopsConfigError::InvalidAdminRecipient { value: r.into(), reason })
 }
 
 /// The admins as list entries: `*name` for an anchor (a list anchor expands to its items),
@@ -64,8 +71,8 @@ pub(crate) fn admin_refs(m: &Model<'_>, admins: &[String]) -> Result<Vec<AgeRef>
     let mut out = Vec::new();
     let mut unknown = Vec::new();
     for admin in admins {
-        if admin.starts_with("age1") {
-            validate_recipient(admin)?;
+        if looks_like_recipient(admin) {
+            validate_admin_recipient(admin)?;
             out.push(AgeRef { text: admin.clone(), recipient: admin.clone(), def: None, pgp: false });
             continue;
         }

@@ -28,7 +28,34 @@ pub struct KeyAnchor {
     pub kind: &'static str,
 }
 
+/// One admin key, as `hostsmith.toml`'s `admins` names it and `.sops.yaml` holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminKey {
+    /// The anchor it is defined under, or the literal from `admins`.
+    pub name: String,
+    /// The recipient, or the PGP fingerprint.
+    pub recipient: String,
+    pub pgp: bool,
+}
+
 impl SopsConfig {
+    /// The keys the fleet's admins stand for: each anchor of `admins` (a list anchor by its
+    /// items), or the literal recipient or fingerprint.
+    ///
+    /// # Errors
+    /// An admin is neither an anchor of a recipient or list nor a recipient or fingerprint.
+    pub fn admin_keys(&self, admins: &[String]) -> Result<Vec<AdminKey>, super::SopsConfigError> {
+        let m = self.model();
+        let mut out = Vec::new();
+        for admin in admins {
+            for r in super::refs::admin_refs(&m, std::slice::from_ref(admin))? {
+                let name = r.text.strip_prefix('*').map_or_else(|| admin.clone(), str::to_string);
+                out.push(AdminKey { name, recipient: r.recipient, pgp: r.pgp });
+            }
+        }
+        Ok(out)
+    }
+
     /// Every creation rule with the anchors it names.
     #[must_use]
     pub fn rule_summaries(&self) -> Vec<RuleSummary> {

@@ -28,12 +28,17 @@ fn expected_table(f: &TestFleet, hosts: &[&str]) -> String {
     out
 }
 
+/// The admins section after the table: the fleet's one X25519 admin.
+fn admins_section(f: &TestFleet) -> String {
+    format!("admins:\n  admin  x25519  {}\n", admin_recipient(f))
+}
+
 #[test]
 fn keys_list_prints_the_exact_table_and_json() {
     let f = TestFleet::new();
     f.init_with(&["web01", "db01"]);
     let text = ok(&f.run(&["keys", "list"]));
-    assert_eq!(text, expected_table(&f, &["db01", "web01"]));
+    assert_eq!(text, format!("{}\n{}", expected_table(&f, &["db01", "web01"]), admins_section(&f)));
     let json: serde_json::Value = serde_json::from_str(&ok(&f.run(&["--json", "keys", "list"]))).expect("json");
     let r = record(&f, "db01");
     assert_eq!(
@@ -50,6 +55,7 @@ fn keys_list_prints_the_exact_table_and_json() {
         })
     );
     assert_eq!(json["hosts"][1]["name"], "web01");
+    assert_eq!(json["admins"], serde_json::json!([{"name": "admin", "kind": "x25519", "recipient": admin_recipient(&f)}]));
     assert_eq!(json["problems"], serde_json::json!([]));
 }
 
@@ -82,8 +88,10 @@ fn keys_list_reports_what_records_rules_and_files_disagree_on() {
     let before = f.snapshot();
     let out = f.run(&["keys", "list"]);
     let text = ok(&out);
-    let (table, problems) = text.split_once("\n\n").expect("a problems section");
+    let (table, rest) = text.split_once("\n\n").expect("an admins section");
     assert_eq!(format!("{table}\n"), expected_table(&f, &["db01", "lost01", "web01"]));
+    let (admins, problems) = rest.split_once("\n\n").expect("a problems section");
+    assert_eq!(format!("{admins}\n"), admins_section(&f));
     let line = |h: &str| {
         let r = record(&f, h);
         format!("`{h}` ({})", r["age_recipient"].as_str().expect("r"))
