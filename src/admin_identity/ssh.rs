@@ -67,8 +67,7 @@ impl SshKey {
 
     /// Whether `enc`'s stanzas name this key (type and tag).
     fn is_for(&self, enc: &str) -> bool {
-        let Ok(text) = std::str::from_utf8(enc.as_bytes()) else { return false };
-        stanza_heads(text).iter().any(|(kind, tag)| kind == self.algorithm && *tag == self.tag)
+        stanza_heads(enc).iter().any(|(kind, tag)| kind == self.algorithm && *tag == self.tag)
     }
 
     /// The key as an identity, unlocking it (one prompt) when `interactive` allows.
