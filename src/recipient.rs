@@ -259,41 +259,23 @@ pub fn wrap(data_key: &[u8], recipient: &str) -> Result<String, WrapError> {
     String::from_utf8(out).map_err(|_| WrapError::Failed("age armor is not text".into()))
 }
 
-/// What this machine lacks to encrypt for `recipient`, if anything (a plugin binary, a sops
-/// that takes post-quantum keys).
+/// What this machine lacks to encrypt for `recipient`, if anything: its plugin binary, or a
+/// way to wrap for a post-quantum key (for `keys list` and `sops check`; a run that lacks it
+/// fails before it writes anything).
 #[must_use]
 pub fn missing_here(recipient: &str) -> Option<String> {
-    match check_usable(std::iter::once(recipient)) {
-        Ok(()) => None,
-        Err(WrapError::MissingPlugin { binary, .. }) => Some(format!("{binary} is not on PATH")),
-        Err(WrapError::PostQuantum(_)) => Some("needs sops ≥ 3.12 or age-plugin-pq on PATH".into()),
-        Err(e) => Some(e.to_string()),
-    }
-}
-
-/// Checks up front that every recipient can be wrapped for on this machine (its plugin is on
-/// PATH), so a run fails before it changes anything.
-///
-/// # Errors
-/// The first recipient that is invalid or whose plugin is missing.
-pub fn check_usable<'a>(recipients: impl IntoIterator<Item = &'a str>) -> Result<(), WrapError> {
-    let mut seen = std::collections::HashSet::new();
-    for r in recipients {
-        let parsed: Recipient = r.parse().map_err(|why| WrapError::Invalid(format!("invalid age recipient `{r}`: {why}")))?;
-        let name = match &parsed {
-            Recipient::Plugin(p) => p.plugin().to_string(),
-            Recipient::PostQuantum(_) => match pq_route() {
-                PqRoute::Unavailable(found) => return Err(WrapError::PostQuantum(pq_unavailable(r, found.as_deref()))),
-                PqRoute::Plugin => "pq".into(),
-                PqRoute::Sops(_) => continue,
-            },
-            Recipient::X25519(_) | Recipient::Ssh(_) => continue,
-        };
-        if seen.insert(name.clone()) && which::which(format!("age-plugin-{name}")).is_err() {
-            return Err(WrapError::MissingPlugin { recipient: r.to_string(), binary: format!("age-plugin-{name}") });
-        }
-    }
-    Ok(())
+    let plugin = match recipient.parse::<Recipient>() {
+        Err(why) => return Some(format!("invalid: {why}")),
+        Ok(Recipient::X25519(_) | Recipient::Ssh(_)) => return None,
+        Ok(Recipient::Plugin(p)) => p.plugin().to_string(),
+        Ok(Recipient::PostQuantum(_)) => match pq_route() {
+            PqRoute::Unavailable(_) => return Some("needs sops ≥ 3.12 or age-plugin-pq on PATH".into()),
+            PqRoute::Sops(_) => return None,
+            PqRoute::Plugin => "pq".into(),
+        },
+    };
+    let binary = format!("age-plugin-{plugin}");
+    which::which(&binary).is_err().then(|| format!("{binary} is not on PATH"))
 }
 
 #[cfg(test)]

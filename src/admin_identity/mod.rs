@@ -120,7 +120,7 @@ impl Keyring {
             .iter()
             .filter_map(|e| match e {
                 Entry::X25519(id) => Some(id.to_public().to_string()),
-                Entry::Ssh(k) => Some(k.public.clone()),
+                Entry::Ssh(k) => k.public.clone(),
                 _ => None,
             })
             .collect()
@@ -141,9 +141,14 @@ impl Keyring {
 
     fn open_plugin(&self, recipient: &str, enc: &str) -> std::result::Result<Option<Zeroizing<Vec<u8>>>, String> {
         let Some(name) = plugin_name(recipient) else { return Ok(None) };
-        let ids: Vec<age::plugin::Identity> = self
-            .entries
-            .iter()
+        // Plugin identities of the key files, and of protected ones already unlocked.
+        let unlocked = self.entries.iter().filter_map(|e| match e {
+            Entry::Protected(p) => p.entries(false).ok(),
+            _ => None,
+        });
+        let ids: Vec<age::plugin::Identity> = std::iter::once(self.entries.as_slice())
+            .chain(unlocked)
+            .flatten()
             .filter_map(|e| match e {
                 Entry::Plugin(id) if id.plugin() == name => Some(id.clone()),
                 _ => None,

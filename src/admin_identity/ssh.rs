@@ -19,10 +19,10 @@ pub(super) struct SshKey {
     pub source: String,
     /// `ssh-ed25519` or `ssh-rsa`.
     pub algorithm: &'static str,
-    /// The stanza tag, base64 as in the stanza.
-    tag: String,
-    /// `ssh-… AAAA…`, no comment: the recipient this key opens.
-    pub public: String,
+    /// The stanza tag, base64 as in the stanza; unknown for an old PEM RSA key.
+    tag: Option<String>,
+    /// `ssh-… AAAA…`, no comment: the recipient this key opens, when readable.
+    pub public: Option<String>,
     state: State,
 }
 
@@ -37,27 +37,33 @@ impl SshKey {
     /// # Errors
     /// Not an ed25519 or RSA OpenSSH key (the reason, never the key).
     pub(super) fn parse(text: &[u8], source: &str, allow_passphrase: bool) -> Result<Self, String> {
-        let public = ssh_key::PrivateKey::from_openssh(text)
-            .map(|k| k.public_key().clone())
-            .map_err(|_| format!("{source} is not an OpenSSH private key"))?;
-        let algorithm = match public.algorithm() {
-            ssh_key::Algorithm::Ed25519 => "ssh-ed25519",
-            ssh_key::Algorithm::Rsa { .. } => "ssh-rsa",
-            other => return Err(format!("{source} is an {} key; sops and age take ssh-ed25519 and ssh-rsa keys only", other.as_str())),
-        };
-        let wire = public.to_bytes().map_err(|_| format!("{source}: the public key cannot be encoded"))?;
-        let tag = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&sha2::Sha256::digest(&wire)[..4]);
-        let openssh = public.to_openssh().map_err(|_| format!("{source}: the public key cannot be encoded"))?;
-        let public_line = openssh.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
         let parsed =
-            age::ssh::Identity::from_buffer(text, Some(source.to_string())).map_err(|_| format!("{source} is not a key age can use"))?;
-        let state = match parsed {
-            id @ age::ssh::Identity::Unencrypted(_) => State::Open(id),
-            age::ssh::Identity::Encrypted(key) if allow_passphrase => State::Locked { key, unlocked: OnceLock::new() },
-            age::ssh::Identity::Encrypted(_) => return Err(format!("{source} is passphrase-protected, which sops does not support here")),
-            age::ssh::Identity::Unsupported(_) => return Err(format!("{source} is a kind of SSH key age cannot use")),
+            age::ssh::Identity::from_buffer(text, Some(source.to_string())).map_err(|_| format!("{source} is not an SSH private key"))?;
+        // The public half, from the OpenSSH format (readable even when encrypted). An old PEM
+        // RSA key has none to read here: age checks its stanzas itself.
+        let public = ssh_key::PrivateKey::from_openssh(text).ok().map(|k| k.public_key().clone());
+        let algorithm = match (&parsed, public.as_ref().map(ssh_key::PublicKey::algorithm)) {
+            (_, Some(ssh_key::Algorithm::Ed25519)) => "ssh-ed25519",
+            (_, Some(ssh_key::Algorithm::Rsa { .. })) | (age::ssh::Identity::Unencrypted(_), None) => "ssh-rsa",
+            (_, Some(other)) => {
+                return Err(format!("{source} is an {} key; sops and age take ssh-ed25519 and ssh-rsa keys only", other.as_str()));
+            }
+            (_, None) => return Err(format!("{source} is a kind of SSH key age cannot use")),
         };
-        Ok(Self { source: source.to_string(), algorithm, tag, public: public_line, state })
+        let tag = public
+            .as_ref()
+            .and_then(|p| p.to_bytes().ok())
+            .map(|wire| base64::engine::general_purpose::STANDARD_NO_PAD.encode(&sha2::Sha256::digest(&wire)[..4]));
+        let public = public.and_then(|p| p.to_openssh().ok()).map(|line| line.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
+        let state = match (parsed, &tag) {
+            (id @ age::ssh::Identity::Unencrypted(_), _) => State::Open(id),
+            (age::ssh::Identity::Encrypted(key), Some(_)) if allow_passphrase => State::Locked { key, unlocked: OnceLock::new() },
+            (age::ssh::Identity::Encrypted(_), _) => {
+                return Err(format!("{source} is passphrase-protected, which sops does not support here"));
+            }
+            (age::ssh::Identity::Unsupported(_), _) => return Err(format!("{source} is a kind of SSH key age cannot use")),
+        };
+        Ok(Self { source: source.to_string(), algorithm, tag, public, state })
     }
 
     /// Whether opening needs a passphrase not yet given.
@@ -67,7 +73,7 @@ impl SshKey {
 
     /// Whether `enc`'s stanzas name this key (type and tag).
     fn is_for(&self, enc: &str) -> bool {
-        stanza_heads(enc).iter().any(|(kind, tag)| kind == self.algorithm && *tag == self.tag)
+        stanza_heads(enc).iter().any(|(kind, tag)| kind == self.algorithm && self.tag.as_ref().is_none_or(|t| t == tag))
     }
 
     /// The key as an identity, unlocking it (one prompt) when `interactive` allows.

@@ -7,7 +7,13 @@ use crate::common::{TestFleet, fast_sops, ok, peer};
 #[test]
 fn an_ssh_admin_round_trips_with_sops_through_its_private_key_file() {
     let (Some(sops), Some(keygen)) = (fast_sops(), peer("ssh-keygen")) else { return };
-    for (kind, stanza) in [(&["-t", "ed25519"][..], "ssh-ed25519"), (&["-t", "rsa", "-b", "2048"][..], "ssh-rsa")] {
+    // ed25519, RSA in OpenSSH's format, and RSA in the old PEM format (which sops reads too).
+    let kinds = [
+        (&["-t", "ed25519"][..], "ssh-ed25519"),
+        (&["-t", "rsa", "-b", "2048"][..], "ssh-rsa"),
+        (&["-t", "rsa", "-b", "2048", "-m", "PEM"][..], "ssh-rsa"),
+    ];
+    for (kind, stanza) in kinds {
         let f = TestFleet::new();
         let key = f.tmp.path().join("admin_key");
         let public = ssh_key(&keygen, kind, &key);

@@ -110,6 +110,17 @@ fn a_passphrase_protected_identity_file_is_unlocked_once() {
         "{}",
         stderr(&out)
     );
+
+    // A plugin identity kept in a protected file: one passphrase, then the plugin opens.
+    let Some(plugin) = peer("age-plugin-hstest") else { return };
+    let g = TestFleet::new();
+    let admin = plugin_key(&plugin, &["--generate"], g.tmp.path(), "plugin-id.txt");
+    let protected = age::encrypt_and_armor(&scrypt, std::fs::read_to_string(&admin.file).expect("id").as_bytes()).expect("encrypt");
+    std::fs::write(&file, protected).expect("write");
+    fleet_for(&g, &admin.recipient);
+    let screen = on_a_terminal(&tmux, &g, "sops rekey --rotate-data-key", &env, "Enter passphrase for identity", "correct horse");
+    assert!(screen.contains("EXIT=0") && screen.contains("re-keyed 3,"), "{screen}");
+    assert_eq!(screen.matches("Enter passphrase for identity").count(), 1, "{screen}");
 }
 
 #[test]
