@@ -3,7 +3,7 @@
 //! ever in an argument. `SOPS_GPG_EXEC` names another binary, and `GNUPGHOME` the keyring,
 //! as for sops (gpg reads it from the environment it inherits).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use zeroize::Zeroizing;
@@ -26,21 +26,11 @@ fn binary() -> Result<String, SopsFileError> {
     if let Some(exec) = std::env::var_os("SOPS_GPG_EXEC").filter(|v| !v.is_empty()) {
         return exec.into_string().map_err(|_| SopsFileError::PgpUnavailable("SOPS_GPG_EXEC is not valid UTF-8".into()));
     }
-    on_path("gpg").map(|p| p.to_string_lossy().into_owned()).ok_or_else(|| {
+    which::which("gpg").ok().map(|p| p.to_string_lossy().into_owned()).ok_or_else(|| {
         SopsFileError::PgpUnavailable(
             "`gpg` is not installed or not on PATH: install GnuPG (Debian/Ubuntu: `apt install gnupg`) or set SOPS_GPG_EXEC".into(),
         )
     })
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The last 16 hex digits (the long key ID), which `--trusted-key` wants.

@@ -95,7 +95,7 @@ impl FromStr for Recipient {
     /// Parses a recipient as sops does (surrounding spaces ignored), saying why one is not.
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        if s.starts_with(PQ_PREFIX) {
+        if is_post_quantum(s) {
             return s
                 .parse::<age::plugin::Recipient>()
                 .map(Recipient::PostQuantum)
@@ -119,6 +119,12 @@ impl FromStr for Recipient {
         }
         Err("expected age1… (X25519, plugin or post-quantum) or an ssh-ed25519/ssh-rsa public key".into())
     }
+}
+
+/// Whether `r` is a post-quantum recipient (`age1pq1…`), told by its prefix as sops tells it.
+#[must_use]
+pub fn is_post_quantum(r: &str) -> bool {
+    r.trim().starts_with(PQ_PREFIX)
 }
 
 /// The kind of `s`, or why sops would not take it.

@@ -226,7 +226,7 @@ impl AgeIdentities for Keyring {
         if let Some(key) = self.open_plugin(recipient, enc)? {
             return Ok(Some(key));
         }
-        if recipient.trim().starts_with("age1pq1") && self.entries.iter().any(|e| matches!(e, Entry::PostQuantum)) {
+        if crate::recipient::is_post_quantum(recipient) && self.entries.iter().any(|e| matches!(e, Entry::PostQuantum)) {
             return Err(
                 "it is for a post-quantum recipient, and your post-quantum identity (AGE-SECRET-KEY-PQ-1…) is only usable by sops ≥ 3.12: hostsmith leaves files with post-quantum keys to sops ≥ 3.12 when one is on PATH"
                     .to_string(),

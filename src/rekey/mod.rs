@@ -67,7 +67,7 @@ impl Target {
     /// What `rule` asks for.
     #[must_use]
     pub(crate) fn of(rule: CreationRule) -> Self {
-        let post_quantum = rule.key_groups.iter().flat_map(|g| &g.age).any(|r| r.trim().starts_with("age1pq1"))
+        let post_quantum = rule.key_groups.iter().flat_map(|g| &g.age).any(|r| crate::recipient::is_post_quantum(r))
             && matches!(crate::recipient::pq_route(), crate::recipient::PqRoute::Sops(_));
         let external = post_quantum || rule.key_groups.iter().any(|g| !g.other.is_empty());
         let groups = rule.key_groups.into_iter().map(|g| KeyGroupSpec { age: g.age, pgp: g.pgp }).collect();
