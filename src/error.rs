@@ -98,6 +98,10 @@ pub enum Error {
     #[error("{count} problem(s) found")]
     Problems { count: usize },
 
+    /// A fleet-wide run in which some hosts failed (each said why; the others were done).
+    #[error("{failed} of {total} hosts failed: {hosts}")]
+    HostsFailed { failed: usize, total: usize, hosts: String },
+
     /// A `deploy-image` failure after the Proxmox node was changed: the failure itself, then
     /// what is left on the node and how to remove it. Exits as the failure would.
     #[error("{error}\n{left}")]
@@ -134,7 +138,8 @@ impl Error {
             | Error::Inconsistent { .. }
             | Error::Locked { .. }
             | Error::Program { .. }
-            | Error::Problems { .. } => EXIT_FAILURE,
+            | Error::Problems { .. }
+            | Error::HostsFailed { .. } => EXIT_FAILURE,
         }
     }
 }

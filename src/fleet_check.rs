@@ -26,18 +26,20 @@ pub(crate) fn problems(fleet: &Fleet, records: &[HostRecord]) -> Vec<String> {
     let by_recipient: BTreeMap<&str, &str> = records.iter().map(|r| (r.age_recipient.as_str(), r.name.as_str())).collect();
     let mut by_fingerprint: BTreeMap<&str, &str> = BTreeMap::new();
     let mut by_mac: BTreeMap<String, String> = BTreeMap::new();
-    for r in records {
+    let rels: Vec<Option<String>> =
+        records.iter().map(|r| HostName::parse(&r.name).ok().map(|h| fleet.host_file_rel(&h, Some(r)))).collect();
+    // Read and parsed on every core; only what the checks need is kept.
+    let seen = crate::parallel::map(&rels, crate::parallel::cores(), |rel| rel.as_deref().and_then(|rel| Seen::read(fleet, rel)));
+    for ((r, rel), file) in records.iter().zip(&rels).zip(seen) {
         if let Some(first) = by_fingerprint.insert(&r.fingerprint, &r.name) {
             out.push(format!(
                 "hosts `{first}` and `{}` hold the same host key {}: give one of them its own key (`hostsmith keys rotate {}`)",
                 r.name, r.fingerprint, r.name
             ));
         }
-        let Ok(host) = HostName::parse(&r.name) else { continue };
-        let rel = fleet.host_file_rel(&host, Some(r));
-        let Some(file) = read(fleet, &rel) else { continue };
-        note_copy(&mut by_mac, &file, &rel, &mut out);
-        let recipients: Vec<String> = file.age_recipients().into_iter().flatten().collect();
+        let (Some(rel), Some(file)) = (rel, file) else { continue };
+        note_copy(&mut by_mac, &file.mac, rel, &mut out);
+        let recipients = &file.recipients;
         if !recipients.contains(&r.age_recipient) {
             out.push(format!(
                 "host `{}`: `{rel}` is not encrypted for the host's recorded key ({}): a rotation was interrupted or the file was replaced; run `hostsmith keys rotate {}` to give the host a fresh key",
@@ -71,14 +73,15 @@ fn orphans(fleet: &Fleet, records: &[HostRecord], by_mac: &mut BTreeMap<String, 
         .collect();
     hosts.sort();
     hosts.dedup();
+    let recorded: std::collections::HashSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
     for host in hosts {
         let rel = fleet.host_file_rel(&host, None);
-        if records.iter().any(|r| r.name == host.as_str()) || fleet.config.sops.shared.contains(&rel) {
+        if recorded.contains(host.as_str()) || fleet.config.sops.shared.contains(&rel) {
             continue;
         }
-        let Some(file) = read(fleet, &rel) else { continue };
-        note_copy(by_mac, &file, &rel, &mut out);
-        if file.raw_documents().first().is_some_and(|d| d.get(HOST_KEY_FIELD).is_some()) {
+        let Some(file) = Seen::read(fleet, &rel) else { continue };
+        note_copy(by_mac, &file.mac, &rel, &mut out);
+        if file.holds_host_key {
             let record = fleet.record_rel(host.as_str());
             out.push(format!(
                 "`{rel}` holds a host key but there is no record `{record}`: if an interrupted run on this machine left it, run `hostsmith vm-fresh {host}`; if you know where it comes from, `hostsmith vm-fresh --recover {host}`; otherwise remove it"
@@ -88,21 +91,36 @@ fn orphans(fleet: &Fleet, records: &[HostRecord], by_mac: &mut BTreeMap<String, 
     out
 }
 
-fn note_copy(by_mac: &mut BTreeMap<String, String>, file: &EncryptedFile, rel: &str, out: &mut Vec<String>) {
-    if file.mac().is_empty() {
+fn note_copy(by_mac: &mut BTreeMap<String, String>, mac: &str, rel: &str, out: &mut Vec<String>) {
+    if mac.is_empty() {
         return;
     }
-    if let Some(original) = by_mac.get(file.mac()) {
+    if let Some(original) = by_mac.get(mac) {
         out.push(format!(
             "`{rel}` is a copy of `{original}` (the same data key and MAC): a host file belongs to one host; remove the copy"
         ));
     } else {
-        by_mac.insert(file.mac().to_string(), rel.to_string());
+        by_mac.insert(mac.to_string(), rel.to_string());
     }
 }
 
-/// The file parsed, or `None` when it is missing or unreadable (reported elsewhere).
-fn read(fleet: &Fleet, rel: &str) -> Option<EncryptedFile> {
-    let text = std::fs::read_to_string(fleet.root.join(rel)).ok()?;
-    EncryptedFile::parse(&text).ok()
+/// What the checks read from a host file.
+struct Seen {
+    recipients: Vec<String>,
+    mac: String,
+    holds_host_key: bool,
+}
+
+impl Seen {
+    /// The file read and parsed, or `None` when it is missing or unreadable (reported
+    /// elsewhere).
+    fn read(fleet: &Fleet, rel: &str) -> Option<Self> {
+        let text = std::fs::read_to_string(fleet.root.join(rel)).ok()?;
+        let file = EncryptedFile::parse(&text).ok()?;
+        Some(Self {
+            recipients: file.age_recipients().into_iter().flatten().collect(),
+            mac: file.mac().to_string(),
+            holds_host_key: file.raw_documents().first().is_some_and(|d| d.get(HOST_KEY_FIELD).is_some()),
+        })
+    }
 }

@@ -40,9 +40,14 @@ impl Inputs {
     /// exits 2; a missing `.sops.yaml` or an unreadable file 1.
     pub(crate) fn open(dir: &Path) -> Result<Self> {
         let fleet = Fleet::open(dir)?;
-        let config = fleet.sops_config()?;
+        // `.sops.yaml` is parsed while the records are read (two large inputs, one core each).
+        let (config, records) = std::thread::scope(|s| {
+            let records = s.spawn(|| fleet.records());
+            let config = fleet.sops_config();
+            (config, records.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+        });
+        let (config, records) = (config?, records?);
         let admins = fleet.config.admins(&fleet.root)?.to_vec();
-        let records = fleet.records()?;
         Ok(Self { fleet, config, records, admins, files: Vec::new() })
     }
 
@@ -99,10 +104,10 @@ pub(crate) const SOPS_CHECKS: &[Check] = &[RECORDS, RULES, HOST_FILES];
 /// Everything `hostsmith check` runs.
 pub(crate) const CHECKS: &[Check] = &[RECORDS, RULES, HOST_FILES, ACCESS];
 
-/// The findings of `checks`, in their order.
+/// The findings of `checks`, in their order. The checks only read, so they run side by side.
 #[must_use]
 pub(crate) fn run(checks: &[Check], inputs: &Inputs) -> Vec<Finding> {
-    checks.iter().flat_map(|c| c.run(inputs)).collect()
+    crate::parallel::map(checks, checks.len(), |c| c.run(inputs)).into_iter().flatten().collect()
 }
 
 /// What `hostsmith check` reports.

@@ -14,7 +14,6 @@ use crate::record::HostRecord;
 use crate::rekey::Target;
 use crate::sops::file::EncryptedFile;
 use crate::sops::rules::SopsConfig;
-use crate::sops::yaml::NodeKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -99,8 +98,9 @@ pub(crate) fn problems(fleet: &Fleet, config: &SopsConfig, records: &[HostRecord
             ),
         });
     }
+    let recorded: std::collections::HashSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
     for RuleHost { line, host, file } in rule_hosts(fleet, config) {
-        if records.iter().any(|r| r.name == host) {
+        if recorded.contains(host.as_str()) {
             continue;
         }
         let record = fleet.record_rel(&host);
@@ -113,9 +113,16 @@ pub(crate) fn problems(fleet: &Fleet, config: &SopsConfig, records: &[HostRecord
             ),
         });
     }
-    for rel in files {
-        file_problems(fleet, config, rel, &names, &mut out);
-    }
+    // Each file read and parsed on every core, its problems kept in the files' order.
+    out.extend(
+        crate::parallel::map(files, crate::parallel::cores(), |rel| {
+            let mut found = Vec::new();
+            file_problems(fleet, config, rel, &names, &mut found);
+            found
+        })
+        .into_iter()
+        .flatten(),
+    );
     out
 }
 
@@ -199,16 +206,16 @@ pub(crate) struct RuleHost {
 /// file in the same directory. Admins' anchors and shared files are not hosts'.
 #[must_use]
 pub(crate) fn rule_hosts(fleet: &Fleet, config: &SopsConfig) -> Vec<RuleHost> {
-    let Ok(parsed) = crate::sops::yaml::parse(config.text()) else { return Vec::new() };
-    let Some(rules) = parsed.documents.first().and_then(|d| d.get("creation_rules")) else { return Vec::new() };
-    let NodeKind::Sequence { items, .. } = &rules.kind else { return Vec::new() };
     let shared = &fleet.config.sops.shared;
     let admins = fleet.config.sops.admins.clone().unwrap_or_default();
     let template = fleet.host_file_template();
     let is_host = |h: &str| HostName::parse(h).is_ok() && config.host_recipient(h).is_some() && !admins.iter().any(|a| a == h);
-    items
+    config
+        .model()
+        .rules
         .iter()
-        .filter_map(|item| {
+        .filter_map(|rule| {
+            let item = rule.item;
             let file = literal_of_regex(item.get("path_regex")?.as_str()?)?;
             if shared.iter().any(|s| s.trim_start_matches("./") == file) || crate::host_template::file_problem(&file).is_some() {
                 return None;

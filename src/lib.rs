@@ -35,6 +35,7 @@ pub(crate) mod layout_guess;
 pub(crate) mod openssh;
 pub(crate) mod out_tree;
 pub(crate) mod output;
+pub(crate) mod parallel;
 pub(crate) mod process;
 pub(crate) mod proxmox;
 pub mod recipient;

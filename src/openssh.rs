@@ -85,6 +85,28 @@ impl SshCommand {
             .option("LogLevel=ERROR")
     }
 
+    /// Like [`SshCommand::isolated`], but the connection becomes the control master of
+    /// `path` and stays `linger` after its last client leaves, for a session to reuse. It
+    /// forwards nothing itself; a session over it asks for what it needs.
+    #[must_use]
+    pub fn shared_master(self, path: &Path, linger: Duration) -> Self {
+        self.option("ControlMaster=yes")
+            .option(format!("ControlPath={}", option_path(path)))
+            .option(format!("ControlPersist={}", linger.as_secs().max(1)))
+            .option("ClearAllForwardings=yes")
+            .option("ForwardAgent=no")
+            .option("ForwardX11=no")
+            .option("PermitLocalCommand=no")
+            .option("LogLevel=ERROR")
+    }
+
+    /// A client of the master at `path`, never a master itself; when the master is gone,
+    /// ssh connects on its own (with the same options, pinning included).
+    #[must_use]
+    pub fn via_master(self, path: &Path) -> Self {
+        self.option("ControlMaster=no").option(format!("ControlPath={}", option_path(path)))
+    }
+
     /// `-F FILE`: this ssh config instead of `~/.ssh/config`.
     #[must_use]
     pub fn config_file(mut self, path: &Path) -> Self {

@@ -127,3 +127,26 @@ pub(crate) fn terminal_safe(text: &str) -> String {
     }
     text.chars().map(|c| if c.is_control() && c != '\n' && c != '\t' { c.escape_debug().collect() } else { c.to_string() }).collect()
 }
+
+/// Rows as a table: columns as wide as their widest cell, two spaces apart, the last
+/// unpadded.
+#[must_use]
+pub(crate) fn table<R: AsRef<[String]>>(rows: &[R]) -> Vec<String> {
+    let columns = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
+    let widths: Vec<usize> =
+        (0..columns).map(|i| rows.iter().filter_map(|r| r.as_ref().get(i)).map(|c| c.chars().count()).max().unwrap_or(0)).collect();
+    rows.iter()
+        .map(|row| {
+            let row = row.as_ref();
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i + 1 == row.len() {
+                    line.push_str(cell);
+                } else {
+                    line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+                }
+            }
+            line
+        })
+        .collect()
+}

@@ -73,6 +73,15 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     // is worth asking the host for it (not when it just failed to answer).
     let mut verified = false;
     let mut ask = true;
+    // The sync's connection is kept for the session (one handshake instead of two).
+    let mux = match (args.dry_run, sync::mux::Mux::new()) {
+        (true, _) => None,
+        (false, Ok(m)) => Some(m),
+        (false, Err(why)) => {
+            tracing::info!("no shared connection ({why}): the sync and the session connect separately");
+            None
+        }
+    };
     let why_not = if args.no_sync {
         Some("--no-sync")
     } else if !fleet.config.sync.auto {
@@ -111,7 +120,8 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
                     "Warning: key sync failed ({e}); connecting anyway: the connection may fail if {host} does not hold your key"
                 ));
             }
-            Ok(plan) => {
+            Ok(mut plan) => {
+                plan.control = mux.as_ref().map(|m| m.path().to_path_buf());
                 progress.line(&format!("Reading keys from {}... ✓ {}", plan.source, sync::count_keys(plan.keys.len())));
                 let done = sync::perform(&plan, "connect", &progress, started);
                 warn_unlogged(ctx, audit::append(&done.entry));
@@ -139,9 +149,28 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     }
 
     let known_hosts = ssh::known_hosts_file(&record)?;
-    let target =
-        SshTarget { alias: host.clone(), address: address.clone(), user: user.clone(), identity: args.identity.clone(), known_hosts };
-    let session = ssh::pinned_login(&target).session(&address.host, args.ssh_args.iter().cloned());
+    let target = SshTarget {
+        alias: host.clone(),
+        address: address.clone(),
+        user: user.clone(),
+        identity: args.identity.clone(),
+        known_hosts,
+        control: None,
+    };
+    let login = ssh::pinned_login(&target);
+    let login = match mux.as_ref().filter(|m| m.is_open()) {
+        Some(m) => {
+            tracing::info!("the session reuses the sync's connection ({})", m.path().display());
+            login.via_master(m.path())
+        }
+        None => {
+            if let Some(m) = &mux {
+                tracing::info!("ssh opened no shared connection at {}: the session connects on its own", m.path().display());
+            }
+            login
+        }
+    };
+    let session = login.session(&address.host, args.ssh_args.iter().cloned());
     if args.dry_run {
         ctx.out.json(&serde_json::json!({ "host": host.as_str(), "argv": session.argv() }));
         ctx.out.line(format!("Would run: {}", session.display()));

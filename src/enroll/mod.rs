@@ -117,8 +117,7 @@ pub(crate) fn run_with_progress(fleet: &Fleet, requests: Vec<Request>, opts: Opt
     plan::refuse_shared_keys(fleet, &planned)?;
     let records: Vec<_> = planned.iter().map(|p| p.record.clone()).collect();
     let policy = policy(fleet, admins, Fleet::host_file_overrides(&records));
-    let (edited, changes) = plan::edit_sops_config(fleet, &config, &config_text, &planned, &policy)?;
-    let new_config = parse_config(fleet, &edited)?;
+    let (edited, changes, new_config) = plan::edit_sops_config(fleet, &config, &config_text, &planned, &policy)?;
     plan::encrypt_host_files(fleet, &new_config, &mut planned, bar)?;
     let rotated_any = planned.iter().any(|p| p.outcome.action == Action::Rotated);
     let shared = plan::shared_files(fleet, &new_config, rotated_any, &mut identities)?;

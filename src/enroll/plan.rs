@@ -343,27 +343,22 @@ pub(super) fn edit_sops_config(
     text: &str,
     planned: &[Planned],
     policy: &EditPolicy,
-) -> Result<(String, Vec<String>)> {
+) -> Result<(String, Vec<String>, SopsConfig)> {
     let err = |e: SopsConfigError| Error::SopsRules { path: fleet.sops_config_path(), source: e };
-    let mut edited = text.to_owned();
+    debug_assert_eq!(config.text(), text);
+    let mut base = config.clone();
     let mut changes = Vec::new();
     for p in planned.iter().filter(|p| p.outcome.action == Action::Rotated) {
-        let edit = super::parse_config(fleet, &edited)?.replace_host_recipient(&p.outcome.name, &p.outcome.age_recipient).map_err(err)?;
-        edited = edit.text;
+        let edit = base.replace_host_recipient(&p.outcome.name, &p.outcome.age_recipient).map_err(err)?;
         changes.extend(edit.changes.iter().map(ToString::to_string));
+        base = edit.config().clone();
     }
     let keys: Vec<HostKey> =
         planned.iter().map(|p| HostKey { name: p.outcome.name.clone(), recipient: p.outcome.age_recipient.clone() }).collect();
-    let reparsed;
-    let base = if edited == text {
-        config
-    } else {
-        reparsed = super::parse_config(fleet, &edited)?;
-        &reparsed
-    };
     let edit = base.add_hosts(&keys, policy).map_err(err)?;
     changes.extend(edit.changes.iter().map(ToString::to_string));
-    Ok((edit.text, changes))
+    let config = edit.config().clone();
+    Ok((edit.text, changes, config))
 }
 
 /// Encrypts each planned host document for the recipients of its rule in the edited

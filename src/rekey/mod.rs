@@ -223,7 +223,7 @@ pub(crate) struct Options {
 #[must_use]
 pub(crate) fn rekey_files(fleet: &Fleet, config: &SopsConfig, files: &[String], ids: &Identities, opts: &Options) -> Vec<FileOutcome> {
     let bar = Progress::new(files.len(), opts.progress);
-    let outcomes = parallel(files, opts.jobs, |rel| {
+    let outcomes = crate::parallel::map(files, opts.jobs, |rel| {
         let outcome = rekey_one(fleet, config, rel, ids, opts);
         bar.tick();
         outcome
@@ -285,32 +285,10 @@ pub(crate) fn write_keeping_mode(path: &Path, text: &str) -> Result<()> {
     atomic::write(path, text.as_bytes(), mode)
 }
 
-/// Runs `f` over `items` on at most `jobs` threads; results in the order of `items`.
-pub(crate) fn parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let next = AtomicUsize::new(0);
-    let results: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
-    let workers = jobs.clamp(1, items.len().max(1));
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(item) = items.get(i) else { break };
-                    let r = f(item);
-                    if let Ok(mut slot) = results[i].lock() {
-                        *slot = Some(r);
-                    }
-                }
-            });
-        }
-    });
-    results.into_iter().filter_map(|m| m.into_inner().ok().flatten()).collect()
-}
-
 /// The default number of workers: the cores this process may use.
 #[must_use]
 pub(crate) fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    crate::parallel::cores()
 }
 
 /// A one-line progress bar on stderr, drawn only when stderr is a terminal.
@@ -417,16 +395,17 @@ pub(crate) fn resolve(fleet: &Fleet, files: &[PathBuf]) -> Result<Vec<String>> {
 /// The fleet files whose key groups hold `recipient` (those it can open), relative paths.
 #[must_use]
 pub(crate) fn openable_by(fleet: &Fleet, files: &[String], recipient: &str) -> Vec<String> {
-    files
-        .iter()
-        .filter(|rel| {
-            std::fs::read_to_string(fleet.root.join(rel))
-                .ok()
-                .and_then(|t| EncryptedFile::parse(&t).ok())
-                .is_some_and(|f| f.age_recipients().iter().flatten().any(|r| r == recipient))
-        })
-        .cloned()
-        .collect()
+    let holds = |rel: &String| {
+        let Ok(text) = std::fs::read_to_string(fleet.root.join(rel)) else { return false };
+        // A YAML scalar can spell the recipient otherwise only through a double-quoted
+        // escape: a file with neither holds no stanza for it, and is not parsed.
+        if !text.contains(recipient) && !text.contains('\\') {
+            return false;
+        }
+        EncryptedFile::parse(&text).is_ok_and(|f| f.age_recipients().iter().flatten().any(|r| r == recipient))
+    };
+    let keep = crate::parallel::map(files, crate::parallel::cores(), holds);
+    files.iter().zip(keep).filter(|&(_f, k)| k).map(|(f, _k)| f.clone()).collect()
 }
 
 /// Keys (age recipients, `pgp:FP`) in `to` and not in `from`, and the reverse (all groups
@@ -439,23 +418,6 @@ fn diff(from: &KeyGroups, to: &KeyGroups) -> (Vec<String>, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parallel_keeps_order_and_bounds_workers() {
-        let items: Vec<usize> = (0..50).collect();
-        let running = AtomicUsize::new(0);
-        let peak = AtomicUsize::new(0);
-        let out = parallel(&items, 3, |i| {
-            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-            peak.fetch_max(now, Ordering::SeqCst);
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            running.fetch_sub(1, Ordering::SeqCst);
-            i * 2
-        });
-        assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
-        assert!(peak.load(Ordering::SeqCst) <= 3);
-        assert!(parallel(&[] as &[usize], 4, |i| *i).is_empty());
-    }
 
     #[test]
     fn groups_compare_as_sets_with_fingerprints() {

@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod guest;
 pub mod keys;
+pub mod mux;
 pub mod plan;
 pub mod progress;
 pub mod remote;
@@ -99,6 +100,7 @@ fn try_ssh(plan: &Plan) -> Result<Reached, Failure> {
         user: plan.user.clone(),
         identity: plan.identity.clone(),
         known_hosts,
+        control: plan.control.clone(),
     };
     let stdin = remote::stdin(plan.mode, wait_for_lock(plan.timeout), &plan.user, &plan.keys);
     match ssh::attempt(&target, plan.timeout, stdin) {

@@ -49,6 +49,8 @@ pub struct Plan {
     pub method: Method,
     pub timeout: Duration,
     pub mode: Mode,
+    /// A control socket the ssh sync opens as a shared master ([`super::mux`]).
+    pub control: Option<PathBuf>,
 }
 
 /// What was known when a plan was refused.
@@ -151,6 +153,7 @@ pub fn plan(fleet: &Fleet, host: &HostName, opts: &Options) -> std::result::Resu
         method,
         timeout,
         mode: if opts.dry_run { Mode::Check } else { Mode::Apply },
+        control: None,
     })
 }
 

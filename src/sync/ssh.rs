@@ -29,6 +29,9 @@ pub struct SshTarget {
     pub identity: Option<PathBuf>,
     /// The known_hosts file from [`known_hosts_file`].
     pub known_hosts: PathBuf,
+    /// Open the connection as a shared master on this control socket ([`super::mux`]);
+    /// otherwise it is a connection of its own.
+    pub control: Option<PathBuf>,
 }
 
 /// Writes the host's record as a known_hosts file under the state directory and returns its
@@ -70,7 +73,11 @@ fn login(t: &SshTarget, cmd: SshCommand) -> SshCommand {
 /// that forwards nothing, bounded by `timeout`.
 #[must_use]
 pub fn sync_program(t: &SshTarget, timeout: Duration, stdin: Vec<u8>) -> Program {
-    let cmd = SshCommand::new().flag("-T").batch().pinned(&t.alias, &t.known_hosts).connect_timeout(timeout).isolated();
+    let cmd = SshCommand::new().flag("-T").batch().pinned(&t.alias, &t.known_hosts).connect_timeout(timeout);
+    let cmd = match &t.control {
+        Some(path) => cmd.shared_master(path, Duration::from_secs(super::mux::LINGER_SECS)),
+        None => cmd.isolated(),
+    };
     login(t, cmd).program(&t.address.host, [REMOTE_COMMAND.to_string()]).stdin(stdin).timeout(timeout)
 }
 
@@ -143,6 +150,7 @@ mod tests {
             user: UserName::parse("admin").expect("user"),
             identity: None,
             known_hosts: PathBuf::from("/state/known_hosts/web01-00"),
+            control: None,
         }
     }
 

@@ -32,6 +32,7 @@ mod sshd;
 mod sync;
 mod sync_config;
 mod sync_harden;
+mod sync_many;
 mod sync_script;
 mod terminal;
 mod vm_fresh;

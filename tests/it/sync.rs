@@ -41,15 +41,10 @@ fn sshd_path() -> Option<PathBuf> {
 
 /// A fleet with web01, and an sshd serving web01's recorded key with `home` as root's home.
 pub(crate) fn rig() -> Option<Rig> {
-    let (sshd, _, _) = (sshd_path()?, peer("ssh")?, peer("unshare")?);
+    let (_, _, _) = (sshd_path()?, peer("ssh")?, peer("unshare")?);
     let f = TestFleet::new();
     f.init_with(&["web01"]);
-    let out = f.tmp.path().join("extra");
-    ok(&f.run(&["extra-files", "web01", "--out", out.to_str().expect("utf8")]));
-    let record_key =
-        Keypair::from_openssh(&std::fs::read_to_string(out.join("etc/ssh/ssh_host_ed25519_key")).expect("key"), None).expect("key");
     let home = f.tmp.path().join("remote-root");
-    std::fs::create_dir_all(&home).expect("home");
     let client_key = Keypair::generate("client@test").expect("key");
     let client = f.tmp.path().join("client_key");
     hostsmith::atomic::create_secret(&client, client_key.openssh_private().expect("private").as_bytes()).expect("write");
@@ -59,24 +54,38 @@ pub(crate) fn rig() -> Option<Rig> {
     let admin_pub = f.tmp.path().join("admin.pub");
     std::fs::write(&admin_pub, admin.public_line() + "\n").expect("write");
     let log = f.tmp.path().join("sshd.log");
+    let (record_key, server) = host_sshd(&f, "web01", &home, &log);
+    Some(Rig { f, home, log, client, admin_pub, admin, sshd: server, record_key })
+}
+
+/// An sshd serving `host`'s recorded key (as `extra-files` gives it), in a mount namespace
+/// of its own where `home` is root's home, accepting the fleet directory's
+/// `bootstrap_keys` and logging to `log`.
+pub(crate) fn host_sshd(f: &TestFleet, host: &str, home: &Path, log: &Path) -> (Keypair, Sshd) {
+    let sshd = sshd_path().expect("sshd");
+    let out = f.tmp.path().join(format!("extra-{host}"));
+    ok(&f.run(&["extra-files", host, "--out", out.to_str().expect("utf8")]));
+    let record_key =
+        Keypair::from_openssh(&std::fs::read_to_string(out.join("etc/ssh/ssh_host_ed25519_key")).expect("key"), None).expect("key");
+    std::fs::create_dir_all(home).expect("home");
     let mut launch = Command::new("unshare");
     launch
         .args(["-m", "--propagation", "private", "sh", "-c", r#"mount --bind "$0" /root && exec "$@""#])
-        .arg(&home)
+        .arg(home)
         .arg(&sshd)
         .arg("-E")
-        .arg(&log);
+        .arg(log);
     // node-bin holds the stand-in `qm` for the guest-agent test (this sshd plays the node).
     let node_bin = f.tmp.path().join("node-bin");
     std::fs::create_dir_all(&node_bin).expect("mkdir");
     let extra = format!(
         "AuthorizedKeysFile .ssh/authorized_keys {}\nMaxStartups 100:30:200\nLogLevel VERBOSE\nSetEnv PATH={}:/usr/local/bin:/usr/bin:/bin\n",
-        bootstrap.display(),
+        f.tmp.path().join("bootstrap_keys").display(),
         node_bin.display()
     );
     let server =
         Sshd::start_via(launch, f.tmp.path(), &record_key, &extra, |port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
-    Some(Rig { f, home, log, client, admin_pub, admin, sshd: server, record_key })
+    (record_key, server)
 }
 
 impl Rig {
@@ -374,6 +383,54 @@ fn connect_syncs_then_runs_ssh_pinned_to_the_record() {
     assert!(stderr(&out).contains("Skipping key sync (--no-sync)"));
     let outcomes: Vec<_> = r.audit().iter().map(|e| e["outcome"].as_str().expect("o").to_string()).collect();
     assert_eq!(outcomes, ["synced", "skipped"]);
+}
+
+/// Whether `f` holds within `limit` (polled).
+fn poll(limit: Duration, f: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// Waits until sshd's log holds `n` connections (a line lands a moment after the
+/// connection), then a little longer for any more, and returns the count.
+fn wait_connections(r: &Rig, n: usize) -> usize {
+    poll(Duration::from_secs(5), || r.connections() >= n);
+    std::thread::sleep(Duration::from_millis(300));
+    r.connections()
+}
+
+#[test]
+fn connect_runs_the_session_over_the_syncs_connection() {
+    let Some(r) = rig() else { return };
+    let before = wait_connections(&r, 1);
+    let runtime = r.f.tmp.path().join("runtime");
+    std::fs::create_dir(&runtime).expect("mkdir");
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let (client, admin) = (r.client.to_str().expect("utf8"), r.admin_pub.to_str().expect("utf8"));
+    let args =
+        ["-v", "connect", "web01", "--address", &r.addr(), "--user", "root", "--identity", client, "--key", admin, "--", "echo", "hi"];
+    let out = run(r.cmd(&args).env("XDG_RUNTIME_DIR", &runtime));
+    assert_eq!(stdout(&out), "hi\n", "{}", stderr(&out));
+    assert!(stderr(&out).contains("the session reuses the sync's connection"), "{}", stderr(&out));
+    assert_eq!(wait_connections(&r, before + 1), before + 1, "one handshake for the sync and the session");
+    // The master's socket was in a private directory, and goes once the session ended.
+    let dir = runtime.join("hostsmith");
+    assert_eq!(mode(&dir), 0o700);
+    let gone = poll(Duration::from_secs(hostsmith::sync::mux::LINGER_SECS + 5), || std::fs::read_dir(&dir).expect("ls").next().is_none());
+    assert!(gone, "the master exits after the session and removes its socket");
+
+    // No usable control path (too long for a socket): two connections, said under -v.
+    let long = r.f.tmp.path().join("s".repeat(100));
+    let out = run(r.cmd(&args).env_remove("XDG_RUNTIME_DIR").env("XDG_STATE_HOME", &long));
+    assert_eq!(stdout(&out), "hi\n", "{}", stderr(&out));
+    assert!(stderr(&out).contains("no shared connection (the control socket path"), "{}", stderr(&out));
+    assert_eq!(wait_connections(&r, before + 3), before + 3, "the sync and the session connect separately");
 }
 
 #[test]

@@ -134,21 +134,7 @@ fn table(rows: &[Row<'_>]) -> Vec<String> {
             r.rotated_at.unwrap_or("-").to_string(),
         ]);
     }
-    let widths: Vec<usize> = (0..6).map(|i| cells.iter().map(|c| c[i].chars().count()).max().unwrap_or(0)).collect();
-    cells
-        .iter()
-        .map(|row| {
-            let mut line = String::new();
-            for (i, cell) in row.iter().enumerate() {
-                if i + 1 == row.len() {
-                    line.push_str(cell);
-                } else {
-                    line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
-                }
-            }
-            line
-        })
-        .collect()
+    crate::output::table(&cells)
 }
 
 #[derive(Debug, Serialize)]

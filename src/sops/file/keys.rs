@@ -283,9 +283,16 @@ pub(crate) fn wrap(metadata: &mut Metadata, data_key: &DataKey, rewrap: bool, pg
         vec![Zeroizing::new(data_key.to_vec())]
     };
     for (group, part) in metadata.groups.iter_mut().zip(&parts) {
-        for k in &mut group.age {
-            if resplit || k.enc.is_empty() {
-                k.enc = crate::recipient::wrap(part, &k.recipient).map_err(|e| SopsFileError::wrap(&k.recipient, e))?;
+        // A shared file of a large fleet has a stanza per host: they are wrapped on every core
+        // (a host file's two or three are not worth a thread).
+        let jobs = if group.age.len() >= 64 { crate::parallel::cores() } else { 1 };
+        let wrapped = crate::parallel::map(&group.age, jobs, |k| {
+            (resplit || k.enc.is_empty())
+                .then(|| crate::recipient::wrap(part, &k.recipient).map_err(|e| SopsFileError::wrap(&k.recipient, e)))
+        });
+        for (k, enc) in group.age.iter_mut().zip(wrapped) {
+            if let Some(enc) = enc {
+                k.enc = enc?;
             }
         }
         for k in &mut group.pgp {

@@ -71,10 +71,10 @@ pub(crate) fn check(cfg: &SopsConfig, host_files: &[String], policy: &EditPolicy
         out.push(ProblemKind::DuplicateAnchor, line, format!("anchor `&{name}` is defined more than once; rename one"));
     }
     for rule in &m.rules {
-        rule_problems(&m, rule, &mut out);
+        rule_problems(m, rule, &mut out);
     }
-    recipient_problems(&m, host_files, policy, &mut out);
-    let admins = match admin_refs(&m, &policy.admins) {
+    recipient_problems(m, host_files, policy, &mut out);
+    let admins = match admin_refs(m, &policy.admins) {
         Ok(a) => a,
         Err(e) => {
             out.push(ProblemKind::UnknownAdmin, None, e.to_string());
@@ -86,7 +86,7 @@ pub(crate) fn check(cfg: &SopsConfig, host_files: &[String], policy: &EditPolicy
         host_files.iter().filter_map(|p| policy.host_of(p)).filter_map(|h| m.anchor(&h).and_then(Node::as_str).map(|r| (r, h))).collect();
     for path in host_files {
         let host = policy.host_of(path);
-        let Some((rule, recipients)) = used_rule(&m, path, &mut out) else {
+        let Some((rule, recipients)) = used_rule(m, path, &mut out) else {
             continue;
         };
         let others: std::collections::BTreeSet<&str> = recipients
@@ -106,7 +106,7 @@ pub(crate) fn check(cfg: &SopsConfig, host_files: &[String], policy: &EditPolicy
             );
         }
         if !rule.is_specific_to(path) {
-            let later = m.rules.iter().skip(rule.index + 1).find(|r| r.is_specific_to(path));
+            let later = m.next_written_for(rule.index, path);
             let hint = later.map_or(String::from("add `path_regex: ^...$` for it before this rule"), |r| {
                 format!("the rule written for it at line {} comes after this one: move it up", r.line)
             });
@@ -115,7 +115,7 @@ pub(crate) fn check(cfg: &SopsConfig, host_files: &[String], policy: &EditPolicy
                 Some(rule.line),
                 format!("`{path}` falls to a rule that is not written for it alone; {hint}"),
             );
-        } else if let Some(dup) = m.rules.iter().skip(rule.index + 1).find(|r| r.is_specific_to(path)) {
+        } else if let Some(dup) = m.next_written_for(rule.index, path) {
             out.push(
                 ProblemKind::DuplicateRule,
                 Some(dup.line),
@@ -135,22 +135,23 @@ pub(crate) fn check(cfg: &SopsConfig, host_files: &[String], policy: &EditPolicy
             ),
             _ => {}
         }
-        let pgp = pgp_keys(&m, rule);
+        let pgp = pgp_keys(m, rule);
         for a in admins.iter().filter(|a| !if a.pgp { pgp.contains(&a.recipient) } else { recipients.contains(&a.recipient) }) {
             out.push(ProblemKind::AdminMissing, Some(rule.line), format!("admin {} is missing from the rule for `{path}`", a.text));
         }
     }
     let excluded: Vec<glob::Pattern> = policy.exclude_from_shared.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect();
     for shared in &policy.shared {
-        let Some((rule, recipients)) = used_rule(&m, shared, &mut out) else {
+        let Some((rule, recipients)) = used_rule(m, shared, &mut out) else {
             continue;
         };
+        let recipients: std::collections::HashSet<&str> = recipients.iter().map(String::as_str).collect();
         for host in host_files.iter().filter_map(|p| policy.host_of(p)) {
             if excluded.iter().any(|p| p.matches(&host)) {
                 continue;
             }
             if let Some(r) = m.anchor(&host).and_then(Node::as_str)
-                && !recipients.iter().any(|x| x == r)
+                && !recipients.contains(r)
             {
                 out.push(
                     ProblemKind::SharedMissing,
@@ -224,14 +225,14 @@ fn rule_problems(m: &Model<'_>, rule: &Rule<'_>, out: &mut Report) {
 /// Every recipient used by a rule or defined under `keys:` must parse; hosts must use the
 /// age1 form.
 fn recipient_problems(m: &Model<'_>, host_files: &[String], policy: &EditPolicy, out: &mut Report) {
-    let hosts: Vec<String> = host_files.iter().filter_map(|p| policy.host_of(p)).collect();
+    let hosts: std::collections::HashSet<String> = host_files.iter().filter_map(|p| policy.host_of(p)).collect();
     let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut consider = |line: usize, value: &str, anchor: Option<&str>, out: &mut Report| {
         if !seen.insert(value.to_string()) || is_pgp_fingerprint(value) {
             // A PGP key: where it is used decides whether it is right (see below).
             return;
         }
-        let host = anchor.filter(|a| hosts.iter().any(|h| h == a));
+        let host = anchor.filter(|a| hosts.contains(*a));
         let kind = crate::recipient::kind_of(value);
         match (kind, host) {
             (_, Some(host)) if value.starts_with("ssh-") => out.push(

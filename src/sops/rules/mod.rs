@@ -52,6 +52,7 @@ mod verify;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 pub use check::{Problem, ProblemKind};
 pub use error::SopsConfigError;
@@ -60,12 +61,34 @@ pub use summary::{AdminKey, KeyAnchor, RuleSummary};
 use crate::sops::yaml::{NodeKind, Parsed};
 use model::Model;
 
-/// A parsed `.sops.yaml`: the text and its positioned parse.
-#[derive(Debug, Clone)]
+/// A parsed `.sops.yaml`: the text, its positioned parse, and the model read from them
+/// (rules, anchors, their indexes), built once. Cloning shares all three.
+#[derive(Clone)]
 pub struct SopsConfig {
+    inner: Arc<Inner>,
+}
+
+/// The text and its parse, which the model borrows.
+struct Source {
     text: String,
     parsed: Parsed,
-    regexes: model::RegexCache,
+}
+
+self_cell::self_cell!(
+    /// The model lives beside what it borrows: every lookup (one per host in a fleet-wide
+    /// command) reads the same model instead of rebuilding it, which made those commands
+    /// quadratic in the fleet's size.
+    struct Inner {
+        owner: Source,
+        #[covariant]
+        dependent: Model,
+    }
+);
+
+impl fmt::Debug for SopsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SopsConfig").field("bytes", &self.text().len()).finish_non_exhaustive()
+    }
 }
 
 /// How hostsmith places hosts (from `hostsmith.toml` `[sops]`).
@@ -127,13 +150,35 @@ pub struct HostKey {
 
 /// The result of an edit: the whole new text and what changed. No changes means nothing
 /// to do, and then `text` is the original text, byte for byte.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Edit {
     pub text: String,
     pub changes: Vec<Change>,
+    /// The new text parsed, as the edit's verification parsed it (so a caller need not
+    /// parse two megabytes again).
+    config: SopsConfig,
 }
 
+impl PartialEq for Edit {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text && self.changes == other.changes
+    }
+}
+
+impl Eq for Edit {}
+
 impl Edit {
+    /// An edit that changes nothing.
+    pub(crate) fn none(cfg: &SopsConfig) -> Self {
+        Self { text: cfg.text().to_string(), changes: Vec::new(), config: cfg.clone() }
+    }
+
+    /// The new `.sops.yaml`, parsed.
+    #[must_use]
+    pub fn config(&self) -> &SopsConfig {
+        &self.config
+    }
+
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
@@ -281,25 +326,18 @@ impl SopsConfig {
     pub fn parse(text: &str) -> Result<Self, SopsConfigError> {
         let parsed =
             crate::sops::yaml::parse(text).map_err(|e| SopsConfigError::NotYaml { line: e.line, col: e.col, message: e.message })?;
-        let regexes = Model::new(text, &parsed, &model::RegexCache::new())?
-            .rules
-            .into_iter()
-            .filter_map(|r| match r.regex? {
-                model::Matcher::Regex(re) => Some((r.path_regex?, re)),
-                model::Matcher::Literal(_) => None,
-            })
-            .collect();
-        Ok(Self { text: text.to_string(), parsed, regexes })
+        let source = Source { text: text.to_string(), parsed };
+        let inner = Inner::try_new(source, |s| Model::new(&s.text, &s.parsed))?;
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     #[must_use]
     pub fn text(&self) -> &str {
-        &self.text
+        &self.inner.borrow_owner().text
     }
 
-    pub(crate) fn model(&self) -> Model<'_> {
-        // `parse` built the same model successfully.
-        Model::new(&self.text, &self.parsed, &self.regexes).unwrap_or_else(|e| panic!("model of a parsed config: {e}"))
+    pub(crate) fn model(&self) -> &Model<'_> {
+        self.inner.borrow_dependent()
     }
 
     /// Adds hosts in one pass: anchors, rules, shared rules. Hosts already fully present are
@@ -349,14 +387,14 @@ impl SopsConfig {
     /// The rule sops uses for `path`, as sops reads it.
     #[must_use]
     pub fn rule_for(&self, path: &str) -> Option<CreationRule> {
-        creation_rule(&self.model(), path)
+        creation_rule(self.model(), path)
     }
 
     /// [`SopsConfig::rule_for`] for many paths, reading the file's rules once.
     #[must_use]
     pub fn rules_for_each(&self, paths: &[&str]) -> Vec<Option<CreationRule>> {
         let m = self.model();
-        paths.iter().map(|p| creation_rule(&m, p)).collect()
+        paths.iter().map(|p| creation_rule(m, p)).collect()
     }
     /// The value of anchor `&host` when it names a string (normally the host's `age1…`).
     #[must_use]

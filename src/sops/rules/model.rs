@@ -39,8 +39,8 @@ pub(crate) struct Model<'a> {
     pub anchors: Vec<(&'a str, &'a Node)>,
     /// The definitions of each anchor name, in text order (for lookups in O(1) of the file).
     by_name: HashMap<&'a str, Vec<&'a Node>>,
-    /// The first rule (index) whose `path_regex` is a plain literal, by that literal.
-    literals: HashMap<String, usize>,
+    /// The rules (indexes, in order) whose `path_regex` is a plain literal, by that literal.
+    literals: HashMap<String, Vec<usize>>,
     /// The rules that are not plain literals (real regexes, and rules without `path_regex`,
     /// which match everything), by index, in order.
     dynamic: Vec<usize>,
@@ -94,11 +94,6 @@ pub(crate) fn describe(n: &Node) -> &'static str {
     }
 }
 
-/// Compiled `path_regex`es by pattern, kept by [`super::SopsConfig`] so that repeated
-/// lookups (one per host file) do not compile every rule again. Shared, not cloned: cloning
-/// a `Regex` builds a new cache pool, which cost more than the lookups themselves.
-pub(crate) type RegexCache = HashMap<String, Arc<Result<Regex, String>>>;
-
 /// The text a pattern matches when it matches exactly one string: `^`, then characters that
 /// are not regex metacharacters or are metacharacters escaped with `\`, then `$`. Both RE2
 /// (sops) and Rust's regex read such a pattern as "the whole path equals this text" (`^` and
@@ -123,7 +118,7 @@ pub(crate) fn literal_pattern(pattern: &str) -> Option<String> {
 }
 
 impl<'a> Model<'a> {
-    pub(crate) fn new(text: &'a str, parsed: &'a Parsed, cache: &RegexCache) -> Result<Self, SopsConfigError> {
+    pub(crate) fn new(text: &'a str, parsed: &'a Parsed) -> Result<Self, SopsConfigError> {
         let lines = Lines::new(text, &parsed.comments);
         let root = match parsed.documents.as_slice() {
             [root] => root,
@@ -163,10 +158,10 @@ impl<'a> Model<'a> {
             match &value.kind {
                 NodeKind::Sequence { items, .. } => {
                     for (index, item) in items.iter().enumerate() {
-                        let rule = model.rule(index, item, cache);
+                        let rule = model.rule(index, item);
                         match &rule.regex {
                             Some(Matcher::Literal(l)) => {
-                                model.literals.entry(l.clone()).or_insert(index);
+                                model.literals.entry(l.clone()).or_default().push(index);
                             }
                             _ => model.dynamic.push(index),
                         }
@@ -182,14 +177,14 @@ impl<'a> Model<'a> {
         Ok(model)
     }
 
-    fn rule(&self, index: usize, item: &'a Node, cache: &RegexCache) -> Rule<'a> {
+    fn rule(&self, index: usize, item: &'a Node) -> Rule<'a> {
         let resolved = self.resolve(item);
         let map = matches!(resolved.kind, NodeKind::Mapping { .. }).then_some(resolved);
         let path_regex = map.and_then(|m| self.lookup(m, "path_regex")).and_then(|f| f.value.as_str().map(str::to_string));
         let path_regex = path_regex.filter(|r| !r.is_empty());
         let regex = path_regex.as_ref().map(|r| match literal_pattern(r) {
             Some(l) => Matcher::Literal(l),
-            None => Matcher::Regex(cache.get(r).cloned().unwrap_or_else(|| Arc::new(Regex::new(r).map_err(|e| e.to_string())))),
+            None => Matcher::Regex(Arc::new(Regex::new(r).map_err(|e| e.to_string()))),
         });
         Rule { index, item, map, path_regex, regex, line: item.line + 1 }
     }
@@ -285,7 +280,7 @@ impl<'a> Model<'a> {
     pub(crate) fn rule_for(&self, path: &str) -> Result<Option<&Rule<'a>>, SopsConfigError> {
         let path = normalize(path);
         // The first literal rule for this exact path, then any earlier rule that is a regex.
-        let literal = self.literals.get(path).copied();
+        let literal = self.literals.get(path).and_then(|v| v.first().copied());
         for &i in &self.dynamic {
             if literal.is_some_and(|l| l < i) {
                 break;
@@ -296,6 +291,21 @@ impl<'a> Model<'a> {
             }
         }
         Ok(literal.map(|i| &self.rules[i]))
+    }
+
+    /// The first rule after the one at `after` that is written for `path` alone
+    /// ([`Rule::is_specific_to`]): one among the literal rules for exactly this path, or a
+    /// regex rule — found without trying every rule of the file.
+    pub(crate) fn next_written_for(&self, after: usize, path: &str) -> Option<&Rule<'a>> {
+        let path = normalize(path);
+        let literal = self.literals.get(path).and_then(|v| v.iter().copied().find(|&i| i > after));
+        let dynamic = self
+            .dynamic
+            .iter()
+            .copied()
+            .filter(|&i| i > after && literal.is_none_or(|l| i < l))
+            .find(|&i| self.rules[i].is_specific_to(path));
+        dynamic.or(literal).map(|i| &self.rules[i])
     }
 
     /// The age recipients of each key group of the rule sops uses for `path` (see

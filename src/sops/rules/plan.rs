@@ -17,7 +17,7 @@ use super::{Change, Edit, EditPolicy, HostKey, SopsConfig, SopsConfigError};
 #[allow(clippy::too_many_lines, reason = "the planner decides every placement on one parse; each case is a commented block")]
 pub(crate) fn add_hosts(cfg: &SopsConfig, hosts: &[HostKey], policy: &EditPolicy) -> Result<Edit, SopsConfigError> {
     let m = cfg.model();
-    editable(&m)?;
+    editable(m)?;
     let mut hs: Vec<&HostKey> = Vec::new();
     for h in hosts {
         validate_host(&h.name)?;
@@ -34,8 +34,8 @@ pub(crate) fn add_hosts(cfg: &SopsConfig, hosts: &[HostKey], policy: &EditPolicy
         }
     }
     let excluded = exclusions(policy)?;
-    let style = Style::detect(&m);
-    let admins = admin_refs(&m, &policy.admins);
+    let style = Style::detect(m);
+    let admins = admin_refs(m, &policy.admins);
     let mut b = Builder::new();
 
     for h in &hs {
@@ -45,7 +45,7 @@ pub(crate) fn add_hosts(cfg: &SopsConfig, hosts: &[HostKey], policy: &EditPolicy
         }
         match m.anchor(&h.name) {
             None => {
-                let (target, created) = keys_target(&m, policy)?;
+                let (target, created) = keys_target(m, policy)?;
                 if let Some(c) = created.filter(|c| !b.changes.contains(c)) {
                     b.changes.push(c);
                 }
@@ -71,12 +71,12 @@ pub(crate) fn add_hosts(cfg: &SopsConfig, hosts: &[HostKey], policy: &EditPolicy
                 }
             },
         }
-        let host_ref = host_ref(&m, h);
+        let host_ref = host_ref(m, h);
         match m.rule_for(&file)? {
             Some(r) if r.is_specific_to(&file) => {
                 if !m.groups(r).iter().any(|g| g.age.contains(&h.recipient)) {
-                    let target = age_target(&m, r, &file)?;
-                    defined_before(&m, std::slice::from_ref(&host_ref), r.item.span.start.max(1))?;
+                    let target = age_target(m, r, &file)?;
+                    defined_before(m, std::slice::from_ref(&host_ref), r.item.span.start.max(1))?;
                     b.add(target, Item::scalar(host_ref.text.clone(), &h.recipient));
                     b.changes.push(Change::HostJoinedRule { host: h.name.clone(), line: r.line });
                 }
@@ -87,10 +87,10 @@ pub(crate) fn add_hosts(cfg: &SopsConfig, hosts: &[HostKey], policy: &EditPolicy
                 let mut refs = admins.clone();
                 refs.push(host_ref);
                 let (target, at) = match first {
-                    Some(r) => (Target::Before { seq: rules_seq(&m)?, index: r.index }, r.item.span.start),
-                    None => rules_append(&m, &mut b)?,
+                    Some(r) => (Target::Before { seq: rules_seq(m)?, index: r.index }, r.item.span.start),
+                    None => rules_append(m, &mut b)?,
                 };
-                defined_before(&m, &refs, at)?;
+                defined_before(m, &refs, at)?;
                 let re = format!("^{}$", super::text::escape_re2(&file));
                 b.add(target, rule_item(&style, &re, &refs));
                 b.changes.push(Change::RuleAdded { host: h.name.clone(), path_regex: re });
@@ -111,8 +111,8 @@ pub(crate) fn add_hosts(cfg: &SopsConfig, hosts: &[HostKey], policy: &EditPolicy
                 let have: Vec<String> = m.groups(r).into_iter().flat_map(|g| g.age).collect();
                 for h in joining.iter().filter(|h| !have.contains(&h.recipient)) {
                     // A string `age:` takes the recipient itself (see `Item::literal`).
-                    let target = age_target(&m, r, shared)?;
-                    b.add(target, Item::scalar(host_ref(&m, h).text, &h.recipient));
+                    let target = age_target(m, r, shared)?;
+                    b.add(target, Item::scalar(host_ref(m, h).text, &h.recipient));
                     b.changes.push(Change::SharedJoined { host: h.name.clone(), file: shared.clone(), line: r.line });
                 }
             }
@@ -123,18 +123,18 @@ pub(crate) fn add_hosts(cfg: &SopsConfig, hosts: &[HostKey], policy: &EditPolicy
                 } => {}
             first => {
                 let (mut refs, target, at) = match first {
-                    Some(g) => (copy_refs(&m, g, shared)?, Target::Before { seq: rules_seq(&m)?, index: g.index }, g.item.span.start),
+                    Some(g) => (copy_refs(m, g, shared)?, Target::Before { seq: rules_seq(m)?, index: g.index }, g.item.span.start),
                     None => {
-                        let (t, at) = rules_append(&m, &mut b)?;
+                        let (t, at) = rules_append(m, &mut b)?;
                         (admins.clone()?, t, at)
                     }
                 };
                 for h in &joining {
                     if !refs.iter().any(|r| r.recipient == h.recipient) {
-                        refs.push(host_ref(&m, h));
+                        refs.push(host_ref(m, h));
                     }
                 }
-                defined_before(&m, &refs, at)?;
+                defined_before(m, &refs, at)?;
                 let re = format!("^{}$", super::text::escape_re2(super::model::normalize(shared)));
                 b.add(target, rule_item(&style, &re, &refs));
                 b.changes.push(Change::SharedRuleAdded { file: shared.clone(), hosts: joining.iter().map(|h| h.name.clone()).collect() });
@@ -145,7 +145,7 @@ pub(crate) fn add_hosts(cfg: &SopsConfig, hosts: &[HostKey], policy: &EditPolicy
         }
     }
     let hosts: Vec<(String, String)> = hs.iter().map(|h| (h.name.clone(), h.recipient.clone())).collect();
-    verify::finish(cfg, &m, &style, b, &hosts)
+    verify::finish(cfg, m, &style, b, &hosts)
 }
 
 fn exclusions(policy: &EditPolicy) -> Result<Vec<glob::Pattern>, SopsConfigError> {

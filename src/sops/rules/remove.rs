@@ -73,7 +73,7 @@ fn op_remove(ops: &mut Ops, seq: &Node, index: usize, removed_all: bool) {
 #[allow(clippy::too_many_lines, reason = "removal plans every place a host appears on one parse, as adding does")]
 pub(crate) fn remove_host(cfg: &SopsConfig, host: &str, policy: &EditPolicy) -> Result<Edit, SopsConfigError> {
     let m = cfg.model();
-    editable(&m)?;
+    editable(m)?;
     validate_host(host)?;
     let anchor = m.anchor(host);
     let recipient = match anchor {
@@ -113,7 +113,7 @@ pub(crate) fn remove_host(cfg: &SopsConfig, host: &str, policy: &EditPolicy) -> 
         });
         changes.insert(0, Change::AnchorRemoved { host: host.into() });
         for u in uses.into_iter().filter(|u| !inside(&gone, u)) {
-            let (seq, i) = parent(&m, u).ok_or_else(|| {
+            let (seq, i) = parent(m, u).ok_or_else(|| {
                 SopsConfigError::unsupported(u.line + 1, format!("`{host}` is used here outside a list"), "remove it by hand")
             })?;
             removals.push((seq, i));
@@ -140,13 +140,13 @@ pub(crate) fn remove_host(cfg: &SopsConfig, host: &str, policy: &EditPolicy) -> 
         idx.dedup();
         let all = idx.len() == items.len();
         for i in idx {
-            splices.push(remove_item(&m, seq, i, rule)?);
+            splices.push(remove_item(m, seq, i, rule)?);
             op_remove(&mut ops, seq, i, all);
         }
     }
     let rec = recipient.clone().unwrap_or_default();
     for n in strings.into_iter().filter(|n| !inside(&gone, n)) {
-        splices.push(remove_from_string(&m, n, &rec)?);
+        splices.push(remove_from_string(m, n, &rec)?);
         let kept: Vec<&str> = n.as_str().unwrap_or_default().split(',').filter(|p| p.trim() != rec).collect();
         ops.push(n, Op::Replace(V::Str(kept.join(","))));
         if let Some(rule) = m.rules.iter().find(|r| r.item.span.contains(&n.span.start)) {
@@ -159,7 +159,7 @@ pub(crate) fn remove_host(cfg: &SopsConfig, host: &str, policy: &EditPolicy) -> 
         }
         None => Vec::new(),
     };
-    verify::check(cfg, &m, splices, &ops, changes, &expect, &[])
+    verify::check(cfg, m, splices, &ops, changes, &expect, &[])
 }
 
 fn inside(ranges: &[std::ops::Range<usize>], n: &Node) -> bool {
@@ -185,7 +185,7 @@ fn remove_from_string(m: &Model<'_>, n: &Node, rec: &str) -> Result<Splice, Sops
 
 pub(crate) fn replace_host_recipient(cfg: &SopsConfig, host: &str, recipient: &str) -> Result<Edit, SopsConfigError> {
     let m = cfg.model();
-    editable(&m)?;
+    editable(m)?;
     validate_host(host)?;
     validate_recipient(recipient)?;
     let node = m.anchor(host).ok_or_else(|| SopsConfigError::UnknownHost { host: host.into() })?;
@@ -193,7 +193,7 @@ pub(crate) fn replace_host_recipient(cfg: &SopsConfig, host: &str, recipient: &s
         return Err(SopsConfigError::AnchorTaken { name: host.into(), line: node.line + 1, what: describe(node).into() });
     };
     if old == recipient {
-        return Ok(Edit { text: cfg.text().to_string(), changes: Vec::new() });
+        return Ok(Edit::none(cfg));
     }
     if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) || old.contains(',') {
         return Err(SopsConfigError::unsupported(
@@ -223,5 +223,5 @@ pub(crate) fn replace_host_recipient(cfg: &SopsConfig, host: &str, recipient: &s
         ops.push(n, Op::Replace(V::Str(value)));
     }
     let changes = vec![Change::RecipientReplaced { host: host.into(), places: targets.len() }];
-    verify::check(cfg, &m, splices, &ops, changes, &[], &[])
+    verify::check(cfg, m, splices, &ops, changes, &[], &[])
 }

@@ -48,7 +48,7 @@ impl SopsConfig {
         let m = self.model();
         let mut out = Vec::new();
         for admin in admins {
-            for r in super::refs::admin_refs(&m, std::slice::from_ref(admin))? {
+            for r in super::refs::admin_refs(m, std::slice::from_ref(admin))? {
                 let name = r.text.strip_prefix('*').map_or_else(|| admin.clone(), str::to_string);
                 out.push(AdminKey { name, recipient: r.recipient, pgp: r.pgp });
             }
@@ -65,7 +65,7 @@ impl SopsConfig {
             .map(|r| {
                 let mut anchors = Vec::new();
                 if let Some(map) = r.map {
-                    named(&m, map, &mut anchors, 0);
+                    named(m, map, &mut anchors, 0);
                 }
                 RuleSummary { line: r.line, path_regex: r.path_regex.clone(), anchors }
             })

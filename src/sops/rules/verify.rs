@@ -50,7 +50,7 @@ pub(crate) fn check(
     hosts: &[(String, String)],
 ) -> Result<Edit, SopsConfigError> {
     if splices.is_empty() {
-        return Ok(Edit { text: cfg.text().to_string(), changes: Vec::new() });
+        return Ok(Edit::none(cfg));
     }
     let shift = |pos: usize| -> usize {
         let mut out = pos;
@@ -70,7 +70,7 @@ pub(crate) fn check(
         return Err(fail(format!("anchor `&{d}` is defined twice in the result")));
     }
     let expected = value::value(m, m.root, ops).map_err(fail)?;
-    let actual = value::value(&nm, nm.root, &Ops::default()).map_err(fail)?;
+    let actual = value::value(nm, nm.root, &Ops::default()).map_err(fail)?;
     if let Some(diff) = first_difference(&expected, &actual, String::new()) {
         #[cfg(test)]
         eprintln!("--- unverified result:\n{new_text}---");
@@ -82,7 +82,7 @@ pub(crate) fn check(
         let (Expect::Exactly { path, .. } | Expect::Includes { path, .. } | Expect::Excludes { path, .. }) = e;
         let got = lookups.entry(path.as_str()).or_insert_with(|| nm.recipients_for(path));
         let ok = match e {
-            Expect::Exactly { groups, pgp, .. } => got.as_ref() == Some(groups) && pgp_of_first_group(&nm, path) == *pgp,
+            Expect::Exactly { groups, pgp, .. } => got.as_ref() == Some(groups) && pgp_of_first_group(nm, path) == *pgp,
             Expect::Includes { recipient, .. } => got.as_ref().is_some_and(|g| g.iter().flatten().any(|r| r == recipient)),
             Expect::Excludes { recipient, .. } => !got.as_ref().is_some_and(|g| g.iter().flatten().any(|r| r == recipient)),
         };
@@ -105,17 +105,18 @@ pub(crate) fn check(
         if touched.contains(line) {
             continue;
         }
-        let after: Vec<String> = nm.groups(rule).into_iter().flat_map(|g| g.age).collect();
-        if after.iter().all(|r| before.contains(r)) {
+        let after: std::collections::HashSet<String> = nm.groups(rule).into_iter().flat_map(|g| g.age).collect();
+        let before: std::collections::HashSet<&str> = before.iter().map(String::as_str).collect();
+        if after.iter().all(|r| before.contains(r.as_str())) {
             continue;
         }
         for (host, recipient) in hosts {
-            if after.contains(recipient) && !before.contains(recipient) {
+            if after.contains(recipient) && !before.contains(recipient.as_str()) {
                 changes.push(Change::AlsoGranted { host: host.clone(), line: *line });
             }
         }
     }
-    Ok(Edit { text: new_text, changes })
+    Ok(Edit { text: new_text, changes, config: new })
 }
 
 /// The PGP keys of the first key group of the rule sops uses for `path`, as sops reads them.

@@ -25,6 +25,9 @@ use rustix::io::Errno;
 
 use crate::error::{Error, Result};
 
+mod batch;
+pub use batch::Batch;
+
 /// The name prefix of staging files.
 pub const STAGING_PREFIX: &str = ".hostsmith-tmp-";
 
@@ -157,94 +160,6 @@ fn commit_one(at: &At<'_>, staged: Staged, how: Place) -> Result<File> {
     Ok(staged.file)
 }
 
-/// Files written together: every one is staged (written and fsynced, unnamed) before the
-/// first takes its name, in the order staged. A run that cannot write all of them (a full
-/// disk, a read-only directory, a quota) fails while staging and changes none; only naming
-/// is left for the commit, which needs no space for data. A kill during the commit leaves
-/// each file as it was or as it will be, as with single writes.
-pub struct Batch {
-    staged: Vec<(OwnedFd, std::ffi::OsString, std::path::PathBuf, Staged, Place)>,
-}
-
-impl Batch {
-    /// A new batch. Each staged file holds a descriptor until the commit, so the soft limit
-    /// on open files is raised to the hard one (a 1000-host run stages 2000 files).
-    #[must_use]
-    pub fn new() -> Self {
-        use rustix::process::{Resource, getrlimit, setrlimit};
-        let mut limit = getrlimit(Resource::Nofile);
-        if limit.current < limit.maximum {
-            limit.current = limit.maximum;
-            let _ = setrlimit(Resource::Nofile, limit);
-        }
-        Self { staged: Vec::new() }
-    }
-
-    /// Stages `contents` for `path` with `mode`.
-    ///
-    /// # Errors
-    /// [`Error::Write`] with the path; nothing of the batch has been named then.
-    pub fn stage(&mut self, path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-        self.push(path, contents, mode, Place::Replace)
-    }
-
-    /// Like [`Batch::stage`]; the commit returns this file still locked (see [`write_locked`]).
-    ///
-    /// # Errors
-    /// As [`Batch::stage`].
-    pub fn stage_locked(&mut self, path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-        self.push(path, contents, mode, Place::ReplaceLocked)
-    }
-
-    fn push(&mut self, path: &Path, contents: &[u8], mode: u32, how: Place) -> Result<()> {
-        let (dir, name) = open_parent(path)?;
-        let staged = stage_in(&At { dir: dir.as_fd(), name, path }, contents, mode)?;
-        let name = name.to_os_string();
-        self.staged.push((dir, name, path.to_path_buf(), staged, how));
-        Ok(())
-    }
-
-    /// Names every staged file, in order. Returns the files staged with
-    /// [`Batch::stage_locked`], locked.
-    ///
-    /// # Errors
-    /// [`Error::Write`] for the first file that cannot take its name; those before it have.
-    pub fn commit(mut self) -> Result<Vec<File>> {
-        let mut locked = Vec::new();
-        let mut pending = std::mem::take(&mut self.staged).into_iter();
-        for (dir, name, path, staged, how) in pending.by_ref() {
-            match commit_one(&At { dir: dir.as_fd(), name: &name, path: &path }, staged, how) {
-                Ok(file) if how == Place::ReplaceLocked => locked.push(file),
-                Ok(_) => {}
-                Err(e) => {
-                    // The rest are removed by `drop`, as after a failed stage.
-                    self.staged = pending.collect();
-                    return Err(e);
-                }
-            }
-        }
-        Ok(locked)
-    }
-}
-
-/// A batch dropped before its commit (a later file failed to stage) removes the staging
-/// files it named; unnamed ones vanish with their descriptors.
-impl Drop for Batch {
-    fn drop(&mut self) {
-        for (dir, _, _, staged, _) in &self.staged {
-            if let Some(name) = &staged.name {
-                let _ = rustix::fs::unlinkat(dir, name.as_str(), AtFlags::empty());
-            }
-        }
-    }
-}
-
-impl Default for Batch {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// An unnamed file in `dir`, or (where `O_TMPFILE` is unsupported) a named one, locked.
 fn stage(dir: BorrowedFd<'_>, mode: u32) -> io::Result<(File, Option<String>)> {
     let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
@@ -355,12 +270,12 @@ fn read_regular(dir: BorrowedFd<'_>, name: &OsStr) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// Removes the staging files in `dir` that no live process is writing: a process killed
-/// between linking a staging file and renaming it (or, without `O_TMPFILE`, between
-/// creating and renaming it) leaves one behind. A staging file in use is locked by its
-/// writer; the OS drops the lock when the writer dies, however it dies. Returns how many
-/// were removed; errors are ignored (this is cleaning up, and a file that cannot be removed
-/// is left as it is).
+/// Removes the staging files and directories in `dir` that no live process is writing: a
+/// process killed between linking a staging file and renaming it (or, without `O_TMPFILE`,
+/// between creating and renaming it), or in the middle of a [`Batch`], leaves one behind.
+/// A staging file or directory in use is locked by its writer; the OS drops the lock when
+/// the writer dies, however it dies. Returns how many were removed; errors are ignored
+/// (this is cleaning up, and what cannot be removed is left as it is).
 pub fn remove_abandoned_staging(dir: &Path) -> usize {
     open_dir(CWD, dir, OFlags::empty()).map_or(0, |fd| remove_abandoned_staging_in(fd.as_fd()))
 }
@@ -376,16 +291,36 @@ pub(crate) fn remove_abandoned_staging_in(dir: BorrowedFd<'_>) -> usize {
         }
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let Ok(fd) = rustix::fs::openat(dir, name, flags, Mode::empty()) else { continue };
-        let regular = rustix::fs::fstat(&fd).is_ok_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::RegularFile);
-        if regular
-            && rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok()
-            && rustix::fs::unlinkat(dir, name, AtFlags::empty()).is_ok()
+        let Ok(kind) = rustix::fs::fstat(&fd).map(|s| FileType::from_raw_mode(s.st_mode)) else { continue };
+        if !matches!(kind, FileType::RegularFile | FileType::Directory)
+            || rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err()
         {
+            continue;
+        }
+        let gone = if kind == FileType::Directory {
+            remove_stage_dir(dir, name, fd.as_fd())
+        } else {
+            rustix::fs::unlinkat(dir, name, AtFlags::empty()).is_ok()
+        };
+        if gone {
             tracing::debug!("removed `{}`, left by an interrupted run", name.to_string_lossy());
             removed += 1;
         }
     }
     removed
+}
+
+/// Empties the staging directory `name` in `parent` (open as `fd`) and removes it. Only
+/// regular files are removed from it (a batch puts nothing else there).
+fn remove_stage_dir<P: rustix::path::Arg>(parent: BorrowedFd<'_>, name: P, fd: BorrowedFd<'_>) -> bool {
+    if let Ok(entries) = rustix::fs::Dir::read_from(fd) {
+        for entry in entries.flatten() {
+            if entry.file_type() != FileType::Directory {
+                let _ = rustix::fs::unlinkat(fd, entry.file_name(), AtFlags::empty());
+            }
+        }
+    }
+    rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).is_ok()
 }
 
 /// Creates `dir` (and parents) with mode `mode` where missing.
