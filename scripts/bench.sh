@@ -7,7 +7,8 @@
 #   - the same job done the way users' scripts do it (scripts/baseline-vm-fresh.sh: per host
 #     ssh-keygen, Python ssh-to-age, ruamel.yaml, sops --encrypt) for 1 and 100 hosts, and
 #     the ratio;
-#   - scripts/bench-sync.sh, scripts/bench-rekey.sh and scripts/bench-pgp.sh when they exist (their JSON in
+#   - scripts/bench-sync.sh, bench-rekey.sh, bench-pgp.sh, bench-fleet.sh (10,000 hosts) and
+#     bench-sync-many.sh (50 sshds) when they exist (their JSON in
 #     target/bench/ is folded into the summary).
 # Prints a table; writes target/bench/*.json (hyperfine's own JSON per case, vm-fresh.json
 # with the figures, summary.json with everything) and target/bench/summary.md. The previous
@@ -172,7 +173,7 @@ fi
 
 # Other engineers' benchmarks, when present: they write their own JSON into target/bench/.
 others=()
-for s in bench-sync bench-rekey bench-pgp; do
+for s in bench-sync bench-rekey bench-pgp bench-fleet bench-sync-many; do
   if [ -f "scripts/$s.sh" ]; then
     echo "bench: scripts/$s.sh" >&2
     if HOME="$real_home" bash "scripts/$s.sh" >&2; then others+=("$s"); else echo "bench: scripts/$s.sh failed" >&2; fi

@@ -30,8 +30,9 @@ use super::{Place, crash_point, open_dir, remove_stage_dir, staging_name};
 use crate::error::{Error, Result};
 
 /// How many files are written and fsynced at once: enough to keep a disk's queue busy,
-/// few enough to bound threads and descriptors.
-const WRITERS: usize = 16;
+/// few enough to bound threads and descriptors (and the kernel time that many concurrent
+/// fsyncs spend contending on one file system).
+const WRITERS: usize = 8;
 
 /// Files written together (see the module docs). Contents may be borrowed from the caller
 /// for as long as the batch lives.
@@ -142,6 +143,9 @@ impl Stages {
             return Ok(i);
         }
         let err = |source| Error::Write { path: path.to_path_buf(), source };
+        // A directory the file cannot be renamed into fails now, before anything is named
+        // (a read-only mount fails below, when its staging directory cannot be made).
+        rustix::fs::access(dir, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK).map_err(|e| err(e.into()))?;
         let mount = mount_of(dir).map_err(err)?;
         let i = match self.by_mount.get(&mount) {
             Some(&i) => i,

@@ -386,8 +386,11 @@ fn an_io_error_on_the_records_fails_vm_fresh_naming_the_file_and_changes_nothing
     let mut args = vec!["-q", "vm-fresh"];
     args.extend(new.iter().map(String::as_str));
     let before = files(&f.dir);
-    let out = run_with_fault(&f, &Fault::Eio("hosts"), &args);
+    // Records are staged beside the host files before they are named: the fault follows
+    // what is written (a record), not a directory.
+    let out = run_with_fault(&f, &Fault::Eio("content:age_recipient"), &args);
     assert_error_names_a_file(&out, r"Input/output error \(os error 5\)");
+    assert!(stderr(&out).contains("hosts/web"), "the record is named: {}", stderr(&out));
     let faulted = files(&f.dir);
     assert_unchanged(&before, &faulted, "every file was staged before any was named");
     ok(&f.run(&args));

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """A FUSE file system for the fault tests: it passes a backing directory through, and every
-write to a file in a directory named FAIL_DIR fails with EIO, as a failing disk would.
+write to a file in a directory named FAIL_DIR fails with EIO, as a failing disk would. A
+FAIL_DIR of `content:TEXT` instead fails every write whose data holds TEXT (a kind of file,
+wherever it is written: a run may stage it in another directory before naming it).
 
 It speaks the kernel's FUSE protocol on /dev/fuse directly (no libfuse binding), serving one
 request at a time: only what hostsmith's runs ask for is implemented; anything else answers
@@ -129,9 +131,13 @@ class Fs:
         if op == WRITE:
             fh, offset, size = struct.unpack_from("<QQI", body)
             fd, rel = self.handles[fh]
-            if os.path.basename(os.path.dirname(rel)) == self.fail_dir:
+            data = body[40:40 + size]
+            if self.fail_dir.startswith("content:"):
+                if self.fail_dir[len("content:"):].encode() in data:
+                    raise OSError(errno.EIO, "injected")
+            elif os.path.basename(os.path.dirname(rel)) == self.fail_dir:
                 raise OSError(errno.EIO, "injected")
-            return struct.pack("<II", os.pwrite(fd, body[40:40 + size], offset), 0)
+            return struct.pack("<II", os.pwrite(fd, data, offset), 0)
         if op in (RELEASE, RELEASEDIR):
             fh = struct.unpack_from("<Q", body)[0]
             fd, _ = self.handles.pop(fh, (None, None))
