@@ -73,15 +73,6 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
     // is worth asking the host for it (not when it just failed to answer).
     let mut verified = false;
     let mut ask = true;
-    // The sync's connection is kept for the session (one handshake instead of two).
-    let mux = match (args.dry_run, sync::mux::Mux::new()) {
-        (true, _) => None,
-        (false, Ok(m)) => Some(m),
-        (false, Err(why)) => {
-            tracing::info!("no shared connection ({why}): the sync and the session connect separately");
-            None
-        }
-    };
     let why_not = if args.no_sync {
         Some("--no-sync")
     } else if !fleet.config.sync.auto {
@@ -90,6 +81,18 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
         Some("sync method skip")
     } else {
         None
+    };
+    // The sync's connection is kept for the session (one handshake instead of two).
+    let mux = if args.dry_run || why_not.is_some() {
+        None
+    } else {
+        match sync::mux::Mux::new() {
+            Ok(m) => Some(m),
+            Err(why) => {
+                tracing::info!("no shared connection ({why}): the sync and the session connect separately");
+                None
+            }
+        }
     };
     if let Some(why) = why_not {
         progress.line(&format!("Skipping key sync ({why})"));
@@ -158,17 +161,17 @@ pub(crate) fn run(args: Args, ctx: &Context) -> Result<()> {
         control: None,
     };
     let login = ssh::pinned_login(&target);
-    let login = match mux.as_ref().filter(|m| m.is_open()) {
-        Some(m) => {
+    let login = match &mux {
+        Some(m) if m.is_open() => {
             tracing::info!("the session reuses the sync's connection ({})", m.path().display());
             login.via_master(m.path())
         }
-        None => {
-            if let Some(m) = &mux {
-                tracing::info!("ssh opened no shared connection at {}: the session connects on its own", m.path().display());
-            }
+        // The sync went over ssh, but ssh kept no master (an ssh without multiplexing).
+        Some(m) if verified => {
+            tracing::info!("ssh opened no shared connection at {}: the session connects on its own", m.path().display());
             login
         }
+        _ => login,
     };
     let session = login.session(&address.host, args.ssh_args.iter().cloned());
     if args.dry_run {
