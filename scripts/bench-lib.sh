@@ -17,3 +17,10 @@ find_sops() {
         if [ -n "$real" ] && [ -x "$real" ]; then sops=$real; fi
     fi
 }
+
+# sshd_config FILE PORT HOST_KEY PID_FILE CLIENT_PUB: a loopback sshd's config for the bench
+# scripts (keys only; the client key accepted beside ~/.ssh/authorized_keys).
+sshd_config() {
+    printf '%s\n' "Port $2" "ListenAddress 127.0.0.1" "HostKey $3" "PidFile $4" "UsePAM no" "StrictModes no" \
+        "PasswordAuthentication no" "KbdInteractiveAuthentication no" "AuthorizedKeysFile .ssh/authorized_keys $5" >"$1"
+}

@@ -47,17 +47,7 @@ for i in $(seq 1 "$n"); do
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   mkdir -p "$work/root-$h/.ssh"
   chmod 700 "$work/root-$h/.ssh"
-  cat >"$work/sshd-$h.conf" <<EOF
-Port $port
-ListenAddress 127.0.0.1
-HostKey $work/extra-$h/etc/ssh/ssh_host_ed25519_key
-PidFile $work/sshd-$h.pid
-UsePAM no
-StrictModes no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-AuthorizedKeysFile .ssh/authorized_keys $work/client.pub
-EOF
+  sshd_config "$work/sshd-$h.conf" "$port" "$work/extra-$h/etc/ssh/ssh_host_ed25519_key" "$work/sshd-$h.pid" "$work/client.pub"
   # shellcheck disable=SC2016 # expanded by the inner sh
   unshare -m --propagation private sh -c 'mount --bind "$0" /root && exec "$@"' "$work/root-$h" \
     "$sshd" -D -e -E "$work/sshd-$h.log" -f "$work/sshd-$h.conf" &

@@ -20,6 +20,8 @@ for tool in ssh ssh-keygen unshare python3; do
 done
 [ -x "$sshd" ] || { echo "bench-sync: sshd is missing (scripts/install-peers.sh)" >&2; exit 1; }
 
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 echo "bench-sync: cargo build --release" >&2
 cargo build --release --quiet
 bin="$target_dir/release/hostsmith"
@@ -42,17 +44,7 @@ cd "$work/fleet"
 ssh-keygen -q -t ed25519 -N '' -C client -f "$work/client"
 ssh-keygen -q -t ed25519 -N '' -C admin@bench -f "$work/admin"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$work/sshd_config" <<EOF
-Port $port
-ListenAddress 127.0.0.1
-HostKey $work/extra/etc/ssh/ssh_host_ed25519_key
-PidFile $work/sshd.pid
-UsePAM no
-StrictModes no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-AuthorizedKeysFile .ssh/authorized_keys $work/client.pub
-EOF
+sshd_config "$work/sshd_config" "$port" "$work/extra/etc/ssh/ssh_host_ed25519_key" "$work/sshd.pid" "$work/client.pub"
 # shellcheck disable=SC2016 # expanded by the inner sh
 unshare -m --propagation private sh -c 'mount --bind "$0" /root && exec "$@"' "$work/remote-root" \
   "$sshd" -D -e -E "$work/sshd.log" -f "$work/sshd_config" &

@@ -76,9 +76,12 @@ impl SshCommand {
     /// hold our pipes), no agent, X11 or port forwarding, no local command, errors only.
     #[must_use]
     pub fn isolated(self) -> Self {
-        self.option("ControlMaster=no")
-            .option("ControlPath=none")
-            .option("ClearAllForwardings=yes")
+        self.option("ControlMaster=no").option("ControlPath=none").quiet_and_forwarding_nothing()
+    }
+
+    /// No agent, X11 or port forwarding, no local command, errors only.
+    fn quiet_and_forwarding_nothing(self) -> Self {
+        self.option("ClearAllForwardings=yes")
             .option("ForwardAgent=no")
             .option("ForwardX11=no")
             .option("PermitLocalCommand=no")
@@ -93,11 +96,7 @@ impl SshCommand {
         self.option("ControlMaster=yes")
             .option(format!("ControlPath={}", option_path(path)))
             .option(format!("ControlPersist={}", linger.as_secs().max(1)))
-            .option("ClearAllForwardings=yes")
-            .option("ForwardAgent=no")
-            .option("ForwardX11=no")
-            .option("PermitLocalCommand=no")
-            .option("LogLevel=ERROR")
+            .quiet_and_forwarding_nothing()
     }
 
     /// A client of the master at `path`, never a master itself; when the master is gone,
