@@ -70,18 +70,6 @@ impl<'a> Batch<'a> {
         self.files.push(Pending { path: path.to_path_buf(), contents, mode, how });
     }
 
-    /// How many files the batch holds.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.files.len()
-    }
-
-    /// Whether the batch holds no file.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-    }
-
     /// Writes every file, then names them in order, then makes the names durable. Returns
     /// the files staged with [`Batch::stage_locked`], locked.
     ///

@@ -117,12 +117,12 @@ pub(crate) fn run_with_progress(fleet: &Fleet, requests: Vec<Request>, opts: Opt
     plan::refuse_shared_keys(fleet, &planned)?;
     let records: Vec<_> = planned.iter().map(|p| p.record.clone()).collect();
     let policy = policy(fleet, admins, Fleet::host_file_overrides(&records));
-    let (edited, changes, new_config) = plan::edit_sops_config(fleet, &config, &config_text, &planned, &policy)?;
+    let (new_config, changes) = plan::edit_sops_config(fleet, &config, &planned, &policy)?;
     plan::encrypt_host_files(fleet, &new_config, &mut planned, bar)?;
     let rotated_any = planned.iter().any(|p| p.outcome.action == Action::Rotated);
     let shared = plan::shared_files(fleet, &new_config, rotated_any, &mut identities)?;
 
-    let config_change = (edited != config_text).then_some(edited.as_str());
+    let config_change = (new_config.text() != config_text).then_some(new_config.text());
     let noted: Vec<(String, String)> = planned
         .iter()
         .filter(|p| p.host_file_text.is_some() && !matches!(p.outcome.action, Action::Unchanged | Action::Updated))

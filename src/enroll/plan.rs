@@ -336,16 +336,14 @@ fn origin(action: Action, explicit_key: bool, has_private: bool, old: Option<&Ho
 }
 
 /// One edit of `.sops.yaml` for every host of the run: rotated hosts' anchors replaced,
-/// then every host added. Returns the new text and the changes in words.
+/// then every host added. Returns the new `.sops.yaml`, parsed, and the changes in words.
 pub(super) fn edit_sops_config(
     fleet: &Fleet,
     config: &SopsConfig,
-    text: &str,
     planned: &[Planned],
     policy: &EditPolicy,
-) -> Result<(String, Vec<String>, SopsConfig)> {
+) -> Result<(SopsConfig, Vec<String>)> {
     let err = |e: SopsConfigError| Error::SopsRules { path: fleet.sops_config_path(), source: e };
-    debug_assert_eq!(config.text(), text);
     let mut base = config.clone();
     let mut changes = Vec::new();
     for p in planned.iter().filter(|p| p.outcome.action == Action::Rotated) {
@@ -357,8 +355,7 @@ pub(super) fn edit_sops_config(
         planned.iter().map(|p| HostKey { name: p.outcome.name.clone(), recipient: p.outcome.age_recipient.clone() }).collect();
     let edit = base.add_hosts(&keys, policy).map_err(err)?;
     changes.extend(edit.changes.iter().map(ToString::to_string));
-    let config = edit.config().clone();
-    Ok((edit.text, changes, config))
+    Ok((edit.config().clone(), changes))
 }
 
 /// Encrypts each planned host document for the recipients of its rule in the edited
