@@ -118,6 +118,7 @@ pub(crate) fn run_with_progress(fleet: &Fleet, requests: Vec<Request>, opts: Opt
     let records: Vec<_> = planned.iter().map(|p| p.record.clone()).collect();
     let policy = policy(fleet, admins, Fleet::host_file_overrides(&records));
     let (new_config, changes) = plan::edit_sops_config(fleet, &config, &planned, &policy)?;
+    crate::parallel::drop_aside(config);
     plan::encrypt_host_files(fleet, &new_config, &mut planned, bar)?;
     let rotated_any = planned.iter().any(|p| p.outcome.action == Action::Rotated);
     let shared = plan::shared_files(fleet, &new_config, rotated_any, &mut identities)?;

@@ -103,8 +103,16 @@ pub(crate) enum FilePlan {
 /// # Errors
 /// The file is not SOPS, no admin identity opens it, or the new recipients are invalid.
 pub(crate) fn plan(path: &Path, text: &str, target: &Target, ids: &Identities, rotate_data_key: bool) -> Result<FilePlan> {
+    let file = EncryptedFile::parse(text).map_err(|e| Error::SopsEngine { path: path.to_path_buf(), source: e })?;
+    plan_parsed(path, &file, target, ids, rotate_data_key)
+}
+
+/// [`plan`] for a file already parsed (a 7 MB shared file is not parsed twice).
+///
+/// # Errors
+/// As [`plan`].
+pub(crate) fn plan_parsed(path: &Path, file: &EncryptedFile, target: &Target, ids: &Identities, rotate_data_key: bool) -> Result<FilePlan> {
     let err = |e: SopsFileError| Error::SopsEngine { path: path.to_path_buf(), source: e };
-    let file = EncryptedFile::parse(text).map_err(err)?;
     let (added, removed) = diff(&file.key_groups(), &target.keys);
     let same = file.key_groups().same_as(&target.keys);
     if same && !rotate_data_key {
@@ -113,7 +121,7 @@ pub(crate) fn plan(path: &Path, text: &str, target: &Target, ids: &Identities, r
     if target.external || file.needs_external_sops() {
         return Ok(FilePlan::External { added, removed });
     }
-    let mut decrypted = ids.decrypt(&file, path)?;
+    let mut decrypted = ids.decrypt(file, path)?;
     if !same {
         decrypted.set_key_groups(&target.keys).map_err(err)?;
     }
@@ -331,7 +339,7 @@ impl Progress {
 /// # Errors
 /// A directory that cannot be read.
 pub(crate) fn discover(fleet: &Fleet) -> Result<Vec<String>> {
-    let mut out = Vec::new();
+    let mut candidates = Vec::new();
     let mut stack = vec![fleet.root.clone()];
     while let Some(dir) = stack.pop() {
         let entries = std::fs::read_dir(&dir).map_err(|source| Error::Read { path: dir.clone(), source })?;
@@ -344,17 +352,19 @@ pub(crate) fn discover(fleet: &Fleet) -> Result<Vec<String>> {
                 if !name.starts_with('.') && !SKIPPED_DIRS.contains(&name.as_str()) {
                     stack.push(path);
                 }
-            } else if kind.is_file()
-                && !name.starts_with('.')
-                && (name.ends_with(".yaml") || name.ends_with(".yml"))
-                && is_sops_yaml(&path)
-                && let Ok(rel) = path.strip_prefix(&fleet.root)
-                && let Some(rel) = rel.to_str()
-            {
-                out.push(rel.to_string());
+            } else if kind.is_file() && !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml")) {
+                candidates.push(path);
             }
         }
     }
+    // Every candidate is read whole (sops writes its metadata last): on every core.
+    let sops = crate::parallel::map(&candidates, crate::parallel::cores(), |p| is_sops_yaml(p));
+    let mut out: Vec<String> = candidates
+        .iter()
+        .zip(sops)
+        .filter(|&(_, is)| is)
+        .filter_map(|(path, _)| path.strip_prefix(&fleet.root).ok()?.to_str().map(str::to_string))
+        .collect();
     out.sort();
     Ok(out)
 }

@@ -95,7 +95,9 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
         .ok_or_else(|| Error::UnknownHost { host: host.to_string() })?;
     let policy = enroll::policy(&fleet, fleet.config.admins(&fleet.root)?.to_vec(), Fleet::host_file_overrides(record.as_slice()));
     let edit = config.remove_host(host.as_str(), &policy).map_err(|e| Error::SopsRules { path: config_path.clone(), source: e })?;
-    let new_config = parse(&edit.text)?;
+    // The edit hands over its own parse of the result; the original is freed aside.
+    let new_config = edit.config().clone();
+    crate::parallel::drop_aside(config);
 
     let readable = rekey::openable_by(&fleet, &rekey::discover(&fleet)?, &recipient);
     let ids = Identities::for_fleet(&fleet);
@@ -111,7 +113,7 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
             continue;
         }
         let target = target_without(&new_config, rel, &file, &recipient, &config_path)?;
-        match rekey::plan(&path, &text, &target, &ids, true)? {
+        match rekey::plan_parsed(&path, &file, &target, &ids, true)? {
             FilePlan::Native { text, .. } => native.push((rel.clone(), text)),
             FilePlan::External { .. } => external.push(rel.clone()),
             FilePlan::Unchanged => {}

@@ -83,6 +83,14 @@ fn list_field<'a>(m: &'a Map, field: &str) -> Result<Vec<&'a Value>, SopsFileErr
     }
 }
 
+/// At most 80 characters of `s`, for messages (a recipient field may hold anything).
+fn truncate(s: &str) -> String {
+    match s.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 fn group_from(m: &Map, at: &str) -> Result<KeyGroup, SopsFileError> {
     let mut group = KeyGroup::default();
     for entry in list_field(m, "age")? {
@@ -90,6 +98,14 @@ fn group_from(m: &Map, at: &str) -> Result<KeyGroup, SopsFileError> {
             return Err(bad(&format!("an entry of `{at}age` is not a mapping")));
         };
         let recipient = string_field(k, "recipient")?.unwrap_or_default();
+        // A recipient that is not one (a line moved into it, a truncated key) would only fail
+        // later, when the file is written for it: refused where it is read.
+        if let Err(why) = crate::recipient::kind_of(&recipient) {
+            return Err(bad(&format!(
+                "an entry of `{at}age` has recipient `{}`, which is not an age recipient: {why}",
+                truncate(&recipient)
+            )));
+        }
         let enc = string_field(k, "enc")?.unwrap_or_default();
         group.age.push(AgeKey { recipient, enc });
     }

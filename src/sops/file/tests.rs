@@ -172,6 +172,19 @@ fn multiple_documents_round_trip() {
 }
 
 #[test]
+fn a_recipient_that_is_not_one_is_refused_where_it_is_read() {
+    // Found by the reader's property test: a line moved under `recipient:` made it a
+    // two-line plain string; the file decrypted (another stanza opened it) and writing it
+    // back failed on the recipient.
+    let (_, r) = identity();
+    let text = encrypt_new(&doc(), &[vec![r.clone()]], &EncryptionOptions::default()).expect("encrypts");
+    let broken = text.replace(&format!("recipient: {r}"), &format!("recipient: {r}\n            moved line"));
+    let err = EncryptedFile::parse(&broken).expect_err("refused");
+    let msg = err.to_string();
+    assert!(msg.contains("not an age recipient") && msg.contains(&r[..20]), "{msg}");
+}
+
+#[test]
 fn garbage_is_an_error() {
     let (_, r) = identity();
     let good = encrypt_new(&doc(), &[vec![r]], &EncryptionOptions::default()).expect("encrypts");

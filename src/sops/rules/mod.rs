@@ -35,6 +35,7 @@
 
 mod builder;
 mod check;
+mod compare;
 mod error;
 mod flow;
 mod item;

@@ -55,7 +55,7 @@ impl Ops {
         self.0.entry(std::ptr::from_ref(node)).or_default().push(op);
     }
 
-    fn get(&self, node: &Node) -> &[Op] {
+    pub(crate) fn get(&self, node: &Node) -> &[Op] {
         self.0.get(&std::ptr::from_ref(node)).map_or(&[], Vec::as_slice)
     }
 }
@@ -65,10 +65,22 @@ impl Ops {
 /// file without aliases is merely large.
 const BUDGET: usize = 200_000;
 
-/// The meaning of `node` with `ops` applied.
+/// The nodes an expansion of `model`'s document may build.
+pub(crate) fn budget(model: &Model<'_>) -> usize {
+    BUDGET + model.nodes
+}
+
+/// The meaning of `node` with `ops` applied (the whole-document comparison debug builds
+/// check [`super::compare`] against).
+#[cfg(debug_assertions)]
 pub(crate) fn value(model: &Model<'_>, node: &Node, ops: &Ops) -> Result<V, String> {
-    let mut budget = BUDGET + model.nodes;
+    let mut budget = budget(model);
     build(model, node, ops, 0, &mut budget)
+}
+
+/// [`value`] drawing on a budget shared with other expansions.
+pub(crate) fn value_within(model: &Model<'_>, node: &Node, ops: &Ops, budget: &mut usize) -> Result<V, String> {
+    build(model, node, ops, 0, budget)
 }
 
 #[allow(clippy::too_many_lines, reason = "one arm per kind of edit operation")]

@@ -110,3 +110,118 @@ fn quoted_scalars_end_at_their_closing_quote() {
     let texts: Vec<&str> = p.comments.iter().map(|c| c.text.as_str()).collect();
     assert_eq!(texts, vec![" c1", " c2", " c3"]);
 }
+
+#[allow(clippy::too_many_lines, reason = "a generator: one arm per kind of line")]
+/// Random block YAML near what fleets hold: mappings, lists (also indentless and nested),
+/// anchors and aliases, comments, quoted and literal scalars, then a few bytes changed.
+fn block_doc(seed: u64) -> String {
+    let mut s = seed | 1;
+    let mut next = move |n: u64| {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s % n
+    };
+    let words = ["age1abc", "^sops/h1\\.yaml$", "ENC[AES256_GCM,data:aGk=,type:str]", "a b", "x:y", "~", "null", "3.11.0", "-1", "é"];
+    let mut out = String::new();
+    let mut anchors: Vec<String> = Vec::new();
+    fn emit(out: &mut String, next: &mut dyn FnMut(u64) -> u64, words: &[&str], anchors: &mut Vec<String>, indent: usize, depth: usize) {
+        let pad = " ".repeat(indent);
+        let lines = 1 + next(4);
+        let as_list = next(2) == 0;
+        for i in 0..lines {
+            if next(6) == 0 {
+                out.push_str(&format!("{pad}# note {i}\n"));
+            }
+            let lead = if as_list { format!("{pad}- ") } else { format!("{pad}k{i}: ") };
+            let inner = if as_list { indent + 2 } else { indent + 2 * (1 + next(2) as usize) };
+            match next(9) {
+                0 if depth < 3 => {
+                    out.push_str(lead.trim_end());
+                    if next(3) == 0 {
+                        let name = format!("n{}", anchors.len());
+                        out.push_str(&format!(" &{name}"));
+                        anchors.push(name);
+                    }
+                    out.push('\n');
+                    let child = if !as_list && next(3) == 0 { indent } else { inner };
+                    emit(out, next, words, anchors, child, depth + 1);
+                }
+                1 if !anchors.is_empty() => {
+                    let a = &anchors[next(anchors.len() as u64) as usize];
+                    out.push_str(&format!("{lead}*{a}\n"));
+                }
+                2 => out.push_str(&format!(
+                    "{lead}|{}\n{}line one\n{}  two # kept\n\n",
+                    ["", "-", "+"][next(3) as usize],
+                    " ".repeat(inner),
+                    " ".repeat(inner)
+                )),
+                3 => out.push_str(&format!("{lead}'it''s {i}'\n")),
+                4 => out.push_str(&format!("{lead}\"q {i}\" # c\n")),
+                5 => {
+                    let name = format!("n{}", anchors.len());
+                    out.push_str(&format!("{lead}&{name} {}\n", words[next(words.len() as u64) as usize]));
+                    anchors.push(name);
+                }
+                6 if as_list => out.push_str(&format!("{lead}k: v\n{pad}  j: w\n")),
+                7 => out.push_str(lead.trim_end()),
+                _ => out.push_str(&format!("{lead}{}\n", words[next(words.len() as u64) as usize])),
+            }
+            if !out.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+    }
+    emit(&mut out, &mut next, &words, &mut anchors, 0, 0);
+    // A few changed bytes: most make text the block reader must leave to the event reader.
+    let mut bytes = out.into_bytes();
+    for _ in 0..next(3) {
+        let at = next(bytes.len() as u64) as usize;
+        match next(3) {
+            0 => {
+                bytes.remove(at);
+            }
+            1 => bytes.insert(at, b" -:#&*|'\"\n\t"[next(11) as usize]),
+            _ => bytes.insert(at, b' '),
+        }
+    }
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
+#[test]
+fn the_block_reader_reads_exactly_what_the_event_reader_reads() {
+    use proptest::test_runner::{Config, TestRunner};
+    let mut runner = TestRunner::new(Config { cases: 3000, failure_persistence: None, ..Config::default() });
+    let (read, left) = (std::cell::Cell::new(0u32), std::cell::Cell::new(0u32));
+    runner
+        .run(&proptest::num::u64::ANY, |seed| {
+            let text = block_doc(seed);
+            match block::parse(&text) {
+                Some(fast) => {
+                    read.set(read.get() + 1);
+                    proptest::prop_assert_eq!(scan::parse(&text), Ok(fast), "on:\n{}", text);
+                }
+                None => left.set(left.get() + 1),
+            }
+            Ok(())
+        })
+        .expect("the readers agree");
+    // Both paths are exercised.
+    assert!(read.get() > 500 && left.get() > 300, "read {} left {}", read.get(), left.get());
+}
+
+#[test]
+fn what_sops_and_hostsmith_write_takes_the_block_reader() {
+    let sops = "a: ENC[AES256_GCM,data:aGk=,iv:aaaa,tag:bbbb,type:str]\n#ENC[AES256_GCM,data:Yw==,iv:cc,tag:dd,type:comment]\nsops:\n    age:\n        - recipient: age1abc\n          enc: |\n            -----BEGIN AGE ENCRYPTED FILE-----\n            YWdl\n            -----END AGE ENCRYPTED FILE-----\n    lastmodified: \"2026-12-01T20:57:55Z\"\n    mac: ENC[AES256_GCM,data:bWFj,iv:ee,tag:ff,type:str]\n    version: 3.11.0\n";
+    let rules = "# rules\nkeys:\n  - &admin age1abc # the admin\ncreation_rules:\n  - path_regex: ^sops/web01\\.yaml$\n    key_groups:\n      - age:\n          - *admin\n";
+    for text in [sops, rules] {
+        let fast = block::parse(text).expect("in the block subset");
+        assert_eq!(scan::parse(text), Ok(fast));
+    }
+    // Outside the subset, the event reader answers (and still reads these).
+    for text in ["a: [1, 2]\n", "a: !!str b\n", "a: b\n  c\n", "a:\r\n  b: c\r\n", "--- \na: b\n", "a: \"x\\ty\"\n", "a: >\n  folded\n"] {
+        assert_eq!(block::parse(text), None, "{text:?}");
+        assert!(parse(text).is_ok(), "{text:?}");
+    }
+}
