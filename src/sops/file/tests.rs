@@ -185,6 +185,16 @@ fn a_recipient_that_is_not_one_is_refused_where_it_is_read() {
 }
 
 #[test]
+fn what_the_engine_writes_takes_the_fast_reader() {
+    // The block reader exists for files this engine and sops write; if the emitter's layout
+    // left its subset, every fleet-wide command would quietly fall back to the slow reader.
+    let (_, r) = identity();
+    let text = encrypt_new(&doc(), &[vec![r]], &EncryptionOptions::default()).expect("encrypts");
+    assert!(crate::sops::yaml::block::parse(&text).is_some(), "{text}");
+    assert!(crate::sops::yaml::block::parse(&emit_plain(&[doc()])).is_some());
+}
+
+#[test]
 fn garbage_is_an_error() {
     let (_, r) = identity();
     let good = encrypt_new(&doc(), &[vec![r]], &EncryptionOptions::default()).expect("encrypts");

@@ -16,6 +16,7 @@ use super::text::{self, Splice};
 use super::value::Ops;
 use super::{Change, Edit, SopsConfig, SopsConfigError};
 use crate::sops::file::normalize_fingerprint;
+use crate::sops::yaml::{Node, NodeKind};
 
 /// Renders the planned targets and verifies the result.
 pub(crate) fn finish(
@@ -137,12 +138,11 @@ struct Reach<'a, 'm> {
     model: &'a Model<'m>,
     ops: &'a Ops,
     /// Answers for anchored nodes, which many rules share (`*admin`).
-    memo: std::collections::HashMap<*const crate::sops::yaml::Node, bool>,
+    memo: std::collections::HashMap<*const Node, bool>,
 }
 
 impl<'m> Reach<'_, 'm> {
-    fn reaches(&mut self, n: &'m crate::sops::yaml::Node, depth: usize) -> bool {
-        use crate::sops::yaml::NodeKind;
+    fn reaches(&mut self, n: &'m Node, depth: usize) -> bool {
         if !self.ops.get(n).is_empty() || depth > super::model::MAX_DEPTH * 4 {
             // Too deep to follow: assumed reached, so the rule is compared.
             return true;

@@ -18,7 +18,7 @@ use saphyr_parser::ScalarStyle;
 use super::{Comment, Node, NodeKind, Parsed};
 
 /// Parses `text` when it lies in the subset; `None` otherwise.
-pub(super) fn parse(text: &str) -> Option<Parsed> {
+pub(crate) fn parse(text: &str) -> Option<Parsed> {
     if text.bytes().any(|b| (b < b' ' && b != b'\n') || b == 0x7f)
         || (!text.is_ascii()
             && text.chars().any(|c| matches!(c, '\u{80}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}')))
@@ -87,7 +87,7 @@ impl Reader<'_> {
     }
 
     fn line_end(&self, from: usize) -> usize {
-        memchr_newline(self.b, from)
+        newline_from(self.b, from)
     }
 
     /// Moves to the start of the next line.
@@ -166,10 +166,7 @@ impl Reader<'_> {
         let mut at = first;
         loop {
             // `at` is a `-` on the current line.
-            let mut i = at + 1;
-            while self.at(i) == b' ' {
-                i += 1;
-            }
+            let i = self.skip_spaces(at + 1);
             let item = self.inline_value(i, indent, true)?;
             items.push(item);
             match self.next_content_line() {
@@ -189,10 +186,7 @@ impl Reader<'_> {
         let mut at = first;
         loop {
             let (key, colon) = self.key(at)?;
-            let mut i = colon + 1;
-            while self.at(i) == b' ' {
-                i += 1;
-            }
+            let i = self.skip_spaces(colon + 1);
             let value = if self.at(i) == b'\n' || (self.at(i) == b'#' && i > colon + 1) {
                 // An empty value sits at the `:`, on the key's line.
                 let empty = self.node(NodeKind::Scalar { value: String::new(), style: ScalarStyle::Plain }, colon..colon);
@@ -245,7 +239,7 @@ impl Reader<'_> {
     /// A mapping key (a plain or quoted scalar on one line) at `at`, and where its `:` is.
     fn key(&mut self, at: usize) -> Option<(Node, usize)> {
         let (value, style, end) = self.scalar_token(at, true)?;
-        if self.at(end) != b':' || !matches!(self.at(end + 1), b' ' | b'\n') {
+        if !self.key_ends_at(end) {
             return None;
         }
         Some((self.node(NodeKind::Scalar { value, style }, at..end), end))
@@ -259,10 +253,7 @@ impl Reader<'_> {
             b'&' => {
                 let name_end = self.name_end(i + 1)?;
                 let anchor = self.text[i + 1..name_end].to_string();
-                let mut j = name_end;
-                while self.at(j) == b' ' {
-                    j += 1;
-                }
+                let j = self.skip_spaces(name_end);
                 if matches!(self.at(j), b'\n' | b'#') {
                     // An anchored collection on the following lines.
                     let (line, col) = (self.line, self.col(i));
@@ -328,10 +319,12 @@ impl Reader<'_> {
 
     /// Whether a mapping key starts at `i` (`key: …` on this line).
     fn looks_like_key(&self, i: usize) -> bool {
-        match self.at(i) {
-            b'\'' | b'"' => self.quoted(i).is_some_and(|(_, end)| self.at(end) == b':' && matches!(self.at(end + 1), b' ' | b'\n')),
-            _ => self.plain_end(i, true).is_some_and(|end| self.at(end) == b':' && matches!(self.at(end + 1), b' ' | b'\n')),
-        }
+        self.scalar_token(i, true).is_some_and(|(_, _, end)| self.key_ends_at(end))
+    }
+
+    /// Whether a key's `:` (followed by a space or the end of the line) is at `end`.
+    fn key_ends_at(&self, end: usize) -> bool {
+        self.at(end) == b':' && matches!(self.at(end + 1), b' ' | b'\n')
     }
 
     /// A one-line plain or quoted scalar at `i` (the caller checks what follows it).
@@ -547,6 +540,6 @@ enum Chomp {
 }
 
 /// The offset of the next `\n` at or after `from`, or the text's length.
-fn memchr_newline(b: &[u8], from: usize) -> usize {
+fn newline_from(b: &[u8], from: usize) -> usize {
     b.get(from..).and_then(|s| s.iter().position(|&c| c == b'\n')).map_or(b.len(), |p| from + p)
 }

@@ -9,7 +9,7 @@
 //! builds the same tree directly, several times faster, for the plain block YAML fleets are
 //! written in (what sops and hostsmith write), and leaves any other text to `scan`.
 
-mod block;
+pub(crate) mod block;
 mod scan;
 
 use std::ops::Range;
@@ -90,18 +90,6 @@ pub fn parse(text: &str) -> Result<Parsed, YamlError> {
         }
         None => scan::parse(text),
     }
-}
-
-/// The event reader alone, for comparing the two readers.
-#[doc(hidden)]
-pub fn parse_events(text: &str) -> Result<Parsed, YamlError> {
-    scan::parse(text)
-}
-
-/// The block reader alone (`None` outside its subset), for comparing the two readers.
-#[doc(hidden)]
-pub fn parse_block(text: &str) -> Option<Parsed> {
-    block::parse(text)
 }
 
 impl Node {
