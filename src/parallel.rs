@@ -14,6 +14,27 @@ pub(crate) fn drop_aside<T: Send + 'static>(value: T) {
     drop(std::thread::Builder::new().name("drop".into()).spawn(move || drop(value)));
 }
 
+/// `f(&input)`, computed on another thread while this one goes on. [`Later::get`] waits for it,
+/// or computes it there and then when no thread could be had (or the thread died).
+pub(crate) struct Later<I, T> {
+    input: std::sync::Arc<I>,
+    f: fn(&I) -> T,
+    handle: Option<std::thread::JoinHandle<T>>,
+}
+
+impl<I: Send + Sync + 'static, T: Send + 'static> Later<I, T> {
+    pub(crate) fn spawn(input: I, f: fn(&I) -> T) -> Self {
+        let input = std::sync::Arc::new(input);
+        let theirs = std::sync::Arc::clone(&input);
+        let handle = std::thread::Builder::new().name("later".into()).spawn(move || f(&theirs)).ok();
+        Self { input, f, handle }
+    }
+
+    pub(crate) fn get(self) -> T {
+        self.handle.and_then(|h| h.join().ok()).unwrap_or_else(|| (self.f)(&self.input))
+    }
+}
+
 /// Runs `f` over `items` on at most `jobs` threads; results in the order of `items`. With
 /// one job or one item nothing is spawned.
 pub(crate) fn map<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
@@ -65,5 +86,17 @@ mod tests {
         assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
         assert!(peak.load(Ordering::SeqCst) <= 3);
         assert!(map(&[] as &[usize], 4, |i| *i).is_empty());
+    }
+
+    #[test]
+    fn later_runs_beside_the_caller_and_gives_its_answer() {
+        let caller = std::thread::current().id();
+        let later = Later::spawn(21, |n| (n * 2, std::thread::current().id()));
+        let (answer, ran_on) = later.get();
+        assert_eq!(answer, 42);
+        assert_ne!(ran_on, caller, "computed on its own thread");
+        // A thread that died is made up for on the caller's.
+        let died = Later { input: std::sync::Arc::new(5), f: |n| n + 1, handle: Some(std::thread::spawn(|| -> i32 { panic!("died") })) };
+        assert_eq!(died.get(), 6);
     }
 }

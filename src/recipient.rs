@@ -138,9 +138,9 @@ pub fn kind_of(s: &str) -> Result<RecipientKind, String> {
 /// A recipient as compared: trimmed, and an SSH key without its comment (sops keeps the
 /// comment in each file, so editing it in `.sops.yaml` must not look like a new key).
 #[must_use]
-pub fn normalized(r: &str) -> String {
+pub fn normalized(r: &str) -> std::borrow::Cow<'_, str> {
     let r = r.trim();
-    if r.starts_with("ssh-") { r.split_whitespace().take(2).collect::<Vec<_>>().join(" ") } else { r.to_string() }
+    if r.starts_with("ssh-") { r.split_whitespace().take(2).collect::<Vec<_>>().join(" ").into() } else { r.into() }
 }
 
 /// How a post-quantum recipient is served on this machine.

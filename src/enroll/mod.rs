@@ -103,6 +103,7 @@ pub(crate) fn run(fleet: &Fleet, requests: Vec<Request>, opts: Options) -> Resul
 /// See [`run`].
 pub(crate) fn run_with_progress(fleet: &Fleet, requests: Vec<Request>, opts: Options, bar: &indicatif::ProgressBar) -> Result<Report> {
     let mut lock = fleet.lock()?;
+    let shared_reads = plan::read_shared(fleet)?;
     let config_text = fleet.read_sops_config()?;
     let config = parse_config(fleet, &config_text)?;
     let admins = fleet.config.admins(&fleet.root)?.to_vec();
@@ -121,7 +122,7 @@ pub(crate) fn run_with_progress(fleet: &Fleet, requests: Vec<Request>, opts: Opt
     crate::parallel::drop_aside(config);
     plan::encrypt_host_files(fleet, &new_config, &mut planned, bar)?;
     let rotated_any = planned.iter().any(|p| p.outcome.action == Action::Rotated);
-    let shared = plan::shared_files(fleet, &new_config, rotated_any, &mut identities)?;
+    let shared = plan::shared_files(fleet, &new_config, shared_reads, rotated_any, &mut identities)?;
 
     let config_change = (new_config.text() != config_text).then_some(new_config.text());
     let noted: Vec<(String, String)> = planned

@@ -3,7 +3,7 @@
 //! Nothing here writes.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{Action, HostOutcome, KeySource, Options, Request, outcome};
 use crate::admin_identity::Identities;
@@ -421,19 +421,44 @@ fn encrypt(fleet: &Fleet, rel: &str, doc: HostDocument, keys: &KeyGroups) -> Res
     }
 }
 
+/// The fleet's shared files as read and parsed (at 10,000 hosts each is 7 MB): started before
+/// `.sops.yaml` is read and edited, on another thread, and used by [`shared_files`].
+pub(super) type SharedReads = crate::parallel::Later<Vec<(String, PathBuf)>, Vec<SharedRead>>;
+
+/// A shared file: `None` when it does not exist (yet).
+pub(super) type SharedRead = Result<Option<(String, EncryptedFile)>>;
+
+/// Starts reading the shared files of `fleet`.
+pub(super) fn read_shared(fleet: &Fleet) -> Result<SharedReads> {
+    let paths = fleet.config.sops.shared.iter().map(|rel| Ok((rel.clone(), fleet.confined(rel)?))).collect::<Result<Vec<_>>>()?;
+    Ok(crate::parallel::Later::spawn(paths, |paths| {
+        let read = |abs: &PathBuf| -> SharedRead {
+            if !abs.is_file() {
+                return Ok(None);
+            }
+            let text = std::fs::read_to_string(abs).map_err(|source| Error::Read { path: abs.clone(), source })?;
+            let file = EncryptedFile::parse(&text).map_err(|source| Error::SopsEngine { path: abs.clone(), source })?;
+            Ok(Some((text, file)))
+        };
+        paths.iter().map(|(_, abs)| read(abs)).collect()
+    }))
+}
+
 /// Re-keys the shared files that exist and whose recipients the edit changed (all of them,
 /// with a fresh data key, when a host was rotated). Returns `(relative path, new text)`.
-pub(super) fn shared_files(fleet: &Fleet, config: &SopsConfig, rotate: bool, ids: &mut Identities) -> Result<Vec<(String, String)>> {
+pub(super) fn shared_files(
+    fleet: &Fleet,
+    config: &SopsConfig,
+    reads: SharedReads,
+    rotate: bool,
+    ids: &mut Identities,
+) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
-    for rel in &fleet.config.sops.shared {
+    for (rel, read) in fleet.config.sops.shared.iter().zip(reads.get()) {
         let abs = fleet.confined(rel)?;
-        if !abs.is_file() {
-            continue;
-        }
         let Some(target) = Target::from_rule(config, rel) else { continue };
-        let text = std::fs::read_to_string(&abs).map_err(|source| Error::Read { path: abs.clone(), source })?;
+        let Some((text, file)) = read? else { continue };
         let err = |e: SopsFileError| Error::SopsEngine { path: abs.clone(), source: e };
-        let file = EncryptedFile::parse(&text).map_err(err)?;
         if !rotate && file.key_groups().same_as(&target.keys) {
             continue;
         }
@@ -455,7 +480,7 @@ pub(super) fn shared_files(fleet: &Fleet, config: &SopsConfig, rotate: bool, ids
         if rotate {
             decrypted.rotate_data_key();
         }
-        out.push((rel.clone(), decrypted.encrypt_with(&GnuPg::default()).map_err(err)?));
+        out.push((rel.clone(), decrypted.encrypt_in_place(&file, &text, &GnuPg::default()).map_err(err)?));
     }
     Ok(out)
 }

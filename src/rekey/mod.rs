@@ -35,6 +35,7 @@ use crate::atomic;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, SOPS_CONFIG};
 use crate::gnupg::GnuPg;
+use crate::parallel::Later;
 use crate::process::Program;
 use crate::sops::file::{EncryptedFile, KeyGroupSpec, KeyGroups, SopsFileError};
 use crate::sops::rules::{CreationRule, SopsConfig};
@@ -104,14 +105,21 @@ pub(crate) enum FilePlan {
 /// The file is not SOPS, no admin identity opens it, or the new recipients are invalid.
 pub(crate) fn plan(path: &Path, text: &str, target: &Target, ids: &Identities, rotate_data_key: bool) -> Result<FilePlan> {
     let file = EncryptedFile::parse(text).map_err(|e| Error::SopsEngine { path: path.to_path_buf(), source: e })?;
-    plan_parsed(path, &file, target, ids, rotate_data_key)
+    plan_parsed(path, text, &file, target, ids, rotate_data_key)
 }
 
-/// [`plan`] for a file already parsed (a 7 MB shared file is not parsed twice).
+/// [`plan`] for a file already parsed from `text` (a 7 MB shared file is not parsed twice).
 ///
 /// # Errors
 /// As [`plan`].
-pub(crate) fn plan_parsed(path: &Path, file: &EncryptedFile, target: &Target, ids: &Identities, rotate_data_key: bool) -> Result<FilePlan> {
+pub(crate) fn plan_parsed(
+    path: &Path,
+    text: &str,
+    file: &EncryptedFile,
+    target: &Target,
+    ids: &Identities,
+    rotate_data_key: bool,
+) -> Result<FilePlan> {
     let err = |e: SopsFileError| Error::SopsEngine { path: path.to_path_buf(), source: e };
     let (added, removed) = diff(&file.key_groups(), &target.keys);
     let same = file.key_groups().same_as(&target.keys);
@@ -128,7 +136,7 @@ pub(crate) fn plan_parsed(path: &Path, file: &EncryptedFile, target: &Target, id
     if rotate_data_key {
         decrypted.rotate_data_key();
     }
-    Ok(FilePlan::Native { text: decrypted.encrypt_with(&GnuPg::default()).map_err(err)?, added, removed })
+    Ok(FilePlan::Native { text: decrypted.encrypt_in_place(file, text, &GnuPg::default()).map_err(err)?, added, removed })
 }
 
 /// Runs the real `sops` on one file: `updatekeys -y`, then `rotate -i` when a fresh data key
@@ -339,8 +347,24 @@ impl Progress {
 /// # Errors
 /// A directory that cannot be read.
 pub(crate) fn discover(fleet: &Fleet) -> Result<Vec<String>> {
+    discover_in(&fleet.root)
+}
+
+/// [`readable_later`]'s answer.
+pub(crate) type Readable = Later<(PathBuf, String, Vec<String>), Result<Vec<Openable>>>;
+
+/// The SOPS files of the fleet that `recipient` can open, other than those in `skip`, found on
+/// another thread while the caller goes on ([`discover`], then [`openable_by`]).
+pub(crate) fn readable_later(fleet: &Fleet, recipient: &str, skip: Vec<String>) -> Readable {
+    Later::spawn((fleet.root.clone(), recipient.to_string(), skip), |(root, recipient, skip)| {
+        let files: Vec<String> = discover_in(root)?.into_iter().filter(|f| !skip.contains(f)).collect();
+        Ok(openable_in(root, &files, recipient))
+    })
+}
+
+fn discover_in(root: &Path) -> Result<Vec<String>> {
     let mut candidates = Vec::new();
-    let mut stack = vec![fleet.root.clone()];
+    let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let entries = std::fs::read_dir(&dir).map_err(|source| Error::Read { path: dir.clone(), source })?;
         for entry in entries {
@@ -363,7 +387,7 @@ pub(crate) fn discover(fleet: &Fleet) -> Result<Vec<String>> {
         .iter()
         .zip(sops)
         .filter(|&(_, is)| is)
-        .filter_map(|(path, _)| path.strip_prefix(&fleet.root).ok()?.to_str().map(str::to_string))
+        .filter_map(|(path, _)| path.strip_prefix(root).ok()?.to_str().map(str::to_string))
         .collect();
     out.sort();
     Ok(out)
@@ -405,17 +429,29 @@ pub(crate) fn resolve(fleet: &Fleet, files: &[PathBuf]) -> Result<Vec<String>> {
 /// The fleet files whose key groups hold `recipient` (those it can open), relative paths.
 #[must_use]
 pub(crate) fn openable_by(fleet: &Fleet, files: &[String], recipient: &str) -> Vec<String> {
+    openable_in(&fleet.root, files, recipient).into_iter().map(|o| o.rel).collect()
+}
+
+/// A fleet file a recipient opens, as read.
+pub(crate) struct Openable {
+    pub rel: String,
+    pub text: String,
+    pub file: EncryptedFile,
+}
+
+/// [`openable_by`], each file with its text and parse (which it took to know).
+pub(crate) fn openable_in(root: &Path, files: &[String], recipient: &str) -> Vec<Openable> {
     let holds = |rel: &String| {
-        let Ok(text) = std::fs::read_to_string(fleet.root.join(rel)) else { return false };
+        let text = std::fs::read_to_string(root.join(rel)).ok()?;
         // A YAML scalar can spell the recipient otherwise only through a double-quoted
         // escape: a file with neither holds no stanza for it, and is not parsed.
         if !text.contains(recipient) && !text.contains('\\') {
-            return false;
+            return None;
         }
-        EncryptedFile::parse(&text).is_ok_and(|f| f.age_recipients().iter().flatten().any(|r| r == recipient))
+        let file = EncryptedFile::parse(&text).ok()?;
+        file.age_recipients().iter().flatten().any(|r| r == recipient).then(|| Openable { rel: rel.clone(), text, file })
     };
-    let keep = crate::parallel::map(files, crate::parallel::cores(), holds);
-    files.iter().zip(keep).filter(|&(_f, k)| k).map(|(f, _k)| f.clone()).collect()
+    crate::parallel::map(files, crate::parallel::cores(), holds).into_iter().flatten().collect()
 }
 
 /// Keys (age recipients, `pgp:FP`) in `to` and not in `from`, and the reverse (all groups

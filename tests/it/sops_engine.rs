@@ -262,6 +262,53 @@ fn sops_written_file_is_read_changed_and_rekeyed() {
 }
 
 #[test]
+fn a_recipient_added_in_place_opens_the_file_for_sops_and_the_rest_is_kept_byte_for_byte() {
+    let Some(sops) = common::peer("sops") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first, second, third) = (key(), key(), key());
+    write(dir.path(), "plain.yaml", SOPS_FIXTURE);
+    let original =
+        common::ok(&common::run(sops_cmd(&sops, dir.path(), &first).args(["--encrypt", "--age", &first.recipient, "plain.yaml"])));
+    write(dir.path(), "original.yaml", &original);
+    let before = common::ok(&sops_decrypt(&sops, dir.path(), &first, "original.yaml", "yaml"));
+
+    // sops' own layout, then ours: each gets a stanza spliced in, and again.
+    let mut text = original.clone();
+    for (round, added) in [&second, &third].into_iter().enumerate() {
+        let file = EncryptedFile::parse(&text).expect("parses");
+        let mut dec = file.decrypt(std::slice::from_ref(&first.id)).expect("decrypts");
+        let mut recipients = file.age_recipients().remove(0);
+        recipients.push(added.recipient.clone());
+        dec.set_age_recipients(vec![recipients]).expect("recipients");
+        let out = dec.encrypt_in_place(&file, &text, &hostsmith::sops::file::NoPgp).expect("encrypts");
+        // Everything but the new stanza, `lastmodified` and `mac` is the text as it was.
+        let changed = |l: &str| l.trim_start().starts_with("lastmodified:") || l.trim_start().starts_with("mac:");
+        let kept: Vec<&str> = text.lines().filter(|l| !changed(l)).collect();
+        let now: Vec<&str> = out.lines().filter(|l| !changed(l)).collect();
+        let at = kept.iter().zip(&now).take_while(|(a, b)| a == b).count();
+        let stanza = now.len() - kept.len();
+        assert_eq!(&now[..at], &kept[..at], "round {round}");
+        assert_eq!(&now[at + stanza..], &kept[at..], "round {round}: only a stanza was inserted");
+        assert!(now[at].trim_start().starts_with(&format!("- recipient: {}", added.recipient)), "round {round}: {}", now[at]);
+        write(dir.path(), "added.yaml", &out);
+        for k in [&first, added] {
+            assert_eq!(common::ok(&sops_decrypt(&sops, dir.path(), k, "added.yaml", "yaml")), before, "round {round}");
+        }
+        text = out;
+    }
+
+    // A change of values is not an addition of keys: the file is written whole.
+    let file = EncryptedFile::parse(&text).expect("parses");
+    let mut dec = file.decrypt(std::slice::from_ref(&first.id)).expect("decrypts");
+    dec.document_mut().set_path(&["added"], Value::from("new value")).expect("set");
+    let out = dec.encrypt_in_place(&file, &text, &hostsmith::sops::file::NoPgp).expect("encrypts");
+    write(dir.path(), "changed.yaml", &out);
+    assert_eq!(common::ok(&sops_decrypt(&sops, dir.path(), &third, "changed.yaml", "yaml")), format!("{before}added: new value\n"));
+}
+
+#[test]
 fn unchanged_ciphertexts_survive_a_rekey_and_rotation_replaces_them_all() {
     let Some(sops) = common::peer("sops") else {
         return;

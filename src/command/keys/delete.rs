@@ -82,11 +82,14 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
     let host = one_host(&args.host)?;
     let fleet = Fleet::open(&ctx.fleet_dir)?;
     let mut lock = fleet.lock()?;
+    let record = fleet.record(&host)?;
+    // The files the host can read are looked for (10,000 reads in a large fleet) while
+    // `.sops.yaml` is read and edited.
+    let early = record.as_ref().map(|r| (r.age_recipient.clone(), rekey::readable_later(&fleet, &r.age_recipient, Vec::new())));
     let config_path = fleet.sops_config_path();
     let config_text = fleet.read_sops_config()?;
     let parse = |t: &str| SopsConfig::parse(t).map_err(|e| Error::SopsRules { path: config_path.clone(), source: e });
     let config = parse(&config_text)?;
-    let record = fleet.record(&host)?;
     let host_rel = fleet.host_file_rel(&host, record.as_ref());
     let recipient = record
         .as_ref()
@@ -99,21 +102,22 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
     let new_config = edit.config().clone();
     crate::parallel::drop_aside(config);
 
-    let readable = rekey::openable_by(&fleet, &rekey::discover(&fleet)?, &recipient);
+    let readable = match early {
+        Some((r, readable)) if r == recipient => readable.get()?,
+        _ => rekey::openable_in(&fleet.root, &rekey::discover(&fleet)?, &recipient),
+    };
     let ids = Identities::for_fleet(&fleet);
     let mut native: Vec<(String, String)> = Vec::new();
     let mut external: Vec<String> = Vec::new();
     let mut secrets = Vec::new();
-    for rel in &readable {
+    for rekey::Openable { rel, text, file } in &readable {
         let path = fleet.root.join(rel);
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
-        let file = EncryptedFile::parse(&text).map_err(|e| Error::SopsEngine { path: path.clone(), source: e })?;
         secrets.push(Exposed { file: rel.clone(), keys: leaf_paths(file.raw_documents()) });
         if *rel == host_rel {
             continue;
         }
-        let target = target_without(&new_config, rel, &file, &recipient, &config_path)?;
-        match rekey::plan_parsed(&path, &file, &target, &ids, true)? {
+        let target = target_without(&new_config, rel, file, &recipient, &config_path)?;
+        match rekey::plan_parsed(&path, text, file, &target, &ids, true)? {
             FilePlan::Native { text, .. } => native.push((rel.clone(), text)),
             FilePlan::External { .. } => external.push(rel.clone()),
             FilePlan::Unchanged => {}

@@ -76,13 +76,17 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
         return rotate_deploy(&fleet, &host, args, ctx);
     }
     let request = Request { host: host.clone(), source: KeySource::Generate };
+    // The other files the old key opens are looked for (10,000 reads in a large fleet) while
+    // the rotation runs: they are none of the files it writes.
+    let candidates = rotation_candidates(&fleet, &old)?;
     let report = enroll::run(&fleet, vec![request], Options { rotate: true, dry_run: args.dry_run })?;
+    let candidates: Vec<String> = candidates.get()?.into_iter().map(|o| o.rel).collect();
     let quiet = crate::command::Context { fleet_dir: ctx.fleet_dir.clone(), out: crate::output::Output { json: false, ..ctx.out } };
     let human = if ctx.out.json { None } else { Some(&quiet) };
     if let Some(c) = human {
         print_report(&report, c);
     }
-    let also = after_host_rotation(&fleet, &old, args.dry_run, ctx)?;
+    let also = rekey_candidates(&fleet, &candidates, args.dry_run, ctx)?;
     let next = if args.dry_run { Vec::new() } else { next_steps(&old) };
     ctx.out.json(&HostRotation { report: &report, also_rekeyed: &also, next: next.clone() });
     for n in &next {
@@ -98,11 +102,21 @@ pub(crate) fn run(args: &Args, ctx: &Context) -> Result<()> {
 /// # Errors
 /// No fleet lock, an unreadable `.sops.yaml`, no admin identity.
 pub(super) fn after_host_rotation(fleet: &Fleet, old: &HostRecord, dry_run: bool, ctx: &Context) -> Result<Vec<FileOutcome>> {
+    let candidates: Vec<String> = rotation_candidates(fleet, old)?.get()?.into_iter().map(|o| o.rel).collect();
+    rekey_candidates(fleet, &candidates, dry_run, ctx)
+}
+
+/// The fleet files other than the host file and the shared files that `old`'s recipient
+/// opens, looked for on another thread.
+fn rotation_candidates(fleet: &Fleet, old: &HostRecord) -> Result<rekey::Readable> {
     let host = HostName::parse(&old.name)?;
     let mut handled = fleet.config.sops.shared.clone();
     handled.push(fleet.host_file_rel(&host, Some(old)));
-    let files: Vec<String> = rekey::discover(fleet)?.into_iter().filter(|f| !handled.contains(f)).collect();
-    let candidates = rekey::openable_by(fleet, &files, &old.age_recipient);
+    Ok(rekey::readable_later(fleet, &old.age_recipient, handled))
+}
+
+/// [`after_host_rotation`] for the files [`rotation_candidates`] found.
+fn rekey_candidates(fleet: &Fleet, candidates: &[String], dry_run: bool, ctx: &Context) -> Result<Vec<FileOutcome>> {
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
@@ -111,7 +125,7 @@ pub(super) fn after_host_rotation(fleet: &Fleet, old: &HostRecord, dry_run: bool
     let ids = Identities::for_fleet(fleet);
     ids.get()?;
     let opts = rekey::Options { rotate_data_key: true, jobs: rekey::default_jobs(), dry_run, progress: false };
-    let outcomes = rekey::rekey_files(fleet, &config, &candidates, &ids, &opts);
+    let outcomes = rekey::rekey_files(fleet, &config, candidates, &ids, &opts);
     for o in &outcomes {
         ctx.out.line(outcome_line(o));
     }

@@ -40,6 +40,14 @@ pub(crate) fn documents(docs: &[Map]) -> String {
     out
 }
 
+/// Sequence items on lines of their own, their `-` at column `dash` (the text that continues a
+/// block sequence whose items sit there).
+pub(crate) fn seq_items(items: &[SeqItem], dash: usize) -> String {
+    let mut out = String::new();
+    seq_block(&mut out, items, dash, &spaces(dash));
+    out
+}
+
 fn spaces(n: usize) -> String {
     " ".repeat(n)
 }
@@ -170,7 +178,8 @@ fn scalar_value(out: &mut String, v: &Value, block_col: usize) {
     out.push('\n');
 }
 
-fn inline_scalar(v: &Value) -> String {
+/// A scalar as written after `key: ` (never a block).
+pub(crate) fn inline_scalar(v: &Value) -> String {
     match v {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),

@@ -50,13 +50,13 @@ impl KeyGroups {
     /// spaces in fingerprints, an SSH key's comment do not matter) and, with several groups, the same threshold.
     #[must_use]
     pub fn same_as(&self, other: &KeyGroups) -> bool {
-        type Norm = Vec<(BTreeSet<String>, BTreeSet<String>)>;
-        let norm = |k: &KeyGroups| -> Norm {
+        type Norm<'a> = Vec<(BTreeSet<std::borrow::Cow<'a, str>>, BTreeSet<String>)>;
+        fn norm(k: &KeyGroups) -> Norm<'_> {
             k.groups
                 .iter()
                 .map(|g| (g.age.iter().map(|r| normalized(r)).collect(), g.pgp.iter().map(|f| normalize_fingerprint(f)).collect()))
                 .collect()
-        };
+        }
         let threshold = |k: &KeyGroups| if k.groups.len() > 1 { k.effective_threshold() } else { 0 };
         norm(self) == norm(other) && threshold(self) == threshold(other)
     }
@@ -68,7 +68,9 @@ impl KeyGroups {
         let mut seen = HashSet::new();
         self.groups
             .iter()
-            .flat_map(|g| g.age.iter().map(|r| normalized(r)).chain(g.pgp.iter().map(|f| format!("pgp:{}", normalize_fingerprint(f)))))
+            .flat_map(|g| {
+                g.age.iter().map(|r| normalized(r).into_owned()).chain(g.pgp.iter().map(|f| format!("pgp:{}", normalize_fingerprint(f))))
+            })
             .filter(|k| seen.insert(k.clone()))
             .collect()
     }
@@ -184,7 +186,9 @@ fn checked_fingerprint(fp: &str) -> Result<String, SopsFileError> {
 }
 
 /// The metadata groups for `spec` (no `enc` yet), validated; and the threshold to store.
-pub(crate) fn groups_for(spec: &KeyGroups) -> Result<(Vec<KeyGroup>, i64), SopsFileError> {
+/// Recipients in `valid` (a file's own, validated when it was read) are not parsed again: a
+/// shared file holds one per host.
+pub(crate) fn groups_for(spec: &KeyGroups, valid: &HashSet<&str>) -> Result<(Vec<KeyGroup>, i64), SopsFileError> {
     if spec.groups.is_empty() {
         return Err(SopsFileError::NoRecipients);
     }
@@ -205,7 +209,9 @@ pub(crate) fn groups_for(spec: &KeyGroups) -> Result<(Vec<KeyGroup>, i64), SopsF
         let mut seen = HashSet::new();
         for r in &g.age {
             let r = r.trim();
-            crate::recipient::kind_of(r).map_err(|reason| SopsFileError::InvalidRecipient { recipient: r.to_string(), reason })?;
+            if !valid.contains(r) {
+                crate::recipient::kind_of(r).map_err(|reason| SopsFileError::InvalidRecipient { recipient: r.to_string(), reason })?;
+            }
             if seen.insert(normalized(r)) {
                 group.age.push(AgeKey { recipient: r.to_string(), enc: String::new() });
             }
@@ -240,7 +246,7 @@ pub(crate) fn spec_of(metadata: &Metadata) -> KeyGroups {
 /// Gives the new single group the `enc` (and `created_at`) of the keys it keeps from `old`.
 /// Keys are looked up by name, not searched: a shared file holds a stanza per host.
 pub(crate) fn carry_over(new: &mut KeyGroup, old: &KeyGroup) {
-    let age: HashMap<String, &AgeKey> = old.age.iter().map(|o| (normalized(&o.recipient), o)).collect();
+    let age: HashMap<std::borrow::Cow<'_, str>, &AgeKey> = old.age.iter().map(|o| (normalized(&o.recipient), o)).collect();
     for k in &mut new.age {
         if let Some(o) = age.get(&normalized(&k.recipient)) {
             k.enc.clone_from(&o.enc);
@@ -283,26 +289,32 @@ pub(crate) fn wrap(metadata: &mut Metadata, data_key: &DataKey, rewrap: bool, pg
         vec![Zeroizing::new(data_key.to_vec())]
     };
     for (group, part) in metadata.groups.iter_mut().zip(&parts) {
-        // A shared file of a large fleet has a stanza per host: they are wrapped on every core
-        // (a host file's two or three are not worth a thread).
-        let jobs = if group.age.len() >= 64 { crate::parallel::cores() } else { 1 };
-        let wrapped = crate::parallel::map(&group.age, jobs, |k| {
-            (resplit || k.enc.is_empty())
-                .then(|| crate::recipient::wrap(part, &k.recipient).map_err(|e| SopsFileError::wrap(&k.recipient, e)))
-        });
-        for (k, enc) in group.age.iter_mut().zip(wrapped) {
-            if let Some(enc) = enc {
-                k.enc = enc?;
-            }
+        wrap_group(group, part, resplit, pgp)?;
+    }
+    Ok(())
+}
+
+/// Encrypts `part` for the keys of `group` that need it: all of them when `resplit`, otherwise
+/// those without an `enc`.
+pub(crate) fn wrap_group(group: &mut KeyGroup, part: &[u8], resplit: bool, pgp: &dyn Pgp) -> Result<(), SopsFileError> {
+    // A shared file of a large fleet has a stanza per host: they are wrapped on every core
+    // (a host file's two or three are not worth a thread).
+    let jobs = if group.age.len() >= 64 { crate::parallel::cores() } else { 1 };
+    let wrapped = crate::parallel::map(&group.age, jobs, |k| {
+        (resplit || k.enc.is_empty()).then(|| crate::recipient::wrap(part, &k.recipient).map_err(|e| SopsFileError::wrap(&k.recipient, e)))
+    });
+    for (k, enc) in group.age.iter_mut().zip(wrapped) {
+        if let Some(enc) = enc {
+            k.enc = enc?;
         }
-        for k in &mut group.pgp {
-            if resplit || k.enc.is_empty() {
-                // The fingerprint may come from the file (untrusted): only hex reaches GnuPG.
-                checked_fingerprint(&k.fp)?;
-                k.enc = pgp.encrypt(&k.fp, part)?;
-                if k.created_at.is_empty() {
-                    k.created_at = super::now_rfc3339();
-                }
+    }
+    for k in &mut group.pgp {
+        if resplit || k.enc.is_empty() {
+            // The fingerprint may come from the file (untrusted): only hex reaches GnuPG.
+            checked_fingerprint(&k.fp)?;
+            k.enc = pgp.encrypt(&k.fp, part)?;
+            if k.created_at.is_empty() {
+                k.created_at = super::now_rfc3339();
             }
         }
     }

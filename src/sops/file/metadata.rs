@@ -267,7 +267,8 @@ fn push_others(m: &mut Map, g: &KeyGroup, kind: &'static str) {
     }
 }
 
-fn age_list(keys: &[AgeKey]) -> Value {
+/// The `age` list of a group, as sops writes it.
+pub(crate) fn age_list(keys: &[AgeKey]) -> Value {
     Value::Seq(
         keys.iter()
             .map(|k| {

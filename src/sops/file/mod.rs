@@ -21,6 +21,7 @@ mod metadata;
 mod scalar;
 mod select;
 mod shamir;
+mod splice;
 mod tree;
 mod value;
 mod walk;
@@ -37,7 +38,7 @@ pub use metadata::unwrap_with as open_armored;
 pub use value::{Map, MapItem, SeqItem, Value};
 
 use cipher::{DataKey, Stash};
-use metadata::Metadata;
+use metadata::{KeyGroup, Metadata};
 use select::Rules;
 use tree::BuildOptions;
 
@@ -61,6 +62,8 @@ pub struct EncryptionOptions {
 pub struct EncryptedFile {
     documents: Vec<Map>,
     metadata: Metadata,
+    /// Where a new recipient would be spliced into the text as read, when that is safe.
+    layout: Option<splice::Layout>,
 }
 
 impl EncryptedFile {
@@ -69,16 +72,21 @@ impl EncryptedFile {
     /// # Errors
     /// Invalid YAML, no `sops` section, invalid metadata, or a document sops cannot handle.
     pub fn parse(text: &str) -> Result<Self, SopsFileError> {
-        let parsed = crate::sops::yaml::parse(text)?;
+        let (parsed, block) = crate::sops::yaml::parse_telling(text)?;
         // sops refuses a mapping with a key twice (and would not read back a file written
         // with one): so does this reader.
         let mut documents = tree::build(text, &parsed, BuildOptions { reject_duplicates: true })?;
+        let layout = splice::layout(text, &parsed, block);
+        if text.len() > 1 << 20 {
+            // (A shared file of a large fleet: its positioned tree is freed on the other core.)
+            crate::parallel::drop_aside(parsed);
+        }
         let sops = documents.first_mut().and_then(|d| d.remove_path(&["sops"])).ok_or(SopsFileError::NotSops)?;
         let metadata = Metadata::parse(&sops)?;
         for doc in &mut documents {
             while doc.remove_path(&["sops"]).is_some() {}
         }
-        Ok(Self { documents, metadata })
+        Ok(Self { documents, metadata, layout })
     }
 
     /// The age recipients of each key group.
@@ -150,7 +158,7 @@ impl EncryptedFile {
         if stored.as_str() != computed {
             return Err(SopsFileError::MacMismatch("the values do not match the MAC stored in the file".into()));
         }
-        Ok(Decrypted { documents, data_key, metadata: self.metadata.clone(), stash, rewrap: false, opaque_comments })
+        Ok(Decrypted { documents, data_key, metadata: self.metadata.clone(), stash, rewrap: false, touched: false, opaque_comments })
     }
 }
 
@@ -173,6 +181,8 @@ pub struct Decrypted {
     stash: Stash,
     /// The data key must be wrapped again for every key (a new data key, or groups split again).
     rewrap: bool,
+    /// The documents were handed out to be changed.
+    touched: bool,
     opaque_comments: usize,
 }
 
@@ -190,6 +200,7 @@ impl Decrypted {
     }
 
     pub fn document_mut(&mut self) -> &mut Map {
+        self.touched = true;
         &mut self.documents[0]
     }
 
@@ -200,6 +211,7 @@ impl Decrypted {
     }
 
     pub fn documents_mut(&mut self) -> &mut [Map] {
+        self.touched = true;
         &mut self.documents
     }
 
@@ -234,7 +246,8 @@ impl Decrypted {
         if self.metadata.has_other_keys() {
             return Err(SopsFileError::ExternalKeysRequired(other_kinds(&self.metadata)));
         }
-        let (mut groups, threshold) = keys::groups_for(spec)?;
+        let valid = self.metadata.groups.iter().flat_map(|g| g.age.iter().map(|k| k.recipient.as_str())).collect();
+        let (mut groups, threshold) = keys::groups_for(spec, &valid)?;
         if keys::spec_of(&self.metadata).same_as(spec) {
             return Ok(());
         }
@@ -302,6 +315,62 @@ impl Decrypted {
     }
 }
 
+impl Decrypted {
+    /// [`Decrypted::encrypt_with`] for this file as read from `text` into `file`: when it only
+    /// gained age recipients (its values, data key and other keys as read), the new stanzas,
+    /// `lastmodified` and MAC are spliced into `text` ([`splice`]); otherwise, or when the text
+    /// is not laid out for that, the whole file is written anew.
+    ///
+    /// # Errors
+    /// As [`Decrypted::encrypt_with`].
+    pub fn encrypt_in_place(&self, file: &EncryptedFile, text: &str, pgp: &dyn Pgp) -> Result<String, SopsFileError> {
+        match self.spliced(file, text)? {
+            Some(out) => Ok(out),
+            None => self.encrypt_with(pgp),
+        }
+    }
+
+    fn spliced(&self, file: &EncryptedFile, text: &str) -> Result<Option<String>, SopsFileError> {
+        let (old, new) = (&file.metadata, &self.metadata);
+        let Some(layout) = &file.layout else { return Ok(None) };
+        // (A MAC is never written twice: the same one means `file` is what this was opened from.)
+        let same_file = old.mac == new.mac && old.lastmodified == new.lastmodified;
+        let ([was], [now]) = (old.groups.as_slice(), new.groups.as_slice()) else { return Ok(None) };
+        let n = was.age.len();
+        let only_added = now.age.len() > n && now.age[..n] == was.age[..] && now.pgp == was.pgp;
+        let unchanged = !self.rewrap && !self.touched && was.other.is_empty() && now.other.is_empty();
+        if !(same_file && only_added && unchanged && Metadata::version_to_write(&new.version) == new.version) {
+            return Ok(None);
+        }
+        let mut added = KeyGroup { age: now.age[n..].to_vec(), ..KeyGroup::default() };
+        keys::wrap_group(&mut added, self.data_key.as_ref(), false, &NoPgp)?;
+        let encryptor = walk::Encryptor { key: &self.data_key, rules: &new.rules, stash: &self.stash };
+        let (_, mac) = encryptor.run(&self.documents)?;
+        let lastmodified = now_rfc3339();
+        let mac = cipher::encrypt(&self.data_key, cipher::Plain { bytes: mac.as_bytes(), kind: "str" }, &lastmodified, &self.stash);
+        let Value::Seq(items) = metadata::age_list(&added.age) else { return Ok(None) };
+        let out = splice::apply(
+            text,
+            layout,
+            &emit::seq_items(&items, layout.dash()),
+            &emit::inline_scalar(&Value::Str(lastmodified.clone())),
+            &emit::inline_scalar(&Value::Str(mac.clone())),
+        );
+        #[cfg(debug_assertions)]
+        {
+            let back = EncryptedFile::parse(&out).expect("a spliced file parses");
+            assert!(back.documents == file.documents, "a splice changed the values");
+            let mut age = was.age.clone();
+            age.extend(added.age);
+            let m = &back.metadata;
+            assert!(m.groups.len() == 1 && m.groups[0].age == age && m.groups[0].pgp == was.pgp, "a splice changed the keys");
+            assert!(m.lastmodified == lastmodified && m.mac == mac && m.version == new.version, "a splice misplaced a field");
+            assert!(back.layout.is_some(), "a spliced file can be spliced again");
+        }
+        Ok(Some(out))
+    }
+}
+
 /// `lastmodified` (and a PGP key's `created_at`) as sops writes it: RFC 3339, UTC, whole
 /// seconds.
 fn now_rfc3339() -> String {
@@ -343,7 +412,7 @@ pub fn encrypt_documents_for(docs: &[Map], keys: &KeyGroups, options: &Encryptio
         return Err(SopsFileError::Unsupported("a SOPS file needs at least one document".into()));
     }
     let rules = Rules::from_options(options)?;
-    let (groups, shamir_threshold) = keys::groups_for(keys)?;
+    let (groups, shamir_threshold) = keys::groups_for(keys, &std::collections::HashSet::new())?;
     let mut data_key = Zeroizing::new([0u8; 32]);
     rand::rngs::OsRng.fill_bytes(data_key.as_mut());
     let metadata = Metadata {
@@ -354,7 +423,15 @@ pub fn encrypt_documents_for(docs: &[Map], keys: &KeyGroups, options: &Encryptio
         rules,
         version: metadata::SOPS_VERSION.to_string(),
     };
-    let file = Decrypted { documents: docs.to_vec(), data_key, metadata, stash: Stash::default(), rewrap: true, opaque_comments: 0 };
+    let file = Decrypted {
+        documents: docs.to_vec(),
+        data_key,
+        metadata,
+        stash: Stash::default(),
+        rewrap: true,
+        touched: false,
+        opaque_comments: 0,
+    };
     file.encrypt_with(pgp)
 }
 

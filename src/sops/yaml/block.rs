@@ -27,31 +27,22 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         // Unicode line breaks are left to the full reader.
         return None;
     }
-    let mut r = Reader { text, b: text.as_bytes(), pos: 0, line: 0, line_start: 0, comments: Vec::new(), ascii: text.is_ascii() };
+    let mut r = Reader {
+        text,
+        b: text.as_bytes(),
+        pos: 0,
+        line: 0,
+        line_start: 0,
+        comments: Vec::new(),
+        ascii: text.is_ascii(),
+        defined: HashSet::new(),
+    };
     let indent = r.next_content_line()?;
     let root = r.block_node(indent)?;
     if r.next_content_line().is_some() {
         return None;
     }
-    let mut defined = HashSet::new();
-    aliases_resolve(&root, &mut defined)?;
     Some(Parsed { documents: vec![root], comments: r.comments })
-}
-
-/// Every alias names an anchor defined before it (in text order).
-fn aliases_resolve<'a>(n: &'a Node, defined: &mut HashSet<&'a str>) -> Option<()> {
-    if let Some(a) = &n.anchor {
-        defined.insert(a);
-    }
-    match &n.kind {
-        NodeKind::Alias { name } => defined.contains(name.as_str()).then_some(()),
-        NodeKind::Scalar { .. } => Some(()),
-        NodeKind::Mapping { entries, .. } => entries.iter().try_for_each(|(k, v)| {
-            aliases_resolve(k, defined)?;
-            aliases_resolve(v, defined)
-        }),
-        NodeKind::Sequence { items, .. } => items.iter().try_for_each(|i| aliases_resolve(i, defined)),
-    }
 }
 
 struct Reader<'a> {
@@ -63,6 +54,9 @@ struct Reader<'a> {
     line_start: usize,
     comments: Vec<Comment>,
     ascii: bool,
+    /// The anchors defined so far: every alias must name one of them (a read that fails
+    /// fails whole, so text order is the order of reading).
+    defined: HashSet<&'a str>,
 }
 
 /// What a line holds after its indentation.
@@ -252,7 +246,9 @@ impl Reader<'_> {
         match self.at(i) {
             b'&' => {
                 let name_end = self.name_end(i + 1)?;
-                let anchor = self.text[i + 1..name_end].to_string();
+                let text = self.text;
+                self.defined.insert(&text[i + 1..name_end]);
+                let anchor = text[i + 1..name_end].to_string();
                 let j = self.skip_spaces(name_end);
                 if matches!(self.at(j), b'\n' | b'#') {
                     // An anchored collection on the following lines.
@@ -280,6 +276,9 @@ impl Reader<'_> {
             }
             b'*' => {
                 let end = self.name_end(i + 1)?;
+                if !self.defined.contains(&self.text[i + 1..end]) {
+                    return None;
+                }
                 let node = self.node(NodeKind::Alias { name: self.text[i + 1..end].to_string() }, i..end);
                 if self.at(end) == b' ' && self.at(self.skip_spaces(end)) == b':' {
                     return None;

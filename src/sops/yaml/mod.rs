@@ -82,13 +82,19 @@ pub struct YamlError {
 /// Returns the parser's message and position when the text is not valid YAML, or when an
 /// alias names an anchor not defined before it.
 pub fn parse(text: &str) -> Result<Parsed, YamlError> {
+    parse_telling(text).map(|(parsed, _)| parsed)
+}
+
+/// [`parse`], and whether the block reader read the text: then it holds block collections and
+/// one-line or literal scalars only, which a caller may rely on to edit it in place.
+pub(crate) fn parse_telling(text: &str) -> Result<(Parsed, bool), YamlError> {
     match block::parse(text) {
         Some(parsed) => {
             #[cfg(debug_assertions)]
             assert_eq!(scan::parse(text).as_ref(), Ok(&parsed), "the block reader differs from the event reader on:\n{text}");
-            Ok(parsed)
+            Ok((parsed, true))
         }
-        None => scan::parse(text),
+        None => scan::parse(text).map(|parsed| (parsed, false)),
     }
 }
 
@@ -163,12 +169,12 @@ impl Parsed {
     /// Every anchor name defined more than once in the stream.
     #[must_use]
     pub fn duplicate_anchors(&self) -> Vec<String> {
-        let mut seen = std::collections::BTreeSet::new();
+        let mut seen = std::collections::HashSet::new();
         let mut dup = std::collections::BTreeSet::new();
         for doc in &self.documents {
             doc.walk(&mut |n| {
                 if let Some(a) = &n.anchor
-                    && !seen.insert(a.clone())
+                    && !seen.insert(a.as_str())
                 {
                     dup.insert(a.clone());
                 }
