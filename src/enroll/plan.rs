@@ -423,14 +423,14 @@ fn encrypt(fleet: &Fleet, rel: &str, doc: HostDocument, keys: &KeyGroups) -> Res
 
 /// The fleet's shared files as read and parsed (at 10,000 hosts each is 7 MB): started before
 /// `.sops.yaml` is read and edited, on another thread, and used by [`shared_files`].
-pub(super) type SharedReads = crate::parallel::Later<Vec<(String, PathBuf)>, Vec<SharedRead>>;
+pub(super) type SharedReads = crate::parallel::Later<Vec<PathBuf>, Vec<SharedRead>>;
 
 /// A shared file: `None` when it does not exist (yet).
 pub(super) type SharedRead = Result<Option<(String, EncryptedFile)>>;
 
 /// Starts reading the shared files of `fleet`.
 pub(super) fn read_shared(fleet: &Fleet) -> Result<SharedReads> {
-    let paths = fleet.config.sops.shared.iter().map(|rel| Ok((rel.clone(), fleet.confined(rel)?))).collect::<Result<Vec<_>>>()?;
+    let paths = fleet.config.sops.shared.iter().map(|rel| fleet.confined(rel)).collect::<Result<Vec<_>>>()?;
     Ok(crate::parallel::Later::spawn(paths, |paths| {
         let read = |abs: &PathBuf| -> SharedRead {
             if !abs.is_file() {
@@ -440,7 +440,7 @@ pub(super) fn read_shared(fleet: &Fleet) -> Result<SharedReads> {
             let file = EncryptedFile::parse(&text).map_err(|source| Error::SopsEngine { path: abs.clone(), source })?;
             Ok(Some((text, file)))
         };
-        paths.iter().map(|(_, abs)| read(abs)).collect()
+        paths.iter().map(read).collect()
     }))
 }
 

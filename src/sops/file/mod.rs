@@ -338,7 +338,8 @@ impl Decrypted {
         let ([was], [now]) = (old.groups.as_slice(), new.groups.as_slice()) else { return Ok(None) };
         let n = was.age.len();
         let only_added = now.age.len() > n && now.age[..n] == was.age[..] && now.pgp == was.pgp;
-        let unchanged = !self.rewrap && !self.touched && was.other.is_empty() && now.other.is_empty();
+        let unchanged =
+            !self.rewrap && !self.touched && was.other.is_empty() && now.other.is_empty() && old.shamir_threshold == new.shamir_threshold;
         if !(same_file && only_added && unchanged && Metadata::version_to_write(&new.version) == new.version) {
             return Ok(None);
         }
