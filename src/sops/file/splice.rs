@@ -70,8 +70,8 @@ fn line_start(text: &str, pos: usize) -> usize {
     text[..pos].rfind('\n').map_or(0, |i| i + 1)
 }
 
-/// The text with `items` (the new `age` items, rendered at [`Layout::dash`] by the caller's
-/// `render`) added and `lastmodified` and `mac` replaced by the given tokens.
+/// The text with `items` (the new `age` items, rendered by the caller with their `-` at
+/// [`Layout::dash`]) added and `lastmodified` and `mac` replaced by the given tokens.
 pub(crate) fn apply(text: &str, layout: &Layout, items: &str, lastmodified: &str, mac: &str) -> String {
     let mut splices = [(layout.insert_at..layout.insert_at, items), (layout.lastmodified.clone(), lastmodified), (layout.mac.clone(), mac)];
     splices.sort_by_key(|(at, _)| at.start);
@@ -128,34 +128,26 @@ mod tests {
 
     #[test]
     fn layouts_a_splice_could_misread_are_refused() {
+        let age = "        - recipient: r\n          enc: e\n";
         for text in [
-            "a:
-- x
-",
-            "- recipient: r1
-  enc: e1
-",
-            "a:
-- r: 1
-",
-            "a:
-- r: 1
-b: 2
-",
-            "a:
-  - r: 1
-    e: 2
-",
-            "a:
-- r: 1
-  e: 2
-",
-            "age:
-- recipient: r1
-  enc: e1
-",
+            // a flow list, an anchored list, an aliased value, a compact nested item
+            "sops:\n    age: [{recipient: r, enc: e}]\n    lastmodified: t\n    mac: m\n".to_string(),
+            format!("sops:\n    age: &a\n{age}    lastmodified: t\n    mac: m\n"),
+            format!("x: &t t\nsops:\n    age:\n{age}    lastmodified: *t\n    mac: m\n"),
+            "sops:\n    age:\n        - - r\n    lastmodified: t\n    mac: m\n".to_string(),
+            // an item whose mapping starts on the line after its `-`
+            "sops:\n    age:\n        -\n          recipient: r\n          enc: e\n    lastmodified: t\n    mac: m\n".to_string(),
+            // no mac, and a list ending the text without a newline
+            format!("sops:\n    age:\n{age}    lastmodified: t\n"),
+            format!("sops:\n    lastmodified: t\n    mac: m\n    age:\n{}", age.trim_end()),
         ] {
-            assert_eq!(layout_of(text), None, "{text}");
+            // (Read by either reader and taken as block-read, so only the layout can refuse it.)
+            let parsed = crate::sops::yaml::parse(&text).expect("valid YAML");
+            assert_eq!(layout(&text, &parsed, true), None, "{text}");
         }
+        // A layout that would do, read by the event reader: refused too.
+        let parsed = crate::sops::yaml::parse(FILE).expect("valid YAML");
+        assert!(layout(FILE, &parsed, true).is_some());
+        assert_eq!(layout(FILE, &parsed, false), None);
     }
 }
