@@ -11,10 +11,9 @@
 //! against the whole-document comparison.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use super::model::{MAX_DEPTH, Model};
-use super::value::{self, Op, Ops, V};
+use super::value::{self, NodeMap, Op, Ops, V};
 use crate::sops::yaml::{Node, NodeKind};
 
 /// Where `new` (the edited document) first differs from `old` with `ops` applied, as a
@@ -30,8 +29,8 @@ pub(crate) fn difference(old: &Model<'_>, ops: &Ops, new: &Model<'_>) -> Result<
         none: Ops::default(),
         old_budget: value::budget(old),
         new_budget: value::budget(new),
-        old_memo: HashMap::new(),
-        new_memo: HashMap::new(),
+        old_memo: NodeMap::default(),
+        new_memo: NodeMap::default(),
     };
     let found = walk.node(old.root, new.root, &Path::Root)?;
     #[cfg(debug_assertions)]
@@ -80,8 +79,8 @@ struct Walk<'a, 'm> {
     old_budget: usize,
     new_budget: usize,
     /// Values of anchored nodes an alias named, by node.
-    old_memo: HashMap<*const Node, V>,
-    new_memo: HashMap<*const Node, V>,
+    old_memo: NodeMap<V>,
+    new_memo: NodeMap<V>,
 }
 
 /// Where a node is, rendered only for a message (`creation_rules[2].age[1]`).
@@ -127,6 +126,15 @@ impl<'m> Walk<'_, 'm> {
 
     /// The items of an original list with `ops` applied against those of the new one.
     fn sequence(&mut self, xs: &'m [Node], ops: &[Op], ys: &'m [Node], path: &Path<'_>) -> Result<Option<String>, String> {
+        if ops.is_empty() {
+            // Nearly every list: nothing planned for it, item against item.
+            for (i, (x, y)) in xs.iter().zip(ys).enumerate() {
+                if let Some(d) = self.node(x, y, &Path::Index(path, i))? {
+                    return Ok(Some(d));
+                }
+            }
+            return Ok((xs.len() != ys.len()).then(|| format!("{} has {} items instead of {}", at(&path.render()), ys.len(), xs.len())));
+        }
         let planned = planned(
             xs,
             ops,
@@ -154,6 +162,18 @@ impl<'m> Walk<'_, 'm> {
 
     /// The entries of an original mapping with `ops` applied against those of the new one.
     fn mapping(&mut self, xs: &'m [(Node, Node)], ops: &[Op], ys: &'m [(Node, Node)], path: &Path<'_>) -> Result<Option<String>, String> {
+        if ops.is_empty() {
+            for ((ka, x), (kb, y)) in xs.iter().zip(ys) {
+                let (ka, kb) = (self.key(ka, true)?, self.key(kb, false)?);
+                if ka != kb {
+                    return Ok(Some(format!("{} has key `{kb}` where `{ka}` was expected", at(&path.render()))));
+                }
+                if let Some(d) = self.node(x, y, &Path::Key(path, &ka))? {
+                    return Ok(Some(d));
+                }
+            }
+            return Ok((xs.len() != ys.len()).then(|| format!("{} has {} keys instead of {}", at(&path.render()), ys.len(), xs.len())));
+        }
         let planned = planned(
             xs,
             ops,

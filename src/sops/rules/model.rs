@@ -432,16 +432,39 @@ fn duplicate_key(root: &Node) -> Option<SopsConfigError> {
         if found.is_some() {
             return;
         }
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for (k, _) in entries {
-            let Some(key) = k.as_str().filter(|k| *k != "<<") else { continue };
-            if let Some(first) = seen.insert(key, k.line + 1) {
-                found = Some(SopsConfigError::DuplicateKey { key: key.escape_debug().to_string(), line: k.line + 1, first });
-                return;
-            }
+        if let Some((key, line, first)) = first_duplicate(entries) {
+            found = Some(SopsConfigError::DuplicateKey { key: key.escape_debug().to_string(), line, first });
         }
     });
     found
+}
+
+/// The first key of a mapping written a second time: the key, its line, the line of the
+/// first (1-based).
+fn first_duplicate(entries: &[(Node, Node)]) -> Option<(&str, usize, usize)> {
+    if entries.len() <= 8 {
+        // Most mappings hold a few keys: comparing them costs less than a set per mapping.
+        for (i, (k, _)) in entries.iter().enumerate() {
+            let Some(name) = plain_key(k) else { continue };
+            if let Some((first, _)) = entries[..i].iter().find(|(f, _)| plain_key(f) == Some(name)) {
+                return Some((name, k.line + 1, first.line + 1));
+            }
+        }
+        return None;
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (k, _) in entries {
+        let Some(name) = plain_key(k) else { continue };
+        if let Some(first) = seen.insert(name, k.line + 1) {
+            return Some((name, k.line + 1, first));
+        }
+    }
+    None
+}
+
+/// A mapping key as a duplicate: its text, unless it is a merge key (`<<`).
+fn plain_key(k: &Node) -> Option<&str> {
+    k.as_str().filter(|k| *k != "<<")
 }
 
 /// Every anchor definition in text order, the definitions by name, and the node count.

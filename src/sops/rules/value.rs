@@ -6,8 +6,6 @@
 //! to nodes, not to places in the expanded value, so appending to an anchored list shows up
 //! at every alias of it, exactly as the text edit does.
 
-use std::collections::HashMap;
-
 use super::model::{MAX_DEPTH, Model};
 use crate::sops::yaml::{Node, NodeKind};
 
@@ -48,7 +46,12 @@ pub(crate) enum Op {
 
 /// Ops keyed by node identity (nodes of one parse never move while it is borrowed).
 #[derive(Default)]
-pub(crate) struct Ops(HashMap<*const Node, Vec<Op>>);
+pub(crate) struct Ops(NodeMap<Vec<Op>>);
+
+/// A map keyed by node identity. Its keys are addresses, never text a fleet wrote, so the
+/// fast unkeyed hash cannot be steered into collisions; the comparison of a 10,000-host file
+/// looks a node up several times each.
+pub(crate) type NodeMap<T> = rustc_hash::FxHashMap<*const Node, T>;
 
 impl Ops {
     pub(crate) fn push(&mut self, node: &Node, op: Op) {

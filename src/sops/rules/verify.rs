@@ -13,7 +13,7 @@ use super::model::Model;
 use super::render;
 use super::style::Style;
 use super::text::{self, Splice};
-use super::value::Ops;
+use super::value::{NodeMap, Ops};
 use super::{Change, Edit, SopsConfig, SopsConfigError};
 use crate::sops::file::normalize_fingerprint;
 use crate::sops::yaml::{Node, NodeKind};
@@ -65,7 +65,7 @@ pub(crate) fn check(
     };
     // Only a rule that reaches a node the ops change (itself or through an alias) can name
     // other recipients after the edit: the comparison below proves nothing else changed.
-    let mut reached = Reach { model: m, ops, memo: std::collections::HashMap::new() };
+    let mut reached = Reach { model: m, ops, memo: NodeMap::default() };
     let old_rules: Vec<(usize, usize, Vec<String>)> = m
         .rules
         .iter()
@@ -138,7 +138,7 @@ struct Reach<'a, 'm> {
     model: &'a Model<'m>,
     ops: &'a Ops,
     /// Answers for anchored nodes, which many rules share (`*admin`).
-    memo: std::collections::HashMap<*const Node, bool>,
+    memo: NodeMap<bool>,
 }
 
 impl<'m> Reach<'_, 'm> {
