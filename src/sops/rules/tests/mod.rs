@@ -156,3 +156,21 @@ fn host_rules_follow_the_template_and_each_hosts_own_file() {
     assert!(!removed.text.contains("db01"), "{}", removed.text);
     assert!(removed.text.contains("^hosts/web01/secrets\\.yaml$"), "{}", removed.text);
 }
+
+#[test]
+fn a_key_written_twice_is_refused_in_a_small_and_in_a_large_mapping() {
+    // Small mappings are checked by comparing keys, larger ones with a set: both must find it,
+    // with the lines of both copies; a merge key (`<<`) may repeat.
+    let small = "creation_rules: []\nx: 1\n<<: {}\n<<: {}\nx: 2\n";
+    let large: String = (0..12).map(|i| format!("k{i}: {i}\n")).chain(["k3: again\n".to_string(), "creation_rules: []\n".into()]).collect();
+    for (text, key, line, first) in [(small, "x", 5, 2), (large.as_str(), "k3", 13, 4)] {
+        match SopsConfig::parse(text) {
+            Err(SopsConfigError::DuplicateKey { key: k, line: l, first: f }) => {
+                assert_eq!((k.as_str(), l, f), (key, line, first), "{text}");
+            }
+            other => panic!("expected a duplicate key in\n{text}\ngot {other:?}"),
+        }
+    }
+    let distinct: String = (0..12).map(|i| format!("k{i}: {i}\n")).collect();
+    assert!(SopsConfig::parse(&distinct).is_ok());
+}
