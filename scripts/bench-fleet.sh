@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark of the fleet-wide commands at 10,000 hosts (issue targets in docs/performance.md):
 #   vm-fresh of one more host, keys list, sops check, sops rekey with nothing to change,
-#   keys rotate HOST, keys delete HOST --yes; and vm-fresh of 1,000 and 5,000 hosts into an
-#   empty fleet on tmpfs (is the cost linear?).
+#   keys rotate HOST, keys delete HOST --yes; vm-fresh of 1,000 hosts into an empty fleet on
+#   disk; and vm-fresh of 1,000 and 5,000 hosts into an empty fleet on tmpfs (is the cost linear?).
 # The 10,000-host fleet (init, a shared file made by sops, then one vm-fresh of h1..h10000)
 # is built once and kept in target/bench/fleet-10k/ (delete it to rebuild). Every run of a
 # command that changes the fleet starts from a fresh copy. Wall time with hyperfine (median
@@ -47,25 +47,34 @@ fi
 fleet="$cache/fleet"
 work=$(mktemp -d "$out/fleet-run.XXXXXX")
 shm=$(mktemp -d /dev/shm/hostsmith-bench-fleet.XXXXXX)
-trap 'rm -rf "$work" "$shm"' EXIT
+trap 'rm -rf "$work" "$shm" "$cache"/copies-* "$cache"/empty-disk' EXIT
 
 # measure NAME SRC CHANGES COMMAND...: COMMAND runs with --fleet at SRC itself (CHANGES=no)
-# or at a fresh copy of it (CHANGES=yes).
+# or, each run, at its own fresh copy of it (CHANGES=yes), reached through the link `cur`.
+# No copy is deleted while the benchmark runs: ext4 without a journal (this machine's disk)
+# checks every free inode it considers against the last minutes' deletions, so a run right
+# after deleting a 30,000-file copy allocates its few files slowly and its time says more
+# about the previous run's `rm -rf` than about hostsmith. All copies go at the end.
 measure() {
   local name=$1 src=$2 changes=$3
   shift 3
   local at=$src prepare=(--prepare true)
   if [ "$changes" = yes ]; then
-    at="$(dirname "$src")/run-$name"
+    local copies
+    copies="$(dirname "$src")/copies-$name"
+    mkdir -p "$copies"
+    at="$copies/cur"
     # (hyperfine -N runs the preparation without a shell too)
-    prepare=(--prepare "bash -c \"rm -rf '$at' && cp -a '$src' '$at' && sync\"")
+    prepare=(--prepare "bash -c \"d=\\\$(mktemp -d '$copies/run.XXXXXX') && cp -a '$src/.' \\\$d && ln -sfn \\\$d '$at' && sync && sleep 0.3\"")
   fi
   echo "bench-fleet: $name" >&2
   hyperfine -N --style basic --runs "$runs" --warmup 1 "${prepare[@]}" --command-name "$name" \
     --export-json "$work/$name.json" "$hostsmith --fleet $at -q $*" >&2
-  [ "$changes" = yes ] && rm -rf "$at" && cp -a "$src" "$at"
+  if [ "$changes" = yes ]; then
+    local d
+    d=$(mktemp -d "$copies/run.XXXXXX") && cp -a "$src/." "$d" && ln -sfn "$d" "$at" && sync
+  fi
   /usr/bin/time -f '%M' -o "$work/$name.rss" "$hostsmith" --fleet "$at" -q "$@" >/dev/null
-  [ "$changes" = yes ] && rm -rf "$at"
   return 0
 }
 
@@ -76,6 +85,9 @@ measure sops-rekey-nothing "$fleet" no sops rekey
 measure keys-rotate "$fleet" yes keys rotate h5
 measure keys-delete "$fleet" yes keys delete h5 --yes
 cp -a "$cache/empty" "$shm/empty"
+rm -rf "$cache/empty-disk" && cp -a "$cache/empty" "$cache/empty-disk"
+# shellcheck disable=SC2046
+measure vm-fresh-1000-disk "$cache/empty-disk" yes vm-fresh $(hosts x 1000)
 # shellcheck disable=SC2046
 measure vm-fresh-1000-tmpfs "$shm/empty" yes vm-fresh $(hosts x 1000)
 # shellcheck disable=SC2046
@@ -93,7 +105,7 @@ for f in sorted(os.listdir(work)):
     rss = int(open(os.path.join(work, name + ".rss")).read().split()[-1]) / 1024
     cases[name] = {"median_s": round(statistics.median(t), 3), "min_s": round(min(t), 3), "max_s": round(max(t), 3), "runs": len(t), "peak_rss_mib": round(rss, 1)}
 ratio = cases["vm-fresh-5000-tmpfs"]["median_s"] / cases["vm-fresh-1000-tmpfs"]["median_s"]
-r = {"what": "fleet-wide commands at 10,000 hosts (release build); vm-fresh 1000/5000 into an empty fleet on tmpfs",
+r = {"what": "fleet-wide commands at 10,000 hosts (release build); vm-fresh 1000 into an empty fleet on disk, 1000/5000 on tmpfs",
      "nproc": os.cpu_count(), "load_before": open("/proc/loadavg").read().split()[0], "cases": cases,
      "vm_fresh_5000_over_1000": round(ratio, 2)}
 json.dump(r, open(dest, "w"), indent=2)

@@ -61,6 +61,15 @@ pub(crate) fn map<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> 
     results.into_iter().filter_map(|m| m.into_inner().ok().flatten()).collect()
 }
 
+/// [`map`] over owned items, each handed to `f` by value: for work that consumes what it is
+/// given (a document encrypted in place, a request planned into a host).
+pub(crate) fn map_into<T: Send, R: Send>(items: Vec<T>, jobs: usize, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    // Each slot is taken exactly once, by the one worker that drew its index.
+    let take = |slot: &Mutex<Option<T>>| slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    map(&slots, jobs, |slot| take(slot).map(&f)).into_iter().flatten().collect()
+}
+
 /// The cores this process may use: the default for work that computes.
 #[must_use]
 pub(crate) fn cores() -> usize {
@@ -86,6 +95,22 @@ mod tests {
         assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
         assert!(peak.load(Ordering::SeqCst) <= 3);
         assert!(map(&[] as &[usize], 4, |i| *i).is_empty());
+    }
+
+    #[test]
+    fn map_into_hands_each_item_over_once_and_keeps_order() {
+        let items: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+        let seen = Mutex::new(Vec::new());
+        let out = map_into(items.clone(), 4, |s| {
+            seen.lock().expect("not poisoned").push(s.clone());
+            s + "!"
+        });
+        assert_eq!(out, items.iter().map(|s| format!("{s}!")).collect::<Vec<_>>());
+        let mut seen = seen.into_inner().expect("not poisoned");
+        seen.sort();
+        let mut want = items;
+        want.sort();
+        assert_eq!(seen, want, "every item given to f exactly once");
     }
 
     #[test]

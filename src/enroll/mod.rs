@@ -107,14 +107,17 @@ pub(crate) fn run_with_progress(fleet: &Fleet, requests: Vec<Request>, opts: Opt
     let config_text = fleet.read_sops_config()?;
     let config = parse_config(fleet, &config_text)?;
     let admins = fleet.config.admins(&fleet.root)?.to_vec();
-    let mut identities = Identities::for_fleet(fleet);
+    let identities = Identities::for_fleet(fleet);
     let mut journal = Journal::open(&fleet.root)?;
 
-    let mut planned = Vec::new();
-    for req in requests {
-        planned.push(plan::host(fleet, &config, req, opts, &mut identities, &journal)?);
+    // Hosts are planned on every core (three keys each when new); the first failure in the
+    // order asked is the one reported.
+    let planned = crate::parallel::map_into(requests, crate::parallel::cores(), |req| {
+        let p = plan::host(fleet, &config, req, opts, &identities, &journal);
         bar.inc(1);
-    }
+        p
+    });
+    let mut planned = planned.into_iter().collect::<Result<Vec<_>>>()?;
     plan::refuse_shared_keys(fleet, &planned)?;
     let records: Vec<_> = planned.iter().map(|p| p.record.clone()).collect();
     let policy = policy(fleet, admins, Fleet::host_file_overrides(&records));
@@ -122,7 +125,7 @@ pub(crate) fn run_with_progress(fleet: &Fleet, requests: Vec<Request>, opts: Opt
     crate::parallel::drop_aside(config);
     plan::encrypt_host_files(fleet, &new_config, &mut planned, bar)?;
     let rotated_any = planned.iter().any(|p| p.outcome.action == Action::Rotated);
-    let shared = plan::shared_files(fleet, &new_config, shared_reads, rotated_any, &mut identities)?;
+    let shared = plan::shared_files(fleet, &new_config, shared_reads, rotated_any, &identities)?;
 
     let config_change = (new_config.text() != config_text).then_some(new_config.text());
     let noted: Vec<(String, String)> = planned

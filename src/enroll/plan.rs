@@ -69,7 +69,7 @@ pub(super) fn host(
     config: &SopsConfig,
     req: Request,
     opts: Options,
-    ids: &mut Identities,
+    ids: &Identities,
     journal: &Journal,
 ) -> Result<Planned> {
     let host = req.host;
@@ -127,7 +127,7 @@ fn complete_host(
     rec: &HostRecord,
     rel: String,
     abs: &Path,
-    ids: &mut Identities,
+    ids: &Identities,
 ) -> Result<Planned> {
     if !abs.is_file() {
         return Err(Error::Inconsistent {
@@ -360,18 +360,25 @@ pub(super) fn edit_sops_config(
 
 /// Encrypts each planned host document for the recipients of its rule in the edited
 /// `config`, advancing `bar` once per file.
+/// The files are encrypted on every core (each is a few X25519 wraps); the first failure in
+/// the order of `planned` is the one reported.
 pub(super) fn encrypt_host_files(fleet: &Fleet, config: &SopsConfig, planned: &mut [Planned], bar: &indicatif::ProgressBar) -> Result<()> {
     let targets = host_file_targets(config, planned);
-    for (p, target) in planned.iter_mut().zip(targets) {
-        let Some(doc) = p.document.take() else { continue };
+    let jobs: Vec<_> = planned.iter_mut().zip(targets).filter_map(|(p, target)| Some((p.document.take()?, target, p))).collect();
+    let results = crate::parallel::map_into(jobs, crate::parallel::cores(), |(doc, target, p)| {
         let by_sops = target.as_ref().is_some_and(|t| t.post_quantum);
-        let keys = checked_groups(fleet, &p.outcome, target)?;
-        bar.inc(1);
-        p.host_file_text = Some(if by_sops {
-            rekey::encrypt_by_sops(fleet, config.text(), &p.outcome.host_file, doc.documents())?
-        } else {
-            encrypt(fleet, &p.outcome.host_file, doc, &keys)?
+        let text = checked_groups(fleet, &p.outcome, target).and_then(|keys| {
+            bar.inc(1);
+            if by_sops {
+                rekey::encrypt_by_sops(fleet, config.text(), &p.outcome.host_file, doc.documents())
+            } else {
+                encrypt(fleet, &p.outcome.host_file, doc, &keys)
+            }
         });
+        (p, text)
+    });
+    for (p, text) in results {
+        p.host_file_text = Some(text?);
     }
     Ok(())
 }
@@ -451,7 +458,7 @@ pub(super) fn shared_files(
     config: &SopsConfig,
     reads: SharedReads,
     rotate: bool,
-    ids: &mut Identities,
+    ids: &Identities,
 ) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (rel, read) in fleet.config.sops.shared.iter().zip(reads.get()) {

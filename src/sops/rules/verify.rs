@@ -65,11 +65,20 @@ pub(crate) fn check(
     };
     // Only a rule that reaches a node the ops change (itself or through an alias) can name
     // other recipients after the edit: the comparison below proves nothing else changed.
+    // Rules the plan changed on purpose are not asked about (a shared rule's 10,000
+    // recipients are not gathered only to be skipped).
+    let touched: Vec<usize> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::HostJoinedRule { line, .. } | Change::SharedJoined { line, .. } => Some(*line),
+            _ => None,
+        })
+        .collect();
     let mut reached = Reach { model: m, ops, memo: NodeMap::default() };
     let old_rules: Vec<(usize, usize, Vec<String>)> = m
         .rules
         .iter()
-        .filter(|r| reached.reaches(r.item, 0))
+        .filter(|r| !touched.contains(&r.line) && reached.reaches(r.item, 0))
         .map(|r| (shift(r.item.span.start), r.line, m.groups(r).into_iter().flat_map(|g| g.age).collect()))
         .collect();
     let new_text = text::apply(cfg.text(), splices);
@@ -97,21 +106,11 @@ pub(crate) fn check(
             return Err(fail(format!("the rule sops uses for `{path}` is not what was planned ({e:?})")));
         }
     }
-    let touched: Vec<usize> = changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::HostJoinedRule { line, .. } | Change::SharedJoined { line, .. } => Some(*line),
-            _ => None,
-        })
-        .collect();
     let new_rules: std::collections::HashMap<usize, &super::model::Rule<'_>> = nm.rules.iter().map(|r| (r.item.span.start, r)).collect();
     for (start, line, before) in &old_rules {
         let Some(rule) = new_rules.get(start) else {
             continue;
         };
-        if touched.contains(line) {
-            continue;
-        }
         let after: std::collections::HashSet<String> = nm.groups(rule).into_iter().flat_map(|g| g.age).collect();
         let before: std::collections::HashSet<&str> = before.iter().map(String::as_str).collect();
         if after.iter().all(|r| before.contains(r.as_str())) {
