@@ -40,6 +40,7 @@ mod error;
 mod flow;
 mod item;
 mod model;
+mod patch;
 mod plan;
 mod refs;
 mod remove;
@@ -73,6 +74,8 @@ pub struct SopsConfig {
 struct Source {
     text: String,
     parsed: Parsed,
+    /// Read by the block reader (see [`crate::sops::yaml::parse_telling`]).
+    by_block: bool,
 }
 
 self_cell::self_cell!(
@@ -325,11 +328,23 @@ impl SopsConfig {
     /// a mapping, or `creation_rules` that is not a list. Duplicate anchors are accepted here
     /// (they are reported by [`SopsConfig::check`]) but refused by every edit.
     pub fn parse(text: &str) -> Result<Self, SopsConfigError> {
-        let parsed =
-            crate::sops::yaml::parse(text).map_err(|e| SopsConfigError::NotYaml { line: e.line, col: e.col, message: e.message })?;
-        let source = Source { text: text.to_string(), parsed };
-        let inner = Inner::try_new(source, |s| Model::new(&s.text, &s.parsed))?;
+        let (parsed, by_block) = crate::sops::yaml::parse_telling(text).map_err(|e| SopsConfigError::NotYaml {
+            line: e.line,
+            col: e.col,
+            message: e.message,
+        })?;
+        Self::from_parsed(text.to_string(), parsed, by_block)
+    }
+
+    /// A config from a parse of `text` made elsewhere (an edit's patched tree).
+    pub(crate) fn from_parsed(text: String, parsed: Parsed, by_block: bool) -> Result<Self, SopsConfigError> {
+        let inner = Inner::try_new(Source { text, parsed, by_block }, |s| Model::new(&s.text, &s.parsed))?;
         Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Whether the block reader read the text.
+    pub(crate) fn by_block(&self) -> bool {
+        self.inner.borrow_owner().by_block
     }
 
     #[must_use]

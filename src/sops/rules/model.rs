@@ -208,6 +208,11 @@ impl<'a> Model<'a> {
         self.by_name.get(name)?.iter().rev().find(|n| n.span.start < before).copied()
     }
 
+    /// Whether no anchor name is defined twice.
+    pub(crate) fn anchors_unique(&self) -> bool {
+        self.by_name.values().all(|v| v.len() == 1)
+    }
+
     /// The last definition of anchor `name`.
     pub(crate) fn anchor(&self, name: &str) -> Option<&'a Node> {
         self.anchor_before(name, usize::MAX)

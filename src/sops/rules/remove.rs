@@ -159,7 +159,7 @@ pub(crate) fn remove_host(cfg: &SopsConfig, host: &str, policy: &EditPolicy) -> 
         }
         None => Vec::new(),
     };
-    verify::check(cfg, m, splices, &ops, changes, &expect, &[])
+    verify::check(cfg, m, splices, &[], &ops, changes, &expect, &[])
 }
 
 fn inside(ranges: &[std::ops::Range<usize>], n: &Node) -> bool {
@@ -223,5 +223,5 @@ pub(crate) fn replace_host_recipient(cfg: &SopsConfig, host: &str, recipient: &s
         ops.push(n, Op::Replace(V::Str(value)));
     }
     let changes = vec![Change::RecipientReplaced { host: host.into(), places: targets.len() }];
-    verify::check(cfg, m, splices, &ops, changes, &[], &[])
+    verify::check(cfg, m, splices, &[], &ops, changes, &[], &[])
 }

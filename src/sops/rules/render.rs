@@ -5,6 +5,7 @@ use super::SopsConfigError;
 use super::flow::flow_append;
 use super::item::{Item, Target};
 use super::model::Model;
+use super::patch::Placement;
 use super::style::{Blank, Style, block_items, geometry, sp};
 use super::text::Splice;
 use super::value::{Op, Ops, V};
@@ -14,7 +15,8 @@ fn unsupported(m: &Model<'_>, at: usize, what: String, todo: &str) -> SopsConfig
     SopsConfigError::unsupported(m.lines.line_no(at), what, todo)
 }
 
-/// Renders `items` into `target`: splices for the text, ops for verification.
+/// Renders `items` into `target`: splices for the text, ops for verification, and for the
+/// lines that only add items to a block list, where they go (see [`super::patch`]).
 #[allow(clippy::too_many_lines, reason = "one arm per target kind; each arm is short")]
 pub(crate) fn render<'a>(
     m: &Model<'a>,
@@ -23,6 +25,7 @@ pub(crate) fn render<'a>(
     items: &[Item],
     splices: &mut Vec<Splice>,
     ops: &mut Ops,
+    placements: &mut Vec<Placement<'a>>,
 ) -> Result<(), SopsConfigError> {
     let values = || items.iter().map(|i| i.value.clone()).collect::<Vec<_>>();
     let l = &m.lines;
@@ -35,6 +38,7 @@ pub(crate) fn render<'a>(
                 })?;
                 let lines = style.block_lines(dash_col, gap, items, Blank::Before);
                 splices.push(l.lines_after(l.content_end(last), &lines));
+                placements.push(Placement { seq, index: old.len(), splice: splices.len() - 1 });
                 ops.push(seq, Op::Append(values()));
             }
             NodeKind::Sequence { items: old, flow: true } => {
@@ -71,6 +75,7 @@ pub(crate) fn render<'a>(
                 .ok_or_else(|| unsupported(m, item.span.start, "cannot find the `-` of this rule".into(), "start the rule with `- `"))?;
             let at = l.comments_above(l.line_start(l.dash_before(item.span.start).unwrap_or(item.span.start)));
             splices.push(l.lines_before(at, &style.block_lines(dash_col, gap, items, Blank::After)));
+            placements.push(Placement { seq, index: *index, splice: splices.len() - 1 });
             ops.push(seq, Op::InsertBefore(*index, values()));
         }
         Target::Null { key, value } => {
@@ -96,6 +101,7 @@ pub(crate) fn render<'a>(
             let mut lines = vec![format!("{}-{}&{anchor}", sp(dash_col), sp(gap))];
             lines.extend(style.block_lines(inner, 1, items, Blank::After));
             splices.push(l.lines_after(l.content_end(last), &lines));
+            placements.push(Placement { seq, index: old.len(), splice: splices.len() - 1 });
             ops.push(seq, Op::Append(vec![V::Seq(values())]));
         }
         Target::Str(node) => {

@@ -19,15 +19,27 @@ pub(crate) struct Splice {
 /// deepest first (the end of an inner list and the end of the rule holding it are the same
 /// offset, and the inner list's new items belong before the next rule), then in the order
 /// in which they were planned.
-pub(crate) fn apply(text: &str, mut splices: Vec<Splice>) -> String {
+#[cfg(test)]
+pub(crate) fn apply(text: &str, splices: &[Splice]) -> String {
+    apply_in(text, splices, &order(splices))
+}
+
+/// The order in which [`apply`] applies `splices` (indexes into them).
+pub(crate) fn order(splices: &[Splice]) -> Vec<usize> {
     let indent = |s: &Splice| {
         let first = s.text.split('\n').find(|l| !l.trim().is_empty()).unwrap_or("");
         first.len() - first.trim_start_matches(' ').len()
     };
-    splices.sort_by_key(|s| (s.at.start, s.at.end, std::cmp::Reverse(indent(s))));
+    let mut order: Vec<usize> = (0..splices.len()).collect();
+    order.sort_by_key(|&i| (splices[i].at.start, splices[i].at.end, std::cmp::Reverse(indent(&splices[i]))));
+    order
+}
+
+/// [`apply`] in the given order (from [`order`]).
+pub(crate) fn apply_in(text: &str, splices: &[Splice], order: &[usize]) -> String {
     let mut out = String::with_capacity(text.len() + splices.iter().map(|s| s.text.len()).sum::<usize>());
     let mut at = 0;
-    for s in splices {
+    for s in order.iter().map(|&i| &splices[i]) {
         out.push_str(&text[at..s.at.start.max(at)]);
         out.push_str(&s.text);
         at = at.max(s.at.end);
@@ -229,7 +241,7 @@ mod tests {
         assert_eq!(l.nl, "\n");
         assert_eq!(Lines::new("a: 1\r\nb: 2\r\n", &[]).nl, "\r\n");
         let spl = l.lines_after(0, &["x".into()]);
-        assert_eq!(apply(s, vec![spl]), format!("k:\nx\n{}", &s[3..]));
-        assert_eq!(apply("a", vec![Lines::new("a", &[]).lines_after(0, &["b".into()])]), "a\nb");
+        assert_eq!(apply(s, &[spl]), format!("k:\nx\n{}", &s[3..]));
+        assert_eq!(apply("a", &[Lines::new("a", &[]).lines_after(0, &["b".into()])]), "a\nb");
     }
 }

@@ -61,6 +61,11 @@ impl Ops {
     pub(crate) fn get(&self, node: &Node) -> &[Op] {
         self.0.get(&std::ptr::from_ref(node)).map_or(&[], Vec::as_slice)
     }
+
+    /// How many ops there are, on all nodes.
+    pub(crate) fn len(&self) -> usize {
+        self.0.values().map(Vec::len).sum()
+    }
 }
 
 /// Expansion stops (with an error) past this many nodes more than the text holds: a few

@@ -6,10 +6,15 @@
 //! equals the original with the planned [`Op`]s applied (so nothing else moved, and new
 //! aliases resolve to the intended recipients); and sops' rule lookup gives each host file and
 //! shared file the recipients the plan promised.
+//!
+//! An edit that only adds items to block lists is read by parsing the added lines alone
+//! ([`super::patch`]): then the first three checks are that the added items mean what the
+//! plan says, in the new document, and the argument of that module for the rest.
 
 use super::builder::{Builder, Expect};
 use super::compare;
 use super::model::Model;
+use super::patch::{self, Placement};
 use super::render;
 use super::style::Style;
 use super::text::{self, Splice};
@@ -28,10 +33,11 @@ pub(crate) fn finish(
 ) -> Result<Edit, SopsConfigError> {
     let mut splices = Vec::new();
     let mut ops = Ops::default();
+    let mut placements = Vec::new();
     for (target, items) in &b.targets {
-        render::render(m, style, target, items, &mut splices, &mut ops)?;
+        render::render(m, style, target, items, &mut splices, &mut ops, &mut placements)?;
     }
-    check(cfg, m, splices, &ops, b.changes, &b.expect, hosts)
+    check(cfg, m, splices, &placements, &ops, b.changes, &b.expect, hosts)
 }
 
 fn fail(message: String) -> SopsConfigError {
@@ -41,11 +47,14 @@ fn fail(message: String) -> SopsConfigError {
 /// Applies `splices` and verifies the result against `ops` and `expect`. `hosts` (name,
 /// recipient) are the hosts the edit adds: a rule the plan did not touch that now includes
 /// one of them (it aliases a list the host joined) is reported as [`Change::AlsoGranted`].
+/// `placements` say which splices only add items to a block list.
 #[allow(clippy::too_many_lines, reason = "the checks of one edit, in the order the module docs list them")]
+#[allow(clippy::too_many_arguments, reason = "the edit's parts as the renderer made them, and what it was for")]
 pub(crate) fn check(
     cfg: &SopsConfig,
     m: &Model<'_>,
     splices: Vec<Splice>,
+    placements: &[Placement<'_>],
     ops: &Ops,
     mut changes: Vec<Change>,
     expect: &[Expect],
@@ -81,17 +90,29 @@ pub(crate) fn check(
         .filter(|r| !touched.contains(&r.line) && reached.reaches(r.item, 0))
         .map(|r| (shift(r.item.span.start), r.line, m.groups(r).into_iter().flat_map(|g| g.age).collect()))
         .collect();
-    let new_text = text::apply(cfg.text(), splices);
-    let new = SopsConfig::parse(&new_text).map_err(|e| fail(format!("the result does not parse: {e}")))?;
+    let order = text::order(&splices);
+    let new_text = text::apply_in(cfg.text(), &splices, &order);
+    let new = match patched(cfg, m, &splices, &order, placements, ops, &new_text) {
+        Some(new) => {
+            #[cfg(test)]
+            PATCHED.with(|n| n.set(n.get() + 1));
+            new
+        }
+        None => {
+            let new = SopsConfig::parse(&new_text).map_err(|e| fail(format!("the result does not parse: {e}")))?;
+            let nm = new.model();
+            if let Some(d) = nm.parsed.duplicate_anchors().first() {
+                return Err(fail(format!("anchor `&{d}` is defined twice in the result")));
+            }
+            if let Some(diff) = compare::difference(m, ops, nm).map_err(fail)? {
+                #[cfg(test)]
+                eprintln!("--- unverified result:\n{new_text}---");
+                return Err(fail(diff));
+            }
+            new
+        }
+    };
     let nm = new.model();
-    if let Some(d) = nm.parsed.duplicate_anchors().first() {
-        return Err(fail(format!("anchor `&{d}` is defined twice in the result")));
-    }
-    if let Some(diff) = compare::difference(m, ops, nm).map_err(fail)? {
-        #[cfg(test)]
-        eprintln!("--- unverified result:\n{new_text}---");
-        return Err(fail(diff));
-    }
     // One lookup per path: a shared file is expected to include every new host.
     let mut lookups: std::collections::HashMap<&str, Option<Vec<Vec<String>>>> = std::collections::HashMap::new();
     for e in expect {
@@ -123,6 +144,47 @@ pub(crate) fn check(
         }
     }
     Ok(Edit { text: new_text, changes, config: new })
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many edits on this thread were verified by reading only their added lines.
+    pub(crate) static PATCHED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The result read by [`patch::patch`], when the edit allows it and each added item means
+/// what the plan says in the new document; `None` sends the edit to the whole-document checks.
+fn patched(
+    cfg: &SopsConfig,
+    m: &Model<'_>,
+    splices: &[Splice],
+    order: &[usize],
+    placements: &[Placement<'_>],
+    ops: &Ops,
+    new_text: &str,
+) -> Option<SopsConfig> {
+    let p = patch::patch(m, cfg.by_block(), splices, order, placements, ops)?;
+    let new = SopsConfig::from_parsed(new_text.to_string(), p.parsed, true).ok()?;
+    let nm = new.model();
+    let mut budget = super::value::budget(nm);
+    let none = Ops::default();
+    for added in &p.added {
+        let NodeKind::Sequence { items, .. } = &patch::at_path(nm.root, &added.path)?.kind else { return None };
+        let items = items.get(added.first..added.first + added.values.len())?;
+        for (item, want) in items.iter().zip(&added.values) {
+            if super::value::value_within(nm, item, &none, &mut budget).ok()? != *want {
+                return None;
+            }
+        }
+    }
+    #[cfg(debug_assertions)]
+    {
+        let whole = crate::sops::yaml::parse(new_text).expect("a patched result parses");
+        assert_eq!(&whole, nm.parsed, "the patched tree differs from the parse of:\n{new_text}");
+        assert!(whole.duplicate_anchors().is_empty(), "a patched result defines an anchor twice");
+        assert_eq!(compare::difference(m, ops, nm), Ok(None), "the patched result is not the plan:\n{new_text}");
+    }
+    Some(new)
 }
 
 /// The PGP keys of the first key group of the rule sops uses for `path`, as sops reads them.

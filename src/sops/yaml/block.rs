@@ -19,6 +19,17 @@ use super::{Comment, Node, NodeKind, Parsed};
 
 /// Parses `text` when it lies in the subset; `None` otherwise.
 pub(crate) fn parse(text: &str) -> Option<Parsed> {
+    read(text, false)
+}
+
+/// [`parse`] for lines that will be spliced into a larger document: an alias may name an
+/// anchor the text does not define (it is defined earlier in that document, which the
+/// caller checks).
+pub(crate) fn parse_fragment(text: &str) -> Option<Parsed> {
+    read(text, true)
+}
+
+fn read(text: &str, fragment: bool) -> Option<Parsed> {
     if text.bytes().any(|b| (b < b' ' && b != b'\n') || b == 0x7f)
         || (!text.is_ascii()
             && text.chars().any(|c| matches!(c, '\u{80}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}')))
@@ -36,6 +47,7 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         comments: Vec::new(),
         ascii: text.is_ascii(),
         defined: HashSet::new(),
+        fragment,
         items: Vec::new(),
         entries: Vec::new(),
     };
@@ -59,6 +71,8 @@ struct Reader<'a> {
     /// The anchors defined so far: every alias must name one of them (a read that fails
     /// fails whole, so text order is the order of reading).
     defined: HashSet<&'a str>,
+    /// Aliases are not checked against `defined` (see [`parse_fragment`]).
+    fragment: bool,
     /// The children of the collections being read, innermost last: each collection takes
     /// its own off the end when it is complete, into a vector of exactly their number. (A
     /// vector per collection grown item by item allocated several times what the tree
@@ -232,7 +246,7 @@ impl Reader<'_> {
             NodeKind::Sequence { items, .. } => items.first()?,
             _ => return None,
         };
-        if first.anchor.is_some() || !matches!(first.kind, NodeKind::Scalar { .. } | NodeKind::Alias { .. }) || first.line != seq.line {
+        if !matches!(first.kind, NodeKind::Scalar { .. } | NodeKind::Alias { .. } | NodeKind::Mapping { .. }) || first.line != seq.line {
             return None;
         }
         seq.span.start = first.span.start;
@@ -286,7 +300,7 @@ impl Reader<'_> {
             }
             b'*' => {
                 let end = self.name_end(i + 1)?;
-                if !self.defined.contains(&self.text[i + 1..end]) {
+                if !self.fragment && !self.defined.contains(&self.text[i + 1..end]) {
                     return None;
                 }
                 let node = self.node(NodeKind::Alias { name: self.text[i + 1..end].to_string() }, i..end);

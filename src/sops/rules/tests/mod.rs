@@ -4,6 +4,7 @@
 use super::*;
 
 mod lifecycle;
+mod patched;
 mod pgp;
 
 pub(crate) fn rec() -> String {
