@@ -164,6 +164,8 @@ fn patched(
     new_text: &str,
 ) -> Option<SopsConfig> {
     let p = patch::patch(m, cfg.by_block(), splices, order, placements, ops)?;
+    // The old text and the inserted lines were both read by the block reader, so the next
+    // edit of this result may be patched in turn.
     let new = SopsConfig::from_parsed(new_text.to_string(), p.parsed, true).ok()?;
     let nm = new.model();
     let mut budget = super::value::budget(nm);
