@@ -215,7 +215,11 @@ fn the_block_reader_reads_exactly_what_the_event_reader_reads() {
 fn what_sops_and_hostsmith_write_takes_the_block_reader() {
     let sops = "a: ENC[AES256_GCM,data:aGk=,iv:aaaa,tag:bbbb,type:str]\n#ENC[AES256_GCM,data:Yw==,iv:cc,tag:dd,type:comment]\nsops:\n    age:\n        - recipient: age1abc\n          enc: |\n            -----BEGIN AGE ENCRYPTED FILE-----\n            YWdl\n            -----END AGE ENCRYPTED FILE-----\n    lastmodified: \"2026-12-01T20:57:55Z\"\n    mac: ENC[AES256_GCM,data:bWFj,iv:ee,tag:ff,type:str]\n    version: 3.11.0\n";
     let rules = "# rules\nkeys:\n  - &admin age1abc # the admin\ncreation_rules:\n  - path_regex: ^sops/web01\\.yaml$\n    key_groups:\n      - age:\n          - *admin\n";
-    for text in [sops, rules] {
+    // Lists written without indentation under their keys, also inside a rule, whose first
+    // item is a mapping or carries an anchor.
+    let indentless = "keys:\n- &admin age1abc\n- &web01 age1def\ncreation_rules:\n- path_regex: ^sops/web01\\.yaml$\n  key_groups:\n  - age:\n    - *admin\n    - *web01\n";
+    let anchored_map = "k:\n- &a\n  x: 1\n- b: 2\n  c:\n  - d\n";
+    for text in [sops, rules, indentless, anchored_map] {
         let fast = block::parse(text).expect("in the block subset");
         assert_eq!(scan::parse(text), Ok(fast));
     }
