@@ -20,6 +20,8 @@ pub struct Fleet {
     pub config: Config,
     /// Admin identities to use instead of sops' usual places (the demo's throwaway admin).
     pub admin_identities: Option<Vec<age::x25519::Identity>>,
+    /// Whether the lock found that the last run was killed ([`Self::lock`]).
+    interrupted: std::sync::atomic::AtomicBool,
 }
 
 impl Fleet {
@@ -48,7 +50,7 @@ impl Fleet {
                 config.sops.shared.clear();
             }
         }
-        Ok(Self { root: root.to_path_buf(), config, admin_identities: None })
+        Ok(Self { root: root.to_path_buf(), config, admin_identities: None, interrupted: false.into() })
     }
 
     #[must_use]
@@ -109,14 +111,17 @@ impl Fleet {
 
     /// Creates the missing directories of `rel` (a file's path relative to the fleet), 0755,
     /// without following a symbolic link on the way; a staging file a killed run left in the
-    /// file's directory goes.
+    /// file's directory goes (looked for only when the last run was killed: see
+    /// [`Self::lock`]).
     ///
     /// # Errors
     /// [`Error::Usage`] when a component is a link or not a directory; [`Error::Write`].
     pub fn create_parent_dirs(&self, rel: &str) -> Result<()> {
         let Some((dir, _)) = rel.rsplit_once('/') else { return Ok(()) };
         crate::atomic::create_dirs_below(&self.root, dir, 0o755)?;
-        crate::atomic::remove_abandoned_staging(&self.root.join(dir));
+        if self.interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+            crate::atomic::remove_abandoned_staging(&self.root.join(dir));
+        }
         Ok(())
     }
 
@@ -239,6 +244,11 @@ impl Fleet {
 
     /// Takes the fleet lock, waiting for another run to finish. Released on drop.
     ///
+    /// A run under the lock leaves a [`crate::atomic::RunMark`] in the fleet root. Finding
+    /// an abandoned one (or any other staging file there) means the last run was killed:
+    /// then the directories runs write are searched for what it left
+    /// ([`Self::remove_abandoned_staging`]); otherwise they are not read at all.
+    ///
     /// The lock is an advisory `flock` on `.sops.yaml` itself, so a fleet needs no lock file
     /// of its own. Because every write replaces `.sops.yaml` by a rename, a waiter may end up
     /// holding the lock on the file's previous inode; it then locks the current one instead.
@@ -271,8 +281,12 @@ impl Fleet {
             let held = file.metadata().map_err(|source| Error::Read { path: path.clone(), source })?;
             match std::fs::metadata(&path) {
                 Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
-                    self.remove_abandoned_staging();
-                    return Ok(FleetLock { files: vec![file] });
+                    if crate::atomic::remove_abandoned_staging(&self.root) > 0 {
+                        self.interrupted.store(true, std::sync::atomic::Ordering::Relaxed);
+                        self.remove_abandoned_staging();
+                    }
+                    let mark = crate::atomic::mark_run(&self.root)?;
+                    return Ok(FleetLock { _mark: mark, files: vec![file] });
                 }
                 Ok(_) => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NoSopsConfig { dir: self.root.clone() }),
@@ -309,6 +323,8 @@ impl Fleet {
 /// Held while a run changes the fleet; the OS releases it when the process ends, however
 /// it ends.
 pub struct FleetLock {
+    /// Dropped first, while the lock is still held.
+    _mark: crate::atomic::RunMark,
     files: Vec<File>,
 }
 

@@ -270,6 +270,40 @@ fn read_regular(dir: BorrowedFd<'_>, name: &OsStr) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
+/// A sign, left in a directory while a run writes, that the run is not finished: an empty
+/// staging file, locked by the run and durable before the run stages anything. A run that
+/// ends removes it; a killed one leaves it, and the lock dies with the run, so the next
+/// run finds it abandoned ([`remove_abandoned_staging`] counts it) and knows to look for
+/// other leftovers. Without it, every run would read whole directories of thousands of
+/// host files to find staging files that are almost never there.
+pub struct RunMark {
+    dir: OwnedFd,
+    name: String,
+    _file: File,
+}
+
+/// Leaves a [`RunMark`] in `dir` and makes it durable.
+///
+/// # Errors
+/// [`Error::Write`] with the directory.
+pub fn mark_run(dir: &Path) -> Result<RunMark> {
+    let err = |source: io::Error| Error::Write { path: dir.to_path_buf(), source };
+    let fd = open_dir(CWD, dir, OFlags::empty()).map_err(err)?;
+    let (file, name) = create_named(fd.as_fd(), 0o600).map_err(err)?;
+    let file = File::from(file);
+    file.lock().map_err(err)?;
+    rustix::fs::fsync(&fd).map_err(|e| err(e.into()))?;
+    Ok(RunMark { dir: fd, name, _file: file })
+}
+
+/// The run ended: its mark goes (not durably: a mark a crash brings back only costs the
+/// next run a look for leftovers).
+impl Drop for RunMark {
+    fn drop(&mut self) {
+        let _ = rustix::fs::unlinkat(&self.dir, self.name.as_str(), AtFlags::empty());
+    }
+}
+
 /// Removes the staging files and directories in `dir` that no live process is writing: a
 /// process killed between linking a staging file and renaming it (or, without `O_TMPFILE`,
 /// between creating and renaming it), or in the middle of a [`Batch`], leaves one behind.

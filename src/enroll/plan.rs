@@ -466,7 +466,7 @@ pub(super) fn shared_files(
         let Some(target) = Target::from_rule(config, rel) else { continue };
         let Some((text, file)) = read? else { continue };
         let err = |e: SopsFileError| Error::SopsEngine { path: abs.clone(), source: e };
-        if !rotate && file.key_groups().same_as(&target.keys) {
+        if !rotate && file.has_key_groups(&target.keys) {
             continue;
         }
         if target.post_quantum && !file.needs_external_sops() {
@@ -488,6 +488,8 @@ pub(super) fn shared_files(
             decrypted.rotate_data_key();
         }
         out.push((rel.clone(), decrypted.encrypt_in_place(&file, &text, &GnuPg::default()).map_err(err)?));
+        // Ciphertext only (the decrypted values and the data key are zeroized here).
+        crate::parallel::drop_aside((text, file));
     }
     Ok(out)
 }

@@ -122,7 +122,7 @@ pub(crate) fn plan_parsed(
 ) -> Result<FilePlan> {
     let err = |e: SopsFileError| Error::SopsEngine { path: path.to_path_buf(), source: e };
     let (added, removed) = diff(&file.key_groups(), &target.keys);
-    let same = file.key_groups().same_as(&target.keys);
+    let same = file.has_key_groups(&target.keys);
     if same && !rotate_data_key {
         return Ok(FilePlan::Unchanged);
     }

@@ -325,10 +325,20 @@ fn records_live_in_records_dir() {
 
 #[test]
 fn a_run_removes_staging_files_a_killed_run_left_in_the_host_directory_it_writes() {
+    use std::os::unix::process::ExitStatusExt;
+    let staging = |dir: &Path| -> Vec<String> {
+        let names = std::fs::read_dir(dir).expect("ls").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned());
+        names.filter(|n| n.starts_with(hostsmith::atomic::STAGING_PREFIX)).collect()
+    };
     let f = template_fleet();
     ok(&f.run(&["vm-fresh", "web01"]));
-    let left = f.dir.join(format!("hosts/web01/{}abandoned", hostsmith::atomic::STAGING_PREFIX));
-    std::fs::write(&left, "half a host file").expect("write");
+    assert_eq!(staging(&f.dir), Vec::<String>::new(), "a run that ends leaves no mark in the fleet");
+    // Killed once the new host file is staged in its own directory.
+    let killed = run(f.cmd(&["keys", "rotate", "web01"]).env(hostsmith::atomic::CRASH_ENV, "staged:secrets.yaml"));
+    assert_eq!(killed.status.signal(), Some(6), "the run stopped at the crash point: {}", stderr(&killed));
+    assert_eq!(staging(&f.dir.join("hosts/web01")).len(), 1, "the killed run left its staging directory");
+    assert_eq!(staging(&f.dir).len(), 1, "and its mark in the fleet root");
     ok(&f.run(&["keys", "rotate", "web01"]));
-    assert!(!left.exists(), "the staging file in hosts/web01/ is gone");
+    assert_eq!(staging(&f.dir.join("hosts/web01")), Vec::<String>::new(), "the staging directory in hosts/web01/ is gone");
+    assert_eq!(staging(&f.dir), Vec::<String>::new(), "and the mark");
 }

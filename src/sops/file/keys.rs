@@ -50,24 +50,17 @@ impl KeyGroups {
     /// spaces in fingerprints, an SSH key's comment do not matter) and, with several groups, the same threshold.
     #[must_use]
     pub fn same_as(&self, other: &KeyGroups) -> bool {
-        type Norm<'a> = Vec<(Vec<std::borrow::Cow<'a, str>>, Vec<String>)>;
-        /// Each group as sets (sorted, each once): a sorted vector of 10,000 borrowed
-        /// recipients is built in a fraction of the time of a tree set.
-        fn norm(k: &KeyGroups) -> Norm<'_> {
-            fn set<T: Ord>(mut v: Vec<T>) -> Vec<T> {
-                v.sort_unstable();
-                v.dedup();
-                v
-            }
-            k.groups
-                .iter()
-                .map(|g| {
-                    (set(g.age.iter().map(|r| normalized(r)).collect()), set(g.pgp.iter().map(|f| normalize_fingerprint(f)).collect()))
-                })
-                .collect()
-        }
-        let threshold = |k: &KeyGroups| if k.groups.len() > 1 { k.effective_threshold() } else { 0 };
-        norm(self) == norm(other) && threshold(self) == threshold(other)
+        same_groups(self.norm(), self.compared_threshold(), other)
+    }
+
+    /// Each group as sets (sorted, each once): a sorted vector of 10,000 borrowed recipients
+    /// is built in a fraction of the time of a tree set.
+    fn norm(&self) -> Norm<'_> {
+        self.groups.iter().map(|g| norm_group(g.age.iter().map(String::as_str), g.pgp.iter().map(String::as_str))).collect()
+    }
+
+    fn compared_threshold(&self) -> u64 {
+        if self.groups.len() > 1 { self.effective_threshold() } else { 0 }
     }
 
     /// Every age recipient and PGP fingerprint (`pgp:FP`), all groups together, in order,
@@ -83,6 +76,40 @@ impl KeyGroups {
             .filter(|k| seen.insert(k.clone()))
             .collect()
     }
+}
+
+/// Key groups as compared by [`KeyGroups::same_as`].
+type Norm<'a> = Vec<(Vec<std::borrow::Cow<'a, str>>, Vec<String>)>;
+
+fn norm_group<'a>(age: impl Iterator<Item = &'a str>, pgp: impl Iterator<Item = &'a str>) -> (Vec<std::borrow::Cow<'a, str>>, Vec<String>) {
+    fn set<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+    (set(age.map(normalized).collect()), set(pgp.map(normalize_fingerprint).collect()))
+}
+
+fn same_groups(mine: Norm<'_>, threshold: u64, other: &KeyGroups) -> bool {
+    mine == other.norm() && threshold == other.compared_threshold()
+}
+
+/// Whether a file's key groups are the ones `spec` asks for ([`KeyGroups::same_as`]), read
+/// in place: a shared file's 10,000 recipients are not copied only to be compared.
+#[must_use]
+pub(crate) fn metadata_has(metadata: &Metadata, spec: &KeyGroups) -> bool {
+    let mine: Norm<'_> = metadata
+        .groups
+        .iter()
+        .map(|g| norm_group(g.age.iter().map(|k| k.recipient.as_str()), g.pgp.iter().map(|k| k.fp.as_str())))
+        .collect();
+    let groups = metadata.groups.len();
+    let threshold = match u64::try_from(metadata.shamir_threshold).unwrap_or(0) {
+        0 if groups > 1 => groups as u64,
+        t if groups > 1 => t,
+        _ => 0,
+    };
+    same_groups(mine, threshold, spec)
 }
 
 /// A fingerprint as compared: no spaces, upper case.
@@ -252,13 +279,21 @@ pub(crate) fn spec_of(metadata: &Metadata) -> KeyGroups {
     }
 }
 
-/// Gives the new single group the `enc` (and `created_at`) of the keys it keeps from `old`.
-/// Keys are looked up by name, not searched: a shared file holds a stanza per host.
-pub(crate) fn carry_over(new: &mut KeyGroup, old: &KeyGroup) {
-    let age: HashMap<std::borrow::Cow<'_, str>, &AgeKey> = old.age.iter().map(|o| (normalized(&o.recipient), o)).collect();
-    for k in &mut new.age {
-        if let Some(o) = age.get(&normalized(&k.recipient)) {
-            k.enc.clone_from(&o.enc);
+/// Gives the new single group the `enc` (and `created_at`) of the keys it keeps from `old`,
+/// which it replaces (each `enc` is moved, not copied). Keys are looked up by name, not
+/// searched: a shared file holds a stanza per host. The keys the new group lists first in
+/// the old order (a host added at the end) are matched by position, without the lookup.
+pub(crate) fn carry_over(new: &mut KeyGroup, old: &mut KeyGroup) {
+    let same = new.age.iter().zip(&old.age).take_while(|(n, o)| n.recipient == o.recipient).count();
+    for (k, o) in new.age.iter_mut().zip(old.age.iter_mut()).take(same) {
+        k.enc = std::mem::take(&mut o.enc);
+    }
+    if same < new.age.len() {
+        let age: HashMap<std::borrow::Cow<'_, str>, &AgeKey> = old.age.iter().map(|o| (normalized(&o.recipient), o)).collect();
+        for k in &mut new.age[same..] {
+            if let Some(o) = age.get(&normalized(&k.recipient)) {
+                k.enc.clone_from(&o.enc);
+            }
         }
     }
     let pgp: HashMap<String, &PgpKey> = old.pgp.iter().map(|o| (o.fp.to_ascii_uppercase(), o)).collect();

@@ -101,6 +101,12 @@ impl EncryptedFile {
         keys::spec_of(&self.metadata)
     }
 
+    /// Whether the file's key groups are those `spec` asks for ([`KeyGroups::same_as`]).
+    #[must_use]
+    pub fn has_key_groups(&self, spec: &KeyGroups) -> bool {
+        keys::metadata_has(&self.metadata, spec)
+    }
+
     /// The file's MAC as stored (encrypted with its data key, under a random nonce): two files
     /// with the same MAC are copies of one another, since sops never writes one twice.
     #[must_use]
@@ -248,10 +254,10 @@ impl Decrypted {
         }
         let valid = self.metadata.groups.iter().flat_map(|g| g.age.iter().map(|k| k.recipient.as_str())).collect();
         let (mut groups, threshold) = keys::groups_for(spec, &valid)?;
-        if keys::spec_of(&self.metadata).same_as(spec) {
+        if keys::metadata_has(&self.metadata, spec) {
             return Ok(());
         }
-        if let ([new], [old]) = (groups.as_mut_slice(), self.metadata.groups.as_slice()) {
+        if let ([new], [old]) = (groups.as_mut_slice(), self.metadata.groups.as_mut_slice()) {
             keys::carry_over(new, old);
         } else {
             self.rewrap = true;

@@ -429,3 +429,29 @@ fn a_fingerprint_read_from_a_file_reaches_gnupg_only_as_hex() {
     assert!(matches!(err, SopsFileError::InvalidPgpFingerprint(ref f) if f == "--homedir=/tmp/x"), "{err}");
     assert_eq!(pgp.calls().0, 1, "GnuPG never saw it");
 }
+
+#[test]
+fn a_file_compares_its_key_groups_in_place_as_a_copy_of_them_compares() {
+    let ids: Vec<_> = (0..3).map(|_| identity().1).collect();
+    let pgp = FakePgp::new(&[FP_A]);
+    let one = spec(&[(&[&ids[0], &ids[1]], &[FP_A])], 0);
+    let three = spec(&[(&[&ids[0]], &[]), (&[&ids[1]], &[]), (&[], &[FP_A])], 2);
+    let asked = [
+        one.clone(),
+        spec(&[(&[&ids[1], &ids[0], &ids[1]], &[&FP_A.to_lowercase()])], 0),
+        spec(&[(&[&ids[0]], &[FP_A])], 0),
+        spec(&[(&[&ids[0], &ids[1], &ids[2]], &[FP_A])], 0),
+        spec(&[(&[&ids[0], &ids[1]], &[])], 0),
+        three.clone(),
+        KeyGroups { groups: three.groups.clone(), threshold: 3 },
+        KeyGroups { groups: three.groups.clone(), threshold: 0 },
+    ];
+    for keys in [one, three] {
+        let text = encrypt_new_for(&doc(), &keys, &EncryptionOptions::default(), &pgp).expect("encrypts");
+        let file = EncryptedFile::parse(&text).expect("parses");
+        for a in &asked {
+            assert_eq!(file.has_key_groups(a), file.key_groups().same_as(a), "{a:?} against {keys:?}");
+        }
+        assert!(file.has_key_groups(&keys));
+    }
+}

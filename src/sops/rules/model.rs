@@ -38,7 +38,7 @@ pub(crate) struct Model<'a> {
     /// Every anchor definition in text order.
     pub anchors: Vec<(&'a str, &'a Node)>,
     /// The definitions of each anchor name, in text order (for lookups in O(1) of the file).
-    by_name: HashMap<&'a str, Vec<&'a Node>>,
+    by_name: HashMap<&'a str, Definitions<'a>>,
     /// The rules (indexes, in order) whose `path_regex` is a plain literal, by that literal.
     literals: HashMap<String, Vec<usize>>,
     /// The rules that are not plain literals (real regexes, and rules without `path_regex`,
@@ -127,10 +127,7 @@ impl<'a> Model<'a> {
                 return Err(SopsConfigError::MultipleDocuments { line: second.line + 1, count: parsed.documents.len() });
             }
         };
-        if let Some(e) = duplicate_key(root) {
-            return Err(e);
-        }
-        let (anchors, by_name, nodes) = index_anchors(root);
+        let (anchors, by_name, nodes) = index(root)?;
         let mut model = Model {
             lines,
             parsed,
@@ -205,12 +202,13 @@ impl<'a> Model<'a> {
     }
 
     pub(crate) fn anchor_before(&self, name: &str, before: usize) -> Option<&'a Node> {
-        self.by_name.get(name)?.iter().rev().find(|n| n.span.start < before).copied()
+        let d = self.by_name.get(name)?;
+        d.later.iter().rev().chain(std::iter::once(&d.first)).find(|n| n.span.start < before).copied()
     }
 
     /// Whether no anchor name is defined twice.
     pub(crate) fn anchors_unique(&self) -> bool {
-        self.by_name.values().all(|v| v.len() == 1)
+        self.by_name.values().all(|d| d.later.is_empty())
     }
 
     /// The last definition of anchor `name`.
@@ -428,22 +426,6 @@ static EMPTY: Node = Node {
     tag: None,
 };
 
-/// The first mapping key written twice in one mapping (merge keys aside): sops' YAML reader
-/// refuses the file, and a reader that took either value would disagree with someone.
-fn duplicate_key(root: &Node) -> Option<SopsConfigError> {
-    let mut found = None;
-    root.walk(&mut |n| {
-        let NodeKind::Mapping { entries, .. } = &n.kind else { return };
-        if found.is_some() {
-            return;
-        }
-        if let Some((key, line, first)) = first_duplicate(entries) {
-            found = Some(SopsConfigError::DuplicateKey { key: key.escape_debug().to_string(), line, first });
-        }
-    });
-    found
-}
-
 /// The first key of a mapping written a second time: the key, its line, the line of the
 /// first (1-based).
 fn first_duplicate(entries: &[(Node, Node)]) -> Option<(&str, usize, usize)> {
@@ -472,19 +454,44 @@ fn plain_key(k: &Node) -> Option<&str> {
     k.as_str().filter(|k| *k != "<<")
 }
 
-/// Every anchor definition in text order, the definitions by name, and the node count.
-type AnchorIndex<'a> = (Vec<(&'a str, &'a Node)>, HashMap<&'a str, Vec<&'a Node>>, usize);
+/// The definitions of one anchor name, in text order. Nearly every name is defined once,
+/// so the first is held apart and a fleet's 10,000 anchors cost no list each.
+struct Definitions<'a> {
+    first: &'a Node,
+    later: Vec<&'a Node>,
+}
 
-fn index_anchors(root: &Node) -> AnchorIndex<'_> {
+/// Every anchor definition in text order, the definitions by name, and the node count.
+type AnchorIndex<'a> = (Vec<(&'a str, &'a Node)>, HashMap<&'a str, Definitions<'a>>, usize);
+
+/// Indexes the anchors and counts the nodes in one walk of the tree, which also finds the
+/// first mapping key written twice in one mapping (merge keys aside): sops' YAML reader
+/// refuses such a file, and a reader that took either value would disagree with someone.
+fn index(root: &Node) -> Result<AnchorIndex<'_>, SopsConfigError> {
     let mut anchors = Vec::new();
-    let mut by_name: HashMap<&str, Vec<&Node>> = HashMap::new();
+    let mut by_name: HashMap<&str, Definitions<'_>> = HashMap::new();
     let mut nodes = 0;
+    let mut duplicate = None;
     root.walk(&mut |n| {
         nodes += 1;
         if let Some(a) = &n.anchor {
             anchors.push((a.as_str(), n));
-            by_name.entry(a.as_str()).or_default().push(n);
+            match by_name.entry(a.as_str()) {
+                std::collections::hash_map::Entry::Occupied(mut d) => d.get_mut().later.push(n),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Definitions { first: n, later: Vec::new() });
+                }
+            }
+        }
+        if let NodeKind::Mapping { entries, .. } = &n.kind
+            && duplicate.is_none()
+            && let Some((key, line, first)) = first_duplicate(entries)
+        {
+            duplicate = Some(SopsConfigError::DuplicateKey { key: key.escape_debug().to_string(), line, first });
         }
     });
-    (anchors, by_name, nodes)
+    match duplicate {
+        Some(e) => Err(e),
+        None => Ok((anchors, by_name, nodes)),
+    }
 }
