@@ -285,7 +285,11 @@ impl Fleet {
                         self.interrupted.store(true, std::sync::atomic::Ordering::Relaxed);
                         self.remove_abandoned_staging();
                     }
-                    let mark = crate::atomic::mark_run(&self.root)?;
+                    // A fleet whose root cannot be written (a dry run in a read-only
+                    // checkout) is locked without a mark: a run there can replace nothing in
+                    // the root, and fails naming the first file it cannot write.
+                    let mark =
+                        crate::atomic::mark_run(&self.root).inspect_err(|e| tracing::debug!("no run mark in the fleet root: {e}")).ok();
                     return Ok(FleetLock { _mark: mark, files: vec![file] });
                 }
                 Ok(_) => continue,
@@ -324,7 +328,7 @@ impl Fleet {
 /// it ends.
 pub struct FleetLock {
     /// Dropped first, while the lock is still held.
-    _mark: crate::atomic::RunMark,
+    _mark: Option<crate::atomic::RunMark>,
     files: Vec<File>,
 }
 
