@@ -60,7 +60,7 @@ impl KeyGroups {
     }
 
     fn compared_threshold(&self) -> u64 {
-        if self.groups.len() > 1 { self.effective_threshold() } else { 0 }
+        compared_threshold(self.groups.len(), self.threshold)
     }
 
     /// Every age recipient and PGP fingerprint (`pgp:FP`), all groups together, in order,
@@ -90,6 +90,15 @@ fn norm_group<'a>(age: impl Iterator<Item = &'a str>, pgp: impl Iterator<Item = 
     (set(age.map(normalized).collect()), set(pgp.map(normalize_fingerprint).collect()))
 }
 
+/// The threshold as compared: none for one group, 0 meaning every group for several.
+fn compared_threshold(groups: usize, threshold: u64) -> u64 {
+    match (groups, threshold) {
+        (0 | 1, _) => 0,
+        (n, 0) => n as u64,
+        (_, t) => t,
+    }
+}
+
 fn same_groups(mine: Norm<'_>, threshold: u64, other: &KeyGroups) -> bool {
     mine == other.norm() && threshold == other.compared_threshold()
 }
@@ -103,12 +112,7 @@ pub(crate) fn metadata_has(metadata: &Metadata, spec: &KeyGroups) -> bool {
         .iter()
         .map(|g| norm_group(g.age.iter().map(|k| k.recipient.as_str()), g.pgp.iter().map(|k| k.fp.as_str())))
         .collect();
-    let groups = metadata.groups.len();
-    let threshold = match u64::try_from(metadata.shamir_threshold).unwrap_or(0) {
-        0 if groups > 1 => groups as u64,
-        t if groups > 1 => t,
-        _ => 0,
-    };
+    let threshold = compared_threshold(metadata.groups.len(), u64::try_from(metadata.shamir_threshold).unwrap_or(0));
     same_groups(mine, threshold, spec)
 }
 
